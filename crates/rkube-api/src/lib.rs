@@ -1,0 +1,24 @@
+//! The resource model: which resources exist and how each behaves.
+//!
+//! - [`resource`]: the resource table (group, version, kind, plural, scope, verbs,
+//!   subresources), extensible at run time.
+//! - [`strategy`]: per-resource hooks (typed decoding, defaults, validation, initial
+//!   status, field selectors), as kube-apiserver's strategies.
+//! - [`builtin`]: the rows and strategies of the built-in resources.
+//! - [`status`]: `Status` errors with Kubernetes' codes, reasons and messages.
+//! - [`selector`], [`validation`], [`table`]: pure helpers.
+//!
+//! Architecture invariant: nothing here does IO or knows about HTTP; every function is a
+//! pure function of values, tested with data alone.
+
+pub mod builtin;
+pub mod resource;
+pub mod selector;
+pub mod status;
+pub mod strategy;
+pub mod table;
+pub mod validation;
+
+pub use resource::{ResourceDef, ResourceTable, Subresource};
+pub use status::{ApiError, ApiResult, FieldError};
+pub use strategy::Strategy;

@@ -1,0 +1,271 @@
+//! The resource table: one row per served resource (group, version, kind, plural, scope,
+//! names, verbs, subresources) plus the strategy that gives it its behaviour.
+//!
+//! Invariant: the request path looks resources up here and never names a kind itself, so
+//! resources added at run time (CustomResourceDefinitions) are served by the same code.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+
+use crate::strategy::Strategy;
+use crate::validation::NameRule;
+
+/// A subresource a resource serves besides the main object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subresource {
+    /// `/status`: the status half of the object (the main resource ignores status changes).
+    Status,
+    /// `/scale`: an `autoscaling/v1` `Scale` over `spec.replicas`.
+    Scale,
+    /// `/binding` (pods): assigns a node.
+    Binding,
+    /// `/finalize` (namespaces): updates `spec.finalizers`.
+    Finalize,
+}
+
+impl Subresource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Finalize => "finalize",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Subresource> {
+        match s {
+            "status" => Some(Subresource::Status),
+            "scale" => Some(Subresource::Scale),
+            "binding" => Some(Subresource::Binding),
+            "finalize" => Some(Subresource::Finalize),
+            _ => None,
+        }
+    }
+
+    /// The verbs discovery lists for the subresource.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Binding => &["create"],
+            Subresource::Finalize => &["update"],
+        }
+    }
+
+    /// (group, version, kind) of the subresource's body, None = the parent's kind.
+    pub fn body_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
+        match self {
+            Subresource::Status | Subresource::Finalize => None,
+            Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
+            Subresource::Binding => Some(("", "v1", "Binding")),
+        }
+    }
+}
+
+pub const VERBS_ALL: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// Namespaces, for instance, have no deletecollection.
+pub const VERBS_NO_DELETECOLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+
+/// One served resource.
+pub struct ResourceDef {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub verbs: Vec<String>,
+    pub subresources: Vec<Subresource>,
+    /// How object names are validated.
+    pub name_rule: NameRule,
+    /// Whether `metadata.generation` tracks spec changes.
+    pub has_generation: bool,
+    /// Whether create/update through the main resource may carry unknown fields through
+    /// the typed check (false for built-in types, which prune them).
+    pub strategy: Arc<dyn Strategy>,
+    /// The storage prefix: `/registry/<group or core>/<plural>/`.
+    pub storage_prefix: String,
+}
+
+impl ResourceDef {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn has_subresource(&self, s: Subresource) -> bool {
+        self.subresources.contains(&s)
+    }
+
+    pub fn allows(&self, verb: &str) -> bool {
+        self.verbs.iter().any(|v| v == verb)
+    }
+
+    /// The storage key of an object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{}/{}", self.storage_prefix, ns, name),
+            _ => format!("{}{}", self.storage_prefix, name),
+        }
+    }
+
+    /// The storage prefix for a list in one namespace (or all).
+    pub fn list_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{}/", self.storage_prefix, ns),
+            _ => self.storage_prefix.clone(),
+        }
+    }
+
+    /// A short hash of the group, version and kind (discovery's `storageVersionHash`):
+    /// stable for a resource, changes when its stored version would.
+    pub fn storage_version_hash(&self) -> String {
+        // FNV-1a over "group/version/kind", base64 of the first 8 bytes, as an opaque token.
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in format!("{}/{}/{}", self.group, self.version, self.kind).bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(h.to_be_bytes())
+    }
+}
+
+/// Builds a row with the common defaults; callers adjust fields.
+pub struct ResourceBuilder(ResourceDef);
+
+impl ResourceBuilder {
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, strategy: Arc<dyn Strategy>) -> Self {
+        let storage_group = if group.is_empty() { "core" } else { group };
+        ResourceBuilder(ResourceDef {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_lowercase(),
+            namespaced,
+            short_names: vec![],
+            categories: vec![],
+            verbs: VERBS_ALL.iter().map(|s| s.to_string()).collect(),
+            subresources: vec![],
+            name_rule: NameRule::Dns1123Subdomain,
+            has_generation: false,
+            strategy,
+            storage_prefix: format!("/registry/{storage_group}/{plural}/"),
+        })
+    }
+    pub fn short(mut self, names: &[&str]) -> Self {
+        self.0.short_names = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn categories(mut self, c: &[&str]) -> Self {
+        self.0.categories = c.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn verbs(mut self, v: &[&str]) -> Self {
+        self.0.verbs = v.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn sub(mut self, s: &[Subresource]) -> Self {
+        self.0.subresources = s.to_vec();
+        self
+    }
+    pub fn names(mut self, rule: NameRule) -> Self {
+        self.0.name_rule = rule;
+        self
+    }
+    pub fn generation(mut self) -> Self {
+        self.0.has_generation = true;
+        self
+    }
+    pub fn build(self) -> ResourceDef {
+        self.0
+    }
+}
+
+/// All served resources. Readers take a snapshot (`Arc`), so adding a resource at run time
+/// never blocks requests in flight.
+#[derive(Default)]
+pub struct ResourceTable {
+    inner: RwLock<Arc<TableSnapshot>>,
+}
+
+#[derive(Default)]
+pub struct TableSnapshot {
+    pub resources: Vec<Arc<ResourceDef>>,
+    by_path: HashMap<(String, String, String), Arc<ResourceDef>>,
+    /// Group order as discovery lists them (core first, then registration order).
+    pub groups: Vec<String>,
+}
+
+impl TableSnapshot {
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceDef>> {
+        self.by_path.get(&(group.to_string(), version.to_string(), plural.to_string()))
+    }
+
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<&Arc<ResourceDef>> {
+        self.resources.iter().find(|r| r.group == group && r.kind == kind)
+    }
+
+    /// Versions served for a group, preferred first.
+    pub fn versions(&self, group: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.resources {
+            if r.group == group && !out.contains(&r.version) {
+                out.push(r.version.clone());
+            }
+        }
+        out
+    }
+
+    pub fn in_group_version<'a>(&'a self, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a Arc<ResourceDef>> + 'a {
+        self.resources.iter().filter(move |r| r.group == group && r.version == version)
+    }
+}
+
+impl ResourceTable {
+    pub fn snapshot(&self) -> Arc<TableSnapshot> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds (or replaces) a resource.
+    pub fn register(&self, def: ResourceDef) {
+        let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let old = guard.clone();
+        let def = Arc::new(def);
+        let mut resources: Vec<Arc<ResourceDef>> = old
+            .resources
+            .iter()
+            .filter(|r| !(r.group == def.group && r.version == def.version && r.plural == def.plural))
+            .cloned()
+            .collect();
+        resources.push(def.clone());
+        let mut groups = old.groups.clone();
+        if !groups.contains(&def.group) {
+            groups.push(def.group.clone());
+        }
+        let by_path = resources
+            .iter()
+            .map(|r| ((r.group.clone(), r.version.clone(), r.plural.clone()), r.clone()))
+            .collect();
+        *guard = Arc::new(TableSnapshot { resources, by_path, groups });
+    }
+}
+
+/// The `kind` and `apiVersion` fields of an object, if present.
+pub fn type_meta(obj: &Value) -> (Option<&str>, Option<&str>) {
+    (obj.get("apiVersion").and_then(Value::as_str), obj.get("kind").and_then(Value::as_str))
+}

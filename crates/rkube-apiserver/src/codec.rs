@@ -1,0 +1,238 @@
+//! The codec layer: how bodies are read and answers written. Handlers produce JSON values
+//! or stored bytes; this module alone decides the wire format (JSON, YAML bodies, Table,
+//! aggregated discovery, pretty printing for curl).
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use rkube_api::ApiError;
+use serde_json::Value;
+
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// What the client asked for in `Accept` and `User-Agent`.
+#[derive(Clone, Debug, Default)]
+pub struct Negotiated {
+    /// `application/json;as=Table;v=v1;g=meta.k8s.io`
+    pub table: bool,
+    /// `application/json;as=APIGroupDiscoveryList;v=v2|v2beta1;g=apidiscovery.k8s.io`
+    pub aggregated_discovery: Option<&'static str>,
+    /// kube-apiserver indents JSON for curl.
+    pub pretty: bool,
+    /// The client accepts JSON (or anything).
+    pub json_ok: bool,
+    /// The client asked for YAML explicitly.
+    pub yaml: bool,
+}
+
+struct MediaRange<'a> {
+    essence: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+    q: f32,
+}
+
+fn parse_accept(accept: &str) -> Vec<MediaRange<'_>> {
+    let mut out: Vec<MediaRange<'_>> = accept
+        .split(',')
+        .filter_map(|part| {
+            let mut it = part.split(';').map(str::trim);
+            let essence = it.next()?;
+            if essence.is_empty() {
+                return None;
+            }
+            let mut params = Vec::new();
+            let mut q = 1.0;
+            for p in it {
+                if let Some((k, v)) = p.split_once('=') {
+                    if k.trim() == "q" {
+                        q = v.trim().parse().unwrap_or(1.0);
+                    } else {
+                        params.push((k.trim(), v.trim()));
+                    }
+                }
+            }
+            Some(MediaRange { essence, params, q })
+        })
+        .collect();
+    out.sort_by(|a, b| b.q.partial_cmp(&a.q).unwrap_or(std::cmp::Ordering::Equal));
+    out
+}
+
+pub fn negotiate(headers: &HeaderMap) -> Negotiated {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut n = Negotiated { pretty: ua.starts_with("curl/"), ..Default::default() };
+    for m in parse_accept(accept) {
+        if m.q <= 0.0 {
+            continue;
+        }
+        let get = |k: &str| m.params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
+        match m.essence {
+            "application/json" | "application/*" | "*/*" => {
+                match (get("as"), get("g"), get("v")) {
+                    (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) => {
+                        if !n.json_ok {
+                            n.table = true;
+                        }
+                    }
+                    (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some(v)) => {
+                        if n.aggregated_discovery.is_none() && !n.json_ok {
+                            n.aggregated_discovery = match v {
+                                "v2" => Some("v2"),
+                                "v2beta1" => Some("v2beta1"),
+                                _ => None,
+                            };
+                        }
+                    }
+                    (None, _, _) => n.json_ok = true,
+                    _ => {}
+                }
+            }
+            "application/yaml" => {
+                if !n.json_ok {
+                    n.yaml = true;
+                }
+                n.json_ok = true;
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
+/// The body's media type, for decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    Yaml,
+    JsonPatch,
+    MergePatch,
+    StrategicMergePatch,
+    ApplyPatch,
+}
+
+pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    Ok(match essence {
+        "application/json" | "" | "*/*" => BodyFormat::Json,
+        "application/yaml" => BodyFormat::Yaml,
+        "application/json-patch+json" => BodyFormat::JsonPatch,
+        "application/merge-patch+json" => BodyFormat::MergePatch,
+        "application/strategic-merge-patch+json" => BodyFormat::StrategicMergePatch,
+        "application/apply-patch+yaml" => BodyFormat::ApplyPatch,
+        other => return Err(ApiError::unsupported_media_type(other)),
+    })
+}
+
+/// Decodes a JSON or YAML body into a value; `Err` carries the parser's message.
+pub fn decode(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
+    match format {
+        BodyFormat::Yaml | BodyFormat::ApplyPatch => {
+            serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
+        }
+        _ => serde_json::from_slice::<Value>(body).map_err(|e| json_error(&e)),
+    }
+}
+
+/// serde's messages, phrased like Go's encoding/json where the difference matters.
+fn json_error(e: &serde_json::Error) -> String {
+    if e.is_eof() {
+        "unexpected end of JSON input".to_string()
+    } else {
+        e.to_string()
+    }
+}
+
+fn base_response(status: StatusCode, content_type: &'static str) -> http::response::Builder {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
+        .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"))
+        .header("x-content-type-options", HeaderValue::from_static("nosniff"))
+}
+
+fn encode(v: &Value, n: &Negotiated) -> Bytes {
+    if n.yaml {
+        return Bytes::from(serde_yaml::to_string(v).unwrap_or_default());
+    }
+    let out = if n.pretty { serde_json::to_vec_pretty(v) } else { serde_json::to_vec(v) };
+    let mut out = out.unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+fn content_type(n: &Negotiated) -> &'static str {
+    if n.yaml {
+        "application/yaml"
+    } else {
+        "application/json"
+    }
+}
+
+pub fn json_response(status: StatusCode, v: &Value, n: &Negotiated) -> Response<Body> {
+    base_response(status, content_type(n)).body(full(encode(v, n))).unwrap_or_else(|_| internal_fallback())
+}
+
+/// Stored JSON bytes: sent as they are unless the client wants them re-indented or as YAML.
+pub fn bytes_response(status: StatusCode, raw: Bytes, n: &Negotiated) -> Response<Body> {
+    if n.pretty || n.yaml {
+        if let Ok(v) = serde_json::from_slice::<Value>(&raw) {
+            return json_response(status, &v, n);
+        }
+    }
+    base_response(status, "application/json").body(full(raw)).unwrap_or_else(|_| internal_fallback())
+}
+
+pub fn with_content_type(status: StatusCode, ct: &'static str, v: &Value, n: &Negotiated) -> Response<Body> {
+    base_response(status, ct).body(full(encode(v, n))).unwrap_or_else(|_| internal_fallback())
+}
+
+pub fn text_response(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
+    base_response(status, "text/plain; charset=utf-8").body(full(text)).unwrap_or_else(|_| internal_fallback())
+}
+
+pub fn error_response(e: &ApiError, n: &Negotiated) -> Response<Body> {
+    let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_response(status, &e.to_status(), &Negotiated { yaml: false, ..n.clone() });
+    if let Some(s) = e.retry_after_seconds {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+fn internal_fallback() -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from_static(b"internal error\n")));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neg(accept: &str) -> Negotiated {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+        negotiate(&h)
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(neg("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json").table);
+        assert!(!neg("application/json").table);
+        assert_eq!(
+            neg("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json").aggregated_discovery,
+            Some("v2")
+        );
+        assert_eq!(neg("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList").aggregated_discovery, Some("v2beta1"));
+        // A higher-q plain JSON wins over a lower-q Table.
+        assert!(!neg("application/json;as=Table;v=v1;g=meta.k8s.io;q=0.5,application/json").table);
+    }
+}

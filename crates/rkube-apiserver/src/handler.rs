@@ -1,0 +1,169 @@
+//! The entry point of every request: authenticate, authorize, route (resource requests to
+//! the registry, the rest to discovery, OpenAPI, health, version, metrics), record
+//! metrics. Errors become `Status` answers here and nowhere else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use rkube_api::ApiError;
+
+use crate::authn::UserInfo;
+use crate::codec::{self, Body, Negotiated};
+use crate::registry::{self, Query};
+use crate::request_info::{self, RequestInfo};
+use crate::{discovery, openapi, ApiServer};
+
+pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, cert_user: Option<UserInfo>, _peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let neg = codec::negotiate(&parts.headers);
+    let query = Query::parse(parts.uri.query());
+    let path = parts.uri.path().to_string();
+    let info = request_info::parse(parts.method.as_str(), &path, query.flag("watch"));
+    let result = async {
+        let user = authenticate(&server, &parts.headers, cert_user)?;
+        authorize(&user, &info)?;
+        if info.is_resource {
+            registry::handle(&server, &info, &query, &neg, &parts.headers, &user, body).await
+        } else {
+            non_resource(&server, &info, &query, &neg, &user).await
+        }
+    }
+    .await;
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => codec::error_response(&e, &neg),
+    };
+    let resource = if info.is_resource {
+        match &info.subresource {
+            Some(s) => format!("{}/{}", info.resource, s),
+            None => info.resource.clone(),
+        }
+    } else {
+        String::new()
+    };
+    let verb = if info.is_resource { info.verb.as_str() } else { parts.method.as_str() };
+    server.metrics.record(verb, &resource, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    tracing::debug!(method = %parts.method, %path, code = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    resp
+}
+
+fn authenticate(server: &ApiServer, headers: &http::HeaderMap, cert_user: Option<UserInfo>) -> Result<UserInfo, ApiError> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let value = auth.to_str().map_err(|_| ApiError::unauthorized())?;
+        if let Some(token) = value.strip_prefix("Bearer ").map(str::trim) {
+            // A presented token must be valid: kube-apiserver answers 401 rather than
+            // falling back to anonymous.
+            return server.tokens.lookup(token).cloned().ok_or_else(ApiError::unauthorized);
+        }
+    }
+    Ok(cert_user.unwrap_or_else(UserInfo::anonymous))
+}
+
+fn public_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+fn discovery_path(path: &str) -> bool {
+    path == "/api" || path == "/apis" || path.starts_with("/api/") || path.starts_with("/apis/") || path.starts_with("/openapi/")
+}
+
+/// Until RBAC is enforced: `system:masters` may do anything; every user may read health
+/// and version; authenticated users may read discovery and OpenAPI (what the
+/// `system:discovery` role grants).
+pub fn authorize(user: &UserInfo, info: &RequestInfo) -> Result<(), ApiError> {
+    if user.in_group("system:masters") {
+        return Ok(());
+    }
+    if !info.is_resource {
+        if public_path(&info.path) || (!user.is_anonymous() && discovery_path(&info.path) && info.verb == "get") {
+            return Ok(());
+        }
+        return Err(ApiError::forbidden_path(&user.name, &info.verb, &info.path));
+    }
+    Err(forbidden_resource(user, info))
+}
+
+/// kube-apiserver's Forbidden message for a resource request.
+pub fn forbidden_resource(user: &UserInfo, info: &RequestInfo) -> ApiError {
+    let qualified = if info.group.is_empty() { info.resource.clone() } else { format!("{}.{}", info.resource, info.group) };
+    let subject = match &info.name {
+        Some(n) => format!("{qualified} \"{n}\" is forbidden"),
+        None => format!("{qualified} is forbidden"),
+    };
+    let resource = match &info.subresource {
+        Some(s) => format!("{}/{}", info.resource, s),
+        None => info.resource.clone(),
+    };
+    let scope = match &info.namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    let msg = format!(
+        "{subject}: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+        user.name, info.verb, info.group
+    );
+    ApiError::new(403, "Forbidden", msg).with_details(rkube_api::status::Details {
+        name: info.name.clone().unwrap_or_default(),
+        group: info.group.clone(),
+        kind: info.resource.clone(),
+        causes: vec![],
+    })
+}
+
+async fn non_resource(server: &Arc<ApiServer>, info: &RequestInfo, query: &Query, neg: &Negotiated, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+    if info.verb != "get" && info.verb != "head" {
+        return Err(match info.path.as_str() {
+            "/" | "/api" | "/apis" | "/version" | "/healthz" | "/livez" | "/readyz" => ApiError::method_not_allowed(),
+            _ => ApiError::no_route(),
+        });
+    }
+    let snap = server.table.snapshot();
+    let path = info.path.trim_end_matches('/');
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let ok = |v: &serde_json::Value| Ok(codec::json_response(StatusCode::OK, v, neg));
+    match parts.as_slice() {
+        [] => {
+            let _ = user;
+            ok(&discovery::root_paths(&snap))
+        }
+        ["healthz"] | ["livez"] | ["readyz"] => {
+            if query.get("verbose").is_some() {
+                let name = parts[0];
+                let text = format!("[+]ping ok\n[+]log ok\n[+]storage ok\n{name} check passed\n");
+                Ok(codec::text_response(StatusCode::OK, text))
+            } else {
+                Ok(codec::text_response(StatusCode::OK, "ok"))
+            }
+        }
+        ["healthz" | "livez" | "readyz", "ping" | "log" | "storage"] => Ok(codec::text_response(StatusCode::OK, "ok")),
+        ["version"] => ok(&discovery::version()),
+        ["metrics"] => Ok(codec::text_response(StatusCode::OK, server.metrics.encode())),
+        ["api"] => match neg.aggregated_discovery {
+            Some(v) => Ok(codec::with_content_type(StatusCode::OK, discovery::aggregated_content_type(v), &discovery::aggregated(&snap, true, v), neg)),
+            None => {
+                let addr = server.advertise.get().map(|a| a.to_string()).unwrap_or_default();
+                ok(&discovery::api_versions(&addr))
+            }
+        },
+        ["api", version] => discovery::resource_list(&snap, "", version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
+        ["apis"] => match neg.aggregated_discovery {
+            Some(v) => Ok(codec::with_content_type(StatusCode::OK, discovery::aggregated_content_type(v), &discovery::aggregated(&snap, false, v), neg)),
+            None => ok(&discovery::api_group_list(&snap)),
+        },
+        ["apis", group] => discovery::api_group(&snap, group).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
+        ["apis", group, version] => discovery::resource_list(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
+        ["openapi", "v3"] => ok(&openapi::index(&snap)),
+        ["openapi", "v3", "api", version] => openapi::group_version_doc(&snap, "", version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
+        ["openapi", "v3", "apis", group, version] => {
+            openapi::group_version_doc(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}

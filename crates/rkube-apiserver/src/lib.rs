@@ -1,0 +1,75 @@
+//! The API server: the Kubernetes REST API over HTTPS.
+//!
+//! Request path (each step a module):
+//! [`serve`] (TLS, HTTP/1.1 and HTTP/2, client certificates) -> [`authn`] (who) ->
+//! [`handler`] (authorization, routing by [`request_info`]) -> [`registry`] (the generic
+//! verbs: decode, strategy hooks, storage) or [`discovery`] / [`openapi`] -> [`codec`]
+//! (the wire format) ; [`watch`] streams store events to clients.
+//!
+//! Architecture invariants:
+//! - Only this crate knows about HTTP.
+//! - Handlers never name a kind: they look resources up in the resource table and call
+//!   the strategy, so resources registered at run time are served by the same code.
+//! - Every failure leaves as a `Status` built by `rkube_api::ApiError`, through
+//!   `codec::error_response`.
+
+pub mod authn;
+pub mod codec;
+pub mod discovery;
+pub mod handler;
+pub mod metrics;
+pub mod openapi;
+pub mod registry;
+pub mod request_info;
+pub mod serve;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rkube_api::ResourceTable;
+use rkube_store::Store;
+
+/// The version this server reports. The minor is what kubectl's version dispatcher picks
+/// a client by; it stays at 1.32 until protobuf is served (kubectl 1.33 speaks it).
+pub const KUBE_MAJOR: &str = "1";
+pub const KUBE_MINOR: &str = "32";
+pub const KUBE_GIT_VERSION: &str = "v1.32.0";
+
+/// The largest request body accepted (kube-apiserver's limit).
+pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
+/// HTTP/2 streams per connection: client-go multiplexes every watch on one connection.
+pub const H2_STREAMS_MAX: u32 = 1000;
+
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub token_file: Option<authn::TokenFile>,
+}
+
+/// Everything a request handler needs.
+pub struct ApiServer {
+    pub table: ResourceTable,
+    pub store: Arc<dyn Store>,
+    pub tokens: authn::TokenFile,
+    pub metrics: metrics::Metrics,
+    pub started: std::time::Instant,
+    /// The address clients reach the server at (for discovery's serverAddressByClientCIDRs).
+    pub advertise: std::sync::OnceLock<SocketAddr>,
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn Store>, tokens: authn::TokenFile) -> Arc<ApiServer> {
+        let table = ResourceTable::default();
+        rkube_api::builtin::register_builtins(&table);
+        Arc::new(ApiServer {
+            table,
+            store,
+            tokens,
+            metrics: metrics::Metrics::new(),
+            started: std::time::Instant::now(),
+            advertise: std::sync::OnceLock::new(),
+        })
+    }
+}

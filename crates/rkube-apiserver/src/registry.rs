@@ -1,0 +1,1196 @@
+//! The generic registry: create, get, list, update, patch, delete and deletecollection,
+//! written once for every resource (kube-apiserver's `registry/generic/registry/store.go`).
+//! Per-resource behaviour comes from the resource's strategy; nothing here names a kind.
+//!
+//! Objects are stored as JSON with `metadata.resourceVersion` stamped at commit (see
+//! [`stamp`]), so reads serve stored bytes untouched.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use rkube_api::resource::{ResourceDef, Subresource};
+use rkube_api::selector::{FieldSelector, LabelSelector};
+use rkube_api::status::{success_status, ApiError, ApiResult, FieldError};
+use rkube_api::strategy::unknown_fields;
+use rkube_api::validation::validate_object_meta;
+use rkube_store::{KeyValue, ListOptions, Op, StoreError, ValueFn};
+use serde_json::{json, Map, Value};
+
+use crate::authn::UserInfo;
+use crate::codec::{self, Body, BodyFormat, Negotiated};
+use crate::request_info::RequestInfo;
+use crate::ApiServer;
+
+/// Query parameters, in order.
+#[derive(Default, Clone, Debug)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(q: Option<&str>) -> Query {
+        Query(form_urlencoded::parse(q.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+    pub fn flag(&self, k: &str) -> bool {
+        crate::request_info::is_true(self.get(k))
+    }
+}
+
+/// One request to a resource.
+pub struct Ctx<'a> {
+    pub server: &'a Arc<ApiServer>,
+    pub info: &'a RequestInfo,
+    pub query: &'a Query,
+    pub neg: &'a Negotiated,
+    pub headers: &'a HeaderMap,
+    pub user: &'a UserInfo,
+    pub def: Arc<ResourceDef>,
+    /// `Warning` headers to add to the answer.
+    pub warnings: Vec<String>,
+}
+
+/// Kubernetes time format (RFC 3339, seconds, UTC).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Builds the stored bytes once the revision is known.
+pub fn stamp(mut obj: Value) -> ValueFn {
+    Box::new(move |rev| {
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(rev.to_string()));
+        }
+        Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+    })
+}
+
+pub fn parse_stored(kv: &KeyValue) -> ApiResult<Value> {
+    serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))
+}
+
+fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::AlreadyExists => ApiError::already_exists(&def.group, &def.plural, name),
+        StoreError::NotFound => ApiError::not_found(&def.group, &def.plural, name),
+        StoreError::Conflict { .. } => ApiError::stale(&def.group, &def.plural, name),
+        StoreError::Compacted { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
+        StoreError::FutureRevision { requested, current } => ApiError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+        ),
+        StoreError::Io(m) => ApiError::internal(m),
+        StoreError::Closed => ApiError::new(503, "ServiceUnavailable", "the server is shutting down"),
+    }
+}
+
+pub async fn read_body(body: hyper::body::Incoming) -> ApiResult<Bytes> {
+    match http_body_util::Limited::new(body, crate::BODY_BYTES_MAX).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(ApiError::too_large(crate::BODY_BYTES_MAX))
+            } else {
+                Err(ApiError::bad_request(format!("error reading request body: {e}")))
+            }
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn name(&self) -> &str {
+        self.info.name.as_deref().unwrap_or("")
+    }
+
+    fn ns(&self) -> Option<&str> {
+        if self.def.namespaced {
+            self.info.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+
+    fn key(&self) -> String {
+        self.def.key(self.ns(), self.name())
+    }
+
+    fn dry_run(&self) -> ApiResult<bool> {
+        match self.query.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other:?}: supported values: \"All\""
+            ))),
+        }
+    }
+
+    fn field_validation(&self) -> ApiResult<&'a str> {
+        match self.query.get("fieldValidation") {
+            None | Some("") => Ok("Warn"),
+            Some(v @ ("Ignore" | "Warn" | "Strict")) => Ok(v),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other}; supported values are Ignore, Warn, Strict"
+            ))),
+        }
+    }
+
+    fn cannot_handle(&self, body_kind: &str, body_version: &str, why: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "{body_kind} in version \"{body_version}\" cannot be handled as a {}: {why}",
+            self.def.kind
+        ))
+    }
+
+    /// Decodes a request body into an object of this resource: media type, JSON/YAML,
+    /// kind and apiVersion, the typed model, unknown fields per `fieldValidation`.
+    fn decode_object(&mut self, raw: &[u8], format: BodyFormat) -> ApiResult<Value> {
+        let mut obj = codec::decode(format, raw).map_err(|e| {
+            let head: String = String::from_utf8_lossy(&raw[..raw.len().min(30)]).into_owned();
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {e} ({head} ...)",
+                self.def.kind
+            ))
+        })?;
+        self.check_object(&mut obj)?;
+        Ok(obj)
+    }
+
+    /// Type checks a decoded object (from a body or a patch result) and canonicalizes it.
+    fn check_object(&mut self, obj: &mut Value) -> ApiResult<()> {
+        let def = self.def.clone();
+        let Some(m) = obj.as_object_mut() else {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: expected an object",
+                def.kind
+            )));
+        };
+        let kind = m.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let api_version = m.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+        let body_kind = if kind.is_empty() { def.kind.clone() } else { kind.clone() };
+        let body_version = if api_version.is_empty() { def.api_version() } else { api_version.clone() };
+        if body_kind != def.kind || body_version != def.api_version() {
+            let (from_group, from_version) = match body_version.split_once('/') {
+                Some((g, v)) => (g.to_string(), v.to_string()),
+                None => (String::new(), body_version.clone()),
+            };
+            let _ = from_group;
+            let internal_group = if def.group.is_empty() { "core".to_string() } else { def.group.split('.').next().unwrap_or("").to_string() };
+            return Err(self.cannot_handle(
+                &body_kind,
+                &from_version,
+                &format!(
+                    "converting ({from_version}.{body_kind}) to ({internal_group}.{}): unknown conversion",
+                    def.kind
+                ),
+            ));
+        }
+        m.insert("kind".into(), Value::String(def.kind.clone()));
+        m.insert("apiVersion".into(), Value::String(def.api_version()));
+        if m.get("metadata").is_none_or(Value::is_null) {
+            m.insert("metadata".into(), json!({}));
+        }
+        let typed = def.strategy.canonicalize(obj).map_err(|e| self.cannot_handle(&def.kind, &def.version, &e))?;
+        let unknown = unknown_fields(obj, &typed);
+        if !unknown.is_empty() {
+            match self.field_validation()? {
+                "Strict" => {
+                    let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    return Err(self.cannot_handle(
+                        &def.kind,
+                        &def.version,
+                        &format!("strict decoding error: {}", msgs.join(", ")),
+                    ));
+                }
+                "Warn" => self.warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
+                _ => {}
+            }
+        }
+        *obj = typed;
+        Ok(())
+    }
+
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let def = &self.def;
+        let mut errs: Vec<FieldError> = Vec::new();
+        validate_object_meta(obj.get("metadata").unwrap_or(&Value::Null), def.name_rule, def.namespaced, &mut errs);
+        def.strategy.validate(obj, &mut errs);
+        if let Some(old) = old {
+            def.strategy.validate_update(obj, old, &mut errs);
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            Err(ApiError::invalid(&def.group, &def.kind, name, errs))
+        }
+    }
+
+    fn respond_object(&self, status: StatusCode, raw: Bytes) -> Response<Body> {
+        if self.neg.table {
+            if let Ok(v) = serde_json::from_slice::<Value>(&raw) {
+                let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+                let t = to_table(&self.def, &[v], &rv, None, self.query);
+                return self.finish(codec::json_response(status, &t, self.neg));
+            }
+        }
+        self.finish(codec::bytes_response(status, raw, self.neg))
+    }
+
+    fn respond_value(&self, status: StatusCode, v: &Value) -> Response<Body> {
+        self.finish(codec::json_response(status, v, self.neg))
+    }
+
+    fn finish(&self, mut r: Response<Body>) -> Response<Body> {
+        for w in &self.warnings {
+            if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", serde_json::to_string(w).unwrap_or_default())) {
+                r.headers_mut().append("warning", v);
+            }
+        }
+        r
+    }
+}
+
+/// Routes one resource request. `body` is read only by verbs that take one.
+pub async fn handle(
+    server: &Arc<ApiServer>,
+    info: &RequestInfo,
+    query: &Query,
+    neg: &Negotiated,
+    headers: &HeaderMap,
+    user: &UserInfo,
+    body: hyper::body::Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let snap = server.table.snapshot();
+    let def = snap.get(&info.group, &info.version, &info.resource).cloned().ok_or_else(ApiError::no_route)?;
+    if !def.namespaced && info.namespace.is_some() && info.resource != "namespaces" {
+        return Err(ApiError::no_route());
+    }
+    let sub = match &info.subresource {
+        None => None,
+        Some(s) => match Subresource::parse(s) {
+            Some(sr) if def.has_subresource(sr) => Some(sr),
+            _ => return Err(ApiError::no_route()),
+        },
+    };
+    let mut ctx = Ctx { server, info, query, neg, headers, user, def: def.clone(), warnings: vec![] };
+    let verb = info.verb.as_str();
+    if let Some(sr) = sub {
+        let allowed = match verb {
+            "get" => sr.verbs().contains(&"get"),
+            "update" => sr.verbs().contains(&"update"),
+            "patch" => sr.verbs().contains(&"patch"),
+            "create" => sr.verbs().contains(&"create"),
+            _ => false,
+        };
+        if !allowed {
+            return Err(ApiError::method_not_allowed());
+        }
+    } else if !def.allows(verb) {
+        return Err(ApiError::method_not_allowed());
+    }
+    if def.namespaced && info.namespace.is_none() && !matches!(verb, "list" | "watch") {
+        return Err(ApiError::method_not_allowed());
+    }
+    match (verb, sub) {
+        ("get", None) => ctx.get(),
+        ("get", Some(Subresource::Scale)) => ctx.get_scale(),
+        ("get", Some(_)) => ctx.get(),
+        ("list", _) => ctx.list(),
+        ("watch", _) => crate::watch::watch(&ctx).await,
+        ("create", None) => {
+            let raw = read_body(body).await?;
+            let format = codec::body_format(headers)?;
+            let obj = ctx.decode_object(&raw, format)?;
+            ctx.create(obj).await
+        }
+        ("create", Some(Subresource::Binding)) => {
+            let raw = read_body(body).await?;
+            ctx.bind(&raw).await
+        }
+        ("update", s) => {
+            let raw = read_body(body).await?;
+            let format = codec::body_format(headers)?;
+            if s == Some(Subresource::Scale) {
+                let scale = codec::decode(format, &raw).map_err(ApiError::bad_request)?;
+                return ctx.update_scale(scale, None).await;
+            }
+            let obj = ctx.decode_object(&raw, format)?;
+            ctx.update(obj, s).await
+        }
+        ("patch", s) => {
+            let raw = read_body(body).await?;
+            let format = codec::body_format(headers)?;
+            ctx.patch(&raw, format, s).await
+        }
+        ("delete", None) => {
+            let raw = read_body(body).await?;
+            ctx.delete(&raw).await
+        }
+        ("deletecollection", None) => {
+            let raw = read_body(body).await?;
+            ctx.delete_collection(&raw).await
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn generate_suffix() -> String {
+    let u = uuid::Uuid::new_v4();
+    u.as_bytes().iter().take(5).map(|b| GENERATE_NAME_CHARS[*b as usize % GENERATE_NAME_CHARS.len()] as char).collect()
+}
+
+/// Everything but metadata and status: a change here bumps `metadata.generation`.
+fn spec_part(v: &Value) -> Value {
+    let mut c = v.clone();
+    if let Some(m) = c.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    c
+}
+
+fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
+    rkube_api::strategy::ensure_map(v, &["metadata"])
+}
+
+impl<'a> Ctx<'a> {
+    fn get(&self) -> ApiResult<Response<Body>> {
+        let kv = self.server.store.get(&self.key()).ok_or_else(|| ApiError::not_found(&self.def.group, &self.def.plural, self.name()))?;
+        Ok(self.respond_object(StatusCode::OK, kv.value))
+    }
+
+    /// Admission checks every create goes through: the namespace exists and is not
+    /// being deleted.
+    fn admit_create(&self, obj: &Value) -> ApiResult<()> {
+        let Some(ns) = self.ns() else { return Ok(()) };
+        let ns_key = format!("/registry/core/namespaces/{ns}");
+        let Some(kv) = self.server.store.get(&ns_key) else {
+            return Err(ApiError::not_found("", "namespaces", ns));
+        };
+        let nsobj = parse_stored(&kv)?;
+        if nsobj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    self.def.plural
+                ),
+            )
+            .with_details(rkube_api::status::Details {
+                name: name.into(),
+                group: self.def.group.clone(),
+                kind: self.def.plural.clone(),
+                causes: vec![],
+            }));
+        }
+        Ok(())
+    }
+
+    pub async fn create(&mut self, mut obj: Value) -> ApiResult<Response<Body>> {
+        let def = self.def.clone();
+        let dry = self.dry_run()?;
+        {
+            let url_ns = self.ns().map(str::to_string);
+            let meta = meta_mut(&mut obj);
+            let body_ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
+            if def.namespaced {
+                let url_ns = url_ns.unwrap_or_default();
+                if !body_ns.is_empty() && body_ns != url_ns {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                meta.insert("namespace".into(), json!(url_ns));
+            } else {
+                meta.remove("namespace");
+            }
+            let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+            if name.is_empty() && !generate.is_empty() {
+                meta.insert("name".into(), json!(format!("{generate}{}", generate_suffix())));
+            }
+            meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+                meta.remove(k);
+            }
+            if def.has_generation {
+                meta.insert("generation".into(), json!(1));
+            } else {
+                meta.remove("generation");
+            }
+        }
+        def.strategy.default(&mut obj);
+        def.strategy.prepare_for_create(&mut obj);
+        if def.has_subresource(Subresource::Status) {
+            match def.strategy.initial_status(&obj) {
+                Some(s) => {
+                    obj["status"] = s;
+                }
+                None => {
+                    if let Some(m) = obj.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        self.admit_create(&obj)?;
+        if let Some(pointer) = def.strategy.allocated_field() {
+            let existing = self.server.store.list(&def.storage_prefix, &ListOptions::default()).map_err(|e| store_error(&def, "", e))?;
+            let used: std::collections::HashSet<String> = existing
+                .items
+                .iter()
+                .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+                .filter_map(|v| v.pointer(pointer).and_then(Value::as_str).map(str::to_string))
+                .collect();
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            def.strategy
+                .allocate(&mut obj, &|v| used.contains(v))
+                .map_err(|e| ApiError::invalid(&def.group, &def.kind, &name, vec![e]))?;
+        }
+        self.validate(&obj, None)?;
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        if dry {
+            return Ok(self.respond_value(StatusCode::CREATED, &obj));
+        }
+        let key = def.key(self.ns(), &name);
+        let kv = self
+            .server
+            .store
+            .txn(Op::Create { key, value: stamp(obj) })
+            .await
+            .map_err(|e| store_error(&def, &name, e))?;
+        Ok(self.respond_object(StatusCode::CREATED, kv.value))
+    }
+
+    /// Makes the object to store from the old one and the requested new one: identity and
+    /// system fields kept, the status/spec split, generation, validation. Returns None if
+    /// nothing would change.
+    fn prepare_update(&mut self, old: &Value, mut new: Value, sub: Option<Subresource>) -> ApiResult<Option<Value>> {
+        let def = self.def.clone();
+        if sub == Some(Subresource::Status) {
+            // The status subresource changes status only.
+            let status = new.get("status").cloned();
+            new = old.clone();
+            match status {
+                Some(s) => new["status"] = s,
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        } else if sub == Some(Subresource::Finalize) {
+            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            new = old.clone();
+            rkube_api::strategy::ensure_map(&mut new, &["spec"]).insert("finalizers".into(), finalizers);
+        } else {
+            def.strategy.default(&mut new);
+            if def.has_subresource(Subresource::Status) {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = new.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+        }
+        {
+            let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+            let meta = meta_mut(&mut new);
+            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+                match old_meta.get(k) {
+                    Some(v) => {
+                        meta.insert(k.into(), v.clone());
+                    }
+                    None => {
+                        meta.remove(k);
+                    }
+                }
+            }
+            meta.remove("managedFields");
+            meta.remove("selfLink");
+            meta.insert("resourceVersion".into(), old_meta.get("resourceVersion").cloned().unwrap_or(json!("")));
+        }
+        if def.has_generation && spec_part(&new) != spec_part(old) {
+            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        self.validate(&new, Some(old))?;
+        if &new == old {
+            return Ok(None);
+        }
+        Ok(Some(new))
+    }
+
+    /// Reads, transforms and writes with optimistic concurrency, retrying on conflicts
+    /// unless the client pinned a resourceVersion (kube-apiserver's GuaranteedUpdate).
+    async fn guaranteed_update(
+        &mut self,
+        sub: Option<Subresource>,
+        mut transform: impl FnMut(&mut Self, &Value) -> ApiResult<(Value, Option<String>)>,
+    ) -> ApiResult<Response<Body>> {
+        let def = self.def.clone();
+        let key = self.key();
+        let name = self.name().to_string();
+        let dry = self.dry_run()?;
+        for _attempt in 0..8 {
+            let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &name))?;
+            let old = parse_stored(&kv)?;
+            let (new, pinned_rv) = transform(self, &old)?;
+            if let Some(rv) = &pinned_rv {
+                if *rv != kv.mod_revision.to_string() {
+                    return Err(ApiError::stale(&def.group, &def.plural, &name));
+                }
+            }
+            let uid_new = new.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+            let uid_old = old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+            if !uid_new.is_empty() && uid_new != uid_old {
+                return Err(ApiError::conflict(
+                    &def.group,
+                    &def.plural,
+                    &name,
+                    &format!("Precondition failed: UID in precondition: {uid_new}, UID in object meta: {uid_old}"),
+                ));
+            }
+            let Some(prepared) = self.prepare_update(&old, new, sub)? else {
+                return Ok(self.respond_object(StatusCode::OK, kv.value));
+            };
+            if dry {
+                return Ok(self.respond_value(StatusCode::OK, &prepared));
+            }
+            // An object being deleted whose last finalizer is gone is deleted now.
+            let deleting = prepared.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+            let finalizers_left =
+                prepared.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let op = if deleting && !finalizers_left && !self.waits_for_kubelet(&prepared) {
+                Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: stamp(prepared) }
+            } else {
+                Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(prepared) }
+            };
+            match self.server.store.txn(op).await {
+                Ok(kv) => return Ok(self.respond_object(StatusCode::OK, kv.value)),
+                Err(StoreError::Conflict { .. }) if pinned_rv.is_none() => continue,
+                Err(e) => return Err(store_error(&def, &name, e)),
+            }
+        }
+        Err(ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": too many conflicting writes; try again", def.plural)))
+    }
+
+    async fn update(&mut self, obj: Value, sub: Option<Subresource>) -> ApiResult<Response<Body>> {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        if name != self.name() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({name}) does not match the name on the URL ({})",
+                self.name()
+            )));
+        }
+        if self.def.namespaced {
+            let body_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+            if !body_ns.is_empty() && Some(body_ns) != self.ns() {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        self.guaranteed_update(sub, move |_, _old| Ok((obj.clone(), rv.clone()))).await
+    }
+
+    async fn patch(&mut self, raw: &[u8], format: BodyFormat, sub: Option<Subresource>) -> ApiResult<Response<Body>> {
+        let patch: Value = match format {
+            BodyFormat::JsonPatch | BodyFormat::MergePatch | BodyFormat::StrategicMergePatch => {
+                serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+            }
+            BodyFormat::ApplyPatch => {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "server-side apply (application/apply-patch+yaml) is not supported by this server yet",
+                ))
+            }
+            _ => {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+                    ),
+                ))
+            }
+        };
+        let def = self.def.clone();
+        if sub == Some(Subresource::Scale) {
+            let key = self.key();
+            let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, self.name()))?;
+            let old_scale = to_scale(&def, &parse_stored(&kv)?);
+            let new_scale = apply_patch(&def, &old_scale, &patch, format, true)?;
+            return self.update_scale(new_scale, Some(kv.mod_revision)).await;
+        }
+        if !matches!(format, BodyFormat::JsonPatch) && !patch.is_object() {
+            return Err(ApiError::bad_request("error decoding patch: the patch is not a JSON object"));
+        }
+        self.guaranteed_update(sub, move |ctx, old| {
+            let mut patched = apply_patch(&ctx.def, old, &patch, format, false)?;
+            ctx.check_object(&mut patched)?;
+            let old_rv = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+            let rv = patched
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && *s != old_rv)
+                .map(str::to_string);
+            // A patch that names the current resourceVersion pins it too.
+            let pinned = rv.or_else(|| {
+                patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string)
+            });
+            Ok((patched, pinned))
+        })
+        .await
+    }
+
+    fn get_scale(&self) -> ApiResult<Response<Body>> {
+        let kv = self.server.store.get(&self.key()).ok_or_else(|| ApiError::not_found(&self.def.group, &self.def.plural, self.name()))?;
+        Ok(self.respond_value(StatusCode::OK, &to_scale(&self.def, &parse_stored(&kv)?)))
+    }
+
+    async fn update_scale(&mut self, scale: Value, _read_at: Option<u64>) -> ApiResult<Response<Body>> {
+        let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64);
+        let def = self.def.clone();
+        let Some(replicas) = replicas.filter(|r| *r >= 0) else {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                self.name(),
+                vec![FieldError::invalid("spec.replicas", scale.pointer("/spec/replicas").cloned().unwrap_or(Value::Null), "must be greater than or equal to 0")],
+            ));
+        };
+        let rv = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let resp = self
+            .guaranteed_update(None, move |_, old| {
+                let mut new = old.clone();
+                rkube_api::strategy::ensure_map(&mut new, &["spec"]).insert("replicas".into(), json!(replicas));
+                Ok((new, rv.clone()))
+            })
+            .await?;
+        // Answer with the Scale of the updated object.
+        let kv = self.server.store.get(&self.key()).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, self.name()))?;
+        let _ = resp;
+        Ok(self.respond_value(StatusCode::OK, &to_scale(&def, &parse_stored(&kv)?)))
+    }
+
+    async fn bind(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
+        let binding: Value = serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding binding: {e}")))?;
+        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+        if node.is_empty() {
+            return Err(ApiError::invalid("", "Binding", self.name(), vec![FieldError::required("target.name", "")]));
+        }
+        let name = self.name().to_string();
+        let def = self.def.clone();
+        let key = self.key();
+        let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &name))?;
+        let mut pod = parse_stored(&kv)?;
+        if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            return Err(ApiError::conflict(&def.group, &def.plural, &name, &format!("pod {name} is already assigned to node \"{existing}\"")));
+        }
+        rkube_api::strategy::ensure_map(&mut pod, &["spec"]).insert("nodeName".into(), json!(node));
+        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        self.server
+            .store
+            .txn(Op::Update { key, expected: Some(kv.mod_revision), value: stamp(pod) })
+            .await
+            .map_err(|e| store_error(&def, &name, e))?;
+        let mut status = success_status(&def.group, &def.plural, &name, &uid);
+        status["code"] = json!(201);
+        Ok(self.respond_value(StatusCode::CREATED, &status))
+    }
+
+    /// Pods bound to a node that exists wait for its agent to finish them.
+    fn waits_for_kubelet(&self, obj: &Value) -> bool {
+        if self.def.group != "" || self.def.kind != "Pod" {
+            return false;
+        }
+        let node = obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        !node.is_empty()
+            && !matches!(phase, "Succeeded" | "Failed")
+            && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+            && self.server.store.get(&format!("/registry/core/nodes/{node}")).is_some()
+    }
+
+    async fn delete(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
+        let opts = delete_options(raw, self.query)?;
+        let def = self.def.clone();
+        let name = self.name().to_string();
+        let key = self.key();
+        let dry = self.dry_run()? || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        for _ in 0..8 {
+            let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &name))?;
+            let mut obj = parse_stored(&kv)?;
+            if let Some(pre) = opts.get("preconditions") {
+                if let Some(uid) = pre.get("uid").and_then(Value::as_str) {
+                    let cur = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                    if uid != cur {
+                        return Err(ApiError::conflict(&def.group, &def.plural, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {cur}")));
+                    }
+                }
+                if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str) {
+                    let cur = kv.mod_revision.to_string();
+                    if rv != cur {
+                        return Err(ApiError::conflict(&def.group, &def.plural, &name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {cur}")));
+                    }
+                }
+            }
+            let already_deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+            let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let is_namespace = def.group.is_empty() && def.kind == "Namespace";
+            let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64).or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)
+            });
+            let graceful_pod = def.group.is_empty() && def.kind == "Pod" && grace.unwrap_or(0) > 0 && {
+                let mut probe = obj.clone();
+                meta_mut(&mut probe).insert("deletionGracePeriodSeconds".into(), json!(grace.unwrap_or(0)));
+                self.waits_for_kubelet(&probe)
+            };
+            if already_deleting && !graceful_pod {
+                if !has_finalizers && !is_namespace {
+                    // fall through to the final delete
+                } else {
+                    return Ok(self.respond_object(StatusCode::OK, kv.value));
+                }
+            }
+            let op = if (has_finalizers || is_namespace || graceful_pod) && !already_deleting {
+                let meta = meta_mut(&mut obj);
+                let when = if graceful_pod {
+                    (chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0))).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+                } else {
+                    now_rfc3339()
+                };
+                meta.insert("deletionTimestamp".into(), json!(when));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(if graceful_pod { grace.unwrap_or(0) } else { 0 }));
+                if is_namespace {
+                    rkube_api::strategy::ensure_map(&mut obj, &["status"]).insert("phase".into(), json!("Terminating"));
+                }
+                if dry {
+                    return Ok(self.respond_value(StatusCode::OK, &obj));
+                }
+                Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(obj) }
+            } else {
+                if dry {
+                    return Ok(self.respond_object(StatusCode::OK, kv.value));
+                }
+                Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: stamp(obj) }
+            };
+            match self.server.store.txn(op).await {
+                Ok(done) => {
+                    if is_namespace {
+                        spawn_namespace_finalizer(self.server.clone(), name.clone());
+                    }
+                    return Ok(self.respond_object(StatusCode::OK, done.value));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(&def, &name, e)),
+            }
+        }
+        Err(ApiError::stale(&def.group, &def.plural, &name))
+    }
+
+    async fn delete_collection(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
+        let def = self.def.clone();
+        let filter = Filter::from_query(&def, self.query)?;
+        let items = self.server.store.list(&def.list_prefix(self.ns()), &ListOptions::default()).map_err(|e| store_error(&def, "", e))?;
+        let mut deleted = Vec::new();
+        for kv in items.items {
+            let obj = parse_stored(&kv)?;
+            if !filter.matches(&def, &obj) {
+                continue;
+            }
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let info = RequestInfo { name: Some(name.clone()), ..self.info.clone() };
+            let mut sub = Ctx { server: self.server, info: &info, query: self.query, neg: &Negotiated::default(), headers: self.headers, user: self.user, def: def.clone(), warnings: vec![] };
+            match sub.delete(raw).await {
+                Ok(r) => {
+                    let b = r.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&b) {
+                        deleted.push(v);
+                    }
+                }
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let rv = self.server.store.revision().to_string();
+        let list = json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted});
+        Ok(self.respond_value(StatusCode::OK, &list))
+    }
+
+    fn list(&self) -> ApiResult<Response<Body>> {
+        let def = &self.def;
+        let filter = Filter::from_query(def, self.query)?;
+        let limit: usize = match self.query.get("limit") {
+            None | Some("") => 0,
+            Some(l) => l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?.max(0) as usize,
+        };
+        let prefix = def.list_prefix(self.ns());
+        let rv_param = self.query.get("resourceVersion").unwrap_or("");
+        let rv_match = self.query.get("resourceVersionMatch").unwrap_or("");
+        let mut opts = ListOptions::default();
+        if let Some(token) = self.query.get("continue").filter(|s| !s.is_empty()) {
+            if !rv_param.is_empty() && rv_param != "0" {
+                return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+            }
+            let (rev, start) = decode_continue(token)?;
+            opts.at_revision = Some(rev);
+            opts.start_after = Some(format!("{prefix}{start}"));
+        } else {
+            match (rv_match, rv_param) {
+                ("", _) | ("NotOlderThan", _) => {
+                    if let Ok(n) = rv_param.parse::<u64>() {
+                        let cur = self.server.store.revision();
+                        if n > cur {
+                            return Err(ApiError::new(504, "Timeout", format!("Too large resource version: {n}, current: {cur}")));
+                        }
+                    } else if !rv_param.is_empty() {
+                        return Err(ApiError::bad_request(format!("invalid resource version: {rv_param}")));
+                    }
+                }
+                ("Exact", _) => {
+                    let n = rv_param.parse::<u64>().map_err(|_| {
+                        ApiError::bad_request("resourceVersionMatch: Exact requires a resourceVersion greater than 0")
+                    })?;
+                    if n == 0 {
+                        return Err(ApiError::bad_request("resourceVersionMatch: Exact requires a resourceVersion greater than 0"));
+                    }
+                    opts.at_revision = Some(n);
+                }
+                (other, _) => {
+                    return Err(ApiError::bad_request(format!(
+                        "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+                    )))
+                }
+            }
+        }
+        if filter.is_empty() {
+            opts.limit = limit;
+        }
+        let res = self.server.store.list(&prefix, &opts).map_err(|e| store_error(def, "", e))?;
+        let revision = res.revision;
+        let mut items: Vec<KeyValue> = Vec::new();
+        let mut more = res.remaining > 0;
+        if filter.is_empty() {
+            items = res.items;
+        } else {
+            let mut iter = res.items.into_iter();
+            for kv in iter.by_ref() {
+                if limit > 0 && items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let obj = parse_stored(&kv)?;
+                if filter.matches(def, &obj) {
+                    items.push(kv);
+                }
+            }
+            if limit > 0 && items.len() == limit && iter.len() > 0 {
+                more = true;
+            }
+        }
+        let cont = if more && limit > 0 {
+            items.last().map(|kv| encode_continue(revision, &kv.key[prefix.len()..]))
+        } else {
+            None
+        };
+        let remaining = if more && filter.is_empty() { Some(res.remaining) } else { None };
+        if self.neg.table {
+            let objs: Vec<Value> = items.iter().map(parse_stored).collect::<ApiResult<_>>()?;
+            let t = to_table(def, &objs, &revision.to_string(), cont.as_deref(), self.query);
+            return Ok(self.respond_value(StatusCode::OK, &t));
+        }
+        // Stored bytes are spliced into the list without re-encoding.
+        let mut meta = json!({"resourceVersion": revision.to_string()});
+        if let Some(c) = &cont {
+            meta["continue"] = json!(c);
+        }
+        if let Some(r) = remaining {
+            meta["remainingItemCount"] = json!(r);
+        }
+        let total: usize = items.iter().map(|kv| kv.value.len() + 1).sum();
+        let mut out = Vec::with_capacity(total + 128);
+        out.extend_from_slice(br#"{"kind":""#);
+        out.extend_from_slice(def.list_kind().as_bytes());
+        out.extend_from_slice(br#"","apiVersion":""#);
+        out.extend_from_slice(def.api_version().as_bytes());
+        out.extend_from_slice(br#"","metadata":"#);
+        out.extend_from_slice(meta.to_string().as_bytes());
+        out.extend_from_slice(br#","items":["#);
+        for (i, kv) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&kv.value);
+        }
+        out.extend_from_slice(b"]}\n");
+        Ok(self.finish(codec::bytes_response(StatusCode::OK, Bytes::from(out), self.neg)))
+    }
+}
+
+fn apply_patch(def: &ResourceDef, old: &Value, patch: &Value, format: BodyFormat, is_scale: bool) -> ApiResult<Value> {
+    let mut doc = old.clone();
+    match format {
+        BodyFormat::JsonPatch => {
+            let p: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::patch(&mut doc, &p).map_err(|e| {
+                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+            })?;
+        }
+        BodyFormat::MergePatch => json_patch::merge(&mut doc, patch),
+        BodyFormat::StrategicMergePatch => {
+            let schema = if is_scale { None } else { rkube_patch::schema_for(&def.group, &def.version, &def.kind) };
+            doc = rkube_patch::apply(old, patch, schema).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+        _ => return Err(ApiError::unsupported_media_type("")),
+    }
+    Ok(doc)
+}
+
+fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| LabelSelector::from_object(s).ok())
+        .map(|s| selector_string(&s))
+        .unwrap_or_default();
+    let _ = def;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+fn selector_string(s: &LabelSelector) -> String {
+    use rkube_api::selector::Op;
+    s.requirements
+        .iter()
+        .map(|r| {
+            let vals: Vec<&str> = r.values.iter().map(String::as_str).collect();
+            match r.op {
+                Op::Equals => format!("{}={}", r.key, vals.join(",")),
+                Op::NotEquals => format!("{}!={}", r.key, vals.join(",")),
+                Op::In => format!("{} in ({})", r.key, vals.join(",")),
+                Op::NotIn => format!("{} notin ({})", r.key, vals.join(",")),
+                Op::Exists => r.key.clone(),
+                Op::DoesNotExist => format!("!{}", r.key),
+                Op::GreaterThan => format!("{}>{}", r.key, vals.join(",")),
+                Op::LessThan => format!("{}<{}", r.key, vals.join(",")),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn delete_options(raw: &[u8], q: &Query) -> ApiResult<Value> {
+    let mut opts: Value = if raw.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    if !opts.is_object() {
+        return Err(ApiError::bad_request("DeleteOptions must be an object"));
+    }
+    if let Some(g) = q.get("gracePeriodSeconds") {
+        let g: i64 = g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}")))?;
+        opts["gracePeriodSeconds"] = json!(g);
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        opts["propagationPolicy"] = json!(p);
+    }
+    if let Some(p) = opts.get("propagationPolicy").and_then(Value::as_str) {
+        if !["Orphan", "Background", "Foreground"].contains(&p) {
+            return Err(ApiError::invalid("", "DeleteOptions", "", vec![FieldError::not_supported("propagationPolicy", json!(p), &["Foreground", "Background", "Orphan", "nil"])]));
+        }
+    }
+    if let Some(g) = opts.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        if g < 0 {
+            opts["gracePeriodSeconds"] = json!(0);
+        }
+    }
+    Ok(opts)
+}
+
+fn encode_continue(rev: u64, start: &str) -> String {
+    use base64::Engine;
+    let tok = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": format!("{start}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE.encode(tok.to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
+    use base64::Engine;
+    let invalid = |why: String| ApiError::bad_request(format!("invalid continue token: {why}"));
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|e| invalid(format!("continue key is not valid: {e}")))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| invalid(format!("continue key is not valid: {e}")))?;
+    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+        return Err(invalid("continue key is not valid: server does not recognize this encoded version".into()));
+    }
+    let rev = v.get("rv").and_then(Value::as_u64).filter(|r| *r > 0).ok_or_else(|| invalid("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into()))?;
+    let start = v.get("start").and_then(Value::as_str).unwrap_or("").trim_end_matches('\u{0}').to_string();
+    if start.contains("..") || start.starts_with('/') {
+        return Err(invalid("continue key is not valid: invalid start key".into()));
+    }
+    Ok((rev, start))
+}
+
+/// Label and field selectors of a list, watch or deletecollection.
+pub struct Filter {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn from_query(def: &ResourceDef, q: &Query) -> ApiResult<Filter> {
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+        let probe = json!({});
+        for r in &fields.requirements {
+            let supported = matches!(r.field.as_str(), "metadata.name" | "metadata.namespace")
+                || def.strategy.field(&probe, &r.field).is_some();
+            if !supported {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {}",
+                    r.field
+                )));
+            }
+        }
+        Ok(Filter { labels, fields })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub fn matches(&self, def: &ResourceDef, obj: &Value) -> bool {
+        self.labels.matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
+            && self.fields.matches(|f| match f {
+                "metadata.name" => obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string),
+                "metadata.namespace" => obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string),
+                other => def.strategy.field(obj, other),
+            })
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of objects, as `kubectl get` asks for.
+pub fn to_table(def: &ResourceDef, objs: &[Value], rv: &str, cont: Option<&str>, q: &Query) -> Value {
+    let now = chrono::Utc::now();
+    let include = q.get("includeObject").unwrap_or("Metadata");
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let cells = rkube_api::table::cells(&def.group, &def.kind, o, now);
+            let object = match include {
+                "None" => Value::Null,
+                "Object" => o.clone(),
+                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))}),
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": rkube_api::table::column_definitions(&def.group, &def.kind),
+        "rows": rows,
+    })
+}
+
+/// Creates an object from inside the server (bootstrap, controllers): the same path as a
+/// request, as the system user.
+pub async fn create_internal(server: &Arc<ApiServer>, group: &str, version: &str, plural: &str, namespace: Option<&str>, obj: Value) -> ApiResult<()> {
+    let info = RequestInfo {
+        is_resource: true,
+        verb: "create".into(),
+        group: group.into(),
+        version: version.into(),
+        resource: plural.into(),
+        namespace: namespace.map(str::to_string),
+        ..Default::default()
+    };
+    let def = server.table.snapshot().get(group, version, plural).cloned().ok_or_else(ApiError::no_route)?;
+    let user = UserInfo::authenticated("system:apiserver".into(), String::new(), vec!["system:masters".into()]);
+    let headers = HeaderMap::new();
+    let query = Query::default();
+    let neg = Negotiated::default();
+    let mut ctx = Ctx { server, info: &info, query: &query, neg: &neg, headers: &headers, user: &user, def, warnings: vec![] };
+    let mut obj = obj;
+    ctx.check_object(&mut obj)?;
+    ctx.create(obj).await.map(|_| ())
+}
+
+/// The namespace lifecycle controller's job for one namespace: delete everything in it,
+/// then the namespace itself.
+fn spawn_namespace_finalizer(server: Arc<ApiServer>, ns: String) {
+    tokio::spawn(async move {
+        let snap = server.table.snapshot();
+        for def in snap.resources.iter().filter(|d| d.namespaced) {
+            let Ok(list) = server.store.list(&def.list_prefix(Some(&ns)), &ListOptions::default()) else { continue };
+            for kv in list.items {
+                let tomb = match parse_stored(&kv) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                let _ = server.store.txn(Op::Delete { key: kv.key.to_string(), expected: None, tombstone: stamp(tomb) }).await;
+            }
+        }
+        let key = format!("/registry/core/namespaces/{ns}");
+        if let Some(kv) = server.store.get(&key) {
+            if let Ok(obj) = parse_stored(&kv) {
+                let _ = server.store.txn(Op::Delete { key, expected: Some(kv.mod_revision), tombstone: stamp(obj) }).await;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = encode_continue(42, "default/p1");
+        assert_eq!(decode_continue(&t).unwrap(), (42, "default/p1".to_string()));
+        assert!(decode_continue("!!!").is_err());
+        use base64::Engine;
+        let bad = base64::engine::general_purpose::URL_SAFE.encode(r#"{"v":"x","rv":1}"#);
+        assert!(decode_continue(&bad).is_err());
+    }
+}

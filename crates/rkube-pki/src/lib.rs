@@ -1,0 +1,301 @@
+//! The cluster's certificates and the admin kubeconfig.
+//!
+//! On first start [`Pki::load_or_create`] makes a CA, a serving certificate for the API
+//! server (SANs: localhost, 127.0.0.1, the listen address, and the `kubernetes.default.svc`
+//! names and 10.96.0.1 that in-cluster clients use), and an admin client certificate
+//! (CN `rkube-admin`, O `system:masters`). Later starts reuse them; the serving
+//! certificate is reissued by the same CA when the listen address is not among its SANs.
+//!
+//! Invariant: private keys are written with mode 0600 and never logged.
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io { path: path.to_path_buf(), source }
+}
+
+/// The DNS names every serving certificate carries.
+pub const SERVING_DNS_NAMES: &[&str] = &[
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+/// The first address of the service range, where in-cluster clients reach the API server.
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
+/// PEM material of the cluster.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+}
+
+fn validity(params: &mut CertificateParams, years: i32) {
+    use chrono::Datelike;
+    let now = chrono::Utc::now();
+    params.not_before = date_time_ymd(now.year() - 1, now.month() as u8, 1);
+    params.not_after = date_time_ymd(now.year() + years, now.month() as u8, 1);
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(contents.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn read(path: &Path) -> Result<Option<String>, PkiError> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PkiError::Io { path: path.to_path_buf(), source: e }),
+    }
+}
+
+impl Pki {
+    /// Loads the PKI under `dir`, creating whatever is missing. `listen_ip` is put in the
+    /// serving certificate's SANs (unspecified addresses are skipped).
+    pub fn load_or_create(dir: &Path, listen_ip: Option<IpAddr>) -> Result<Pki, PkiError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let p = |n: &str| dir.join(n);
+        let (ca_cert_pem, ca_key_pem) = match (read(&p("ca.crt"))?, read(&p("ca.key"))?) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::default();
+                let mut dn = DistinguishedName::new();
+                dn.push(DnType::CommonName, "rkube-ca");
+                params.distinguished_name = dn;
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages =
+                    vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+                validity(&mut params, 10);
+                let cert = params.self_signed(&key)?;
+                write_file(&p("ca.key"), &key.serialize_pem(), 0o600)?;
+                write_file(&p("ca.crt"), &cert.pem(), 0o644)?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
+
+        let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().expect("ip"), KUBERNETES_SERVICE_IP.parse().expect("ip")];
+        if let Some(ip) = listen_ip.filter(|ip| !ip.is_unspecified()) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        let sans_line = ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let existing_sans = read(&p("apiserver.sans"))?;
+        let serving = match (read(&p("apiserver.crt"))?, read(&p("apiserver.key"))?) {
+            (Some(c), Some(k)) if existing_sans.as_deref().map(str::trim) == Some(sans_line.as_str()) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut names: Vec<String> = SERVING_DNS_NAMES.iter().map(|s| s.to_string()).collect();
+                names.extend(ips.iter().map(|i| i.to_string()));
+                let mut params = CertificateParams::new(names)?;
+                // CertificateParams::new makes IP strings DNS names; make them IP SANs.
+                params.subject_alt_names = SERVING_DNS_NAMES
+                    .iter()
+                    .map(|n| Ok(SanType::DnsName((*n).try_into()?)))
+                    .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+                    .collect::<Result<Vec<_>, rcgen::Error>>()?;
+                let mut dn = DistinguishedName::new();
+                dn.push(DnType::CommonName, "kube-apiserver");
+                params.distinguished_name = dn;
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                params.use_authority_key_identifier_extension = true;
+                validity(&mut params, 5);
+                let cert = params.signed_by(&key, &issuer)?;
+                write_file(&p("apiserver.key"), &key.serialize_pem(), 0o600)?;
+                write_file(&p("apiserver.crt"), &cert.pem(), 0o644)?;
+                write_file(&p("apiserver.sans"), &sans_line, 0o644)?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+        let admin = match (read(&p("admin.crt"))?, read(&p("admin.key"))?) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let (c, k) = issue_client_cert(&issuer, "rkube-admin", &["system:masters"])?;
+                write_file(&p("admin.key"), &k, 0o600)?;
+                write_file(&p("admin.crt"), &c, 0o644)?;
+                (c, k)
+            }
+        };
+        Ok(Pki {
+            dir: dir.to_path_buf(),
+            ca_cert_pem,
+            ca_key_pem,
+            serving_cert_pem: serving.0,
+            serving_key_pem: serving.1,
+            admin_cert_pem: admin.0,
+            admin_key_pem: admin.1,
+        })
+    }
+
+    /// Issues a client certificate (PEM cert, PEM key) for `user` in `groups`.
+    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key)?;
+        issue_client_cert(&issuer, user, groups)
+    }
+
+    /// A kubeconfig for `server` authenticating with the given client certificate.
+    pub fn kubeconfig(&self, server: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let doc = serde_yaml::Mapping::from_iter([
+            ("apiVersion".into(), "v1".into()),
+            ("kind".into(), "Config".into()),
+            (
+                "clusters".into(),
+                serde_yaml::to_value(vec![serde_yaml::Mapping::from_iter([
+                    ("name".into(), "rkube".into()),
+                    (
+                        "cluster".into(),
+                        serde_yaml::to_value(serde_yaml::Mapping::from_iter([
+                            ("server".into(), server.into()),
+                            ("certificate-authority-data".into(), b64(&self.ca_cert_pem).into()),
+                        ]))
+                        .unwrap_or_default(),
+                    ),
+                ])])
+                .unwrap_or_default(),
+            ),
+            (
+                "users".into(),
+                serde_yaml::to_value(vec![serde_yaml::Mapping::from_iter([
+                    ("name".into(), user.into()),
+                    (
+                        "user".into(),
+                        serde_yaml::to_value(serde_yaml::Mapping::from_iter([
+                            ("client-certificate-data".into(), b64(cert_pem).into()),
+                            ("client-key-data".into(), b64(key_pem).into()),
+                        ]))
+                        .unwrap_or_default(),
+                    ),
+                ])])
+                .unwrap_or_default(),
+            ),
+            (
+                "contexts".into(),
+                serde_yaml::to_value(vec![serde_yaml::Mapping::from_iter([
+                    ("name".into(), "rkube".into()),
+                    (
+                        "context".into(),
+                        serde_yaml::to_value(serde_yaml::Mapping::from_iter([
+                            ("cluster".into(), "rkube".into()),
+                            ("user".into(), user.into()),
+                        ]))
+                        .unwrap_or_default(),
+                    ),
+                ])])
+                .unwrap_or_default(),
+            ),
+            ("current-context".into(), "rkube".into()),
+        ]);
+        serde_yaml::to_string(&doc).unwrap_or_default()
+    }
+
+    /// Writes the admin kubeconfig for `server` to `path` (mode 0600).
+    pub fn write_admin_kubeconfig(&self, path: &Path, server: &str) -> Result<(), PkiError> {
+        let doc = self.kubeconfig(server, "rkube-admin", &self.admin_cert_pem, &self.admin_key_pem);
+        write_file(path, &doc, 0o600)
+    }
+}
+
+fn issue_client_cert(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for g in groups {
+        dn.push(DnType::OrganizationName, *g);
+    }
+    dn.push(DnType::CommonName, user);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, 5);
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The user (CN) and groups (O) of a client certificate, as kube-apiserver reads them.
+pub fn identity_from_der(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    Some((cn, groups))
+}
+
+/// rustls server config pieces: the certificate chain and key from PEM.
+pub fn parse_cert_chain(pem: &str) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, PkiError> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::Other(format!("bad certificate PEM: {e}")))
+}
+
+pub fn parse_key(pem: &str) -> Result<rustls_pki_types::PrivateKeyDer<'static>, PkiError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| PkiError::Other(format!("bad key PEM: {e}")))?
+        .ok_or_else(|| PkiError::Other("no private key in PEM".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_then_reuses_and_admin_is_a_master() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Pki::load_or_create(dir.path(), Some("127.0.0.1".parse().unwrap())).unwrap();
+        let b = Pki::load_or_create(dir.path(), Some("127.0.0.1".parse().unwrap())).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(a.serving_cert_pem, b.serving_cert_pem);
+        // A new listen address reissues only the serving certificate.
+        let c = Pki::load_or_create(dir.path(), Some("127.0.0.2".parse().unwrap())).unwrap();
+        assert_eq!(a.ca_cert_pem, c.ca_cert_pem);
+        assert_ne!(a.serving_cert_pem, c.serving_cert_pem);
+        let der = parse_cert_chain(&a.admin_cert_pem).unwrap();
+        let (user, groups) = identity_from_der(&der[0]).unwrap();
+        assert_eq!(user, "rkube-admin");
+        assert_eq!(groups, vec!["system:masters".to_string()]);
+        let kc = a.kubeconfig("https://127.0.0.1:6443", "u", "c", "k");
+        assert!(kc.contains("current-context: rkube"));
+    }
+}

@@ -1,0 +1,133 @@
+use super::*;
+use crate::{Store, ValueFn};
+
+fn val(s: &'static str) -> ValueFn {
+    Box::new(move |_| Bytes::from_static(s.as_bytes()))
+}
+
+fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
+    EmbeddedStore::open(&dir.path().join("store.redb")).expect("open")
+}
+
+async fn create(s: &EmbeddedStore, key: &str, v: &'static str) -> Result<KeyValue, StoreError> {
+    s.txn(Op::Create { key: key.into(), value: val(v) }).await
+}
+
+#[tokio::test]
+async fn guarded_writes_follow_etcd_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let a = create(&s, "/r/a", "1").await.unwrap();
+    assert_eq!((a.create_revision, a.mod_revision), (1, 1));
+    assert_eq!(create(&s, "/r/a", "x").await, Err(StoreError::AlreadyExists));
+    let upd = Op::Update { key: "/r/a".into(), expected: Some(7), value: val("2") };
+    assert_eq!(s.txn(upd).await, Err(StoreError::Conflict { current: 1 }));
+    let upd = Op::Update { key: "/r/a".into(), expected: Some(1), value: val("2") };
+    let a2 = s.txn(upd).await.unwrap();
+    assert_eq!((a2.create_revision, a2.mod_revision, &a2.value[..]), (1, 2, &b"2"[..]));
+    let missing = Op::Update { key: "/r/zz".into(), expected: None, value: val("2") };
+    assert_eq!(s.txn(missing).await, Err(StoreError::NotFound));
+    let del = Op::Delete { key: "/r/a".into(), expected: Some(2), tombstone: val("gone") };
+    let t = s.txn(del).await.unwrap();
+    assert_eq!((t.mod_revision, &t.value[..]), (3, &b"gone"[..]));
+    assert!(s.get("/r/a").is_none());
+    assert_eq!(s.revision(), 3);
+}
+
+#[tokio::test]
+async fn writes_survive_reopen_and_revision_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(&dir);
+        for i in 0..20 {
+            let key = format!("/r/{i:02}");
+            s.txn(Op::Create { key, value: Box::new(move |rev| Bytes::from(format!("{i}@{rev}"))) })
+                .await
+                .unwrap();
+        }
+        s.txn(Op::Delete { key: "/r/05".into(), expected: None, tombstone: val("") }).await.unwrap();
+        s.close().await;
+    }
+    let s = open(&dir);
+    assert_eq!(s.revision(), 21);
+    assert_eq!(s.len(), 19);
+    assert_eq!(&s.get("/r/07").unwrap().value[..], b"7@8");
+    // History is not persisted: the reopened store is compacted at its revision.
+    assert!(matches!(s.watch("/r/", 3), Err(StoreError::Compacted { .. })));
+    let k = create(&s, "/r/new", "n").await.unwrap();
+    assert_eq!(k.mod_revision, 22);
+}
+
+#[tokio::test]
+async fn list_pages_and_reads_old_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    for k in ["/p/a", "/p/b", "/p/c", "/q/a"] {
+        create(&s, k, "v").await.unwrap();
+    }
+    let page = s.list("/p/", &ListOptions { limit: 2, ..Default::default() }).unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.remaining, 1);
+    let next = s
+        .list("/p/", &ListOptions { limit: 2, start_after: Some("/p/b".into()), at_revision: Some(page.revision) })
+        .unwrap();
+    assert_eq!(next.items.iter().map(|k| &*k.key).collect::<Vec<_>>(), ["/p/c"]);
+    assert_eq!(next.remaining, 0);
+    // Change things, then read the snapshot at revision 2 (only /p/a and /p/b existed).
+    s.txn(Op::Delete { key: "/p/a".into(), expected: None, tombstone: val("") }).await.unwrap();
+    s.txn(Op::Update { key: "/p/b".into(), expected: None, value: val("new") }).await.unwrap();
+    let old = s.list("/p/", &ListOptions { at_revision: Some(2), ..Default::default() }).unwrap();
+    let got: Vec<_> = old.items.iter().map(|k| (&*k.key, &k.value[..])).collect();
+    assert_eq!(got, [("/p/a", &b"v"[..]), ("/p/b", &b"v"[..])]);
+    s.compact(3);
+    assert!(matches!(
+        s.list("/p/", &ListOptions { at_revision: Some(2), ..Default::default() }),
+        Err(StoreError::Compacted { .. })
+    ));
+    assert!(matches!(
+        s.list("/p/", &ListOptions { at_revision: Some(99), ..Default::default() }),
+        Err(StoreError::FutureRevision { .. })
+    ));
+}
+
+#[tokio::test]
+async fn watch_replays_then_follows_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    create(&s, "/w/a", "1").await.unwrap();
+    create(&s, "/x/a", "1").await.unwrap();
+    create(&s, "/w/b", "1").await.unwrap();
+    let mut w = s.watch("/w/", 1).unwrap();
+    let e = w.next().await.unwrap();
+    assert_eq!((&*e.kv.key, e.revision()), ("/w/b", 3));
+    s.txn(Op::Delete { key: "/w/a".into(), expected: None, tombstone: val("t") }).await.unwrap();
+    let e = w.next().await.unwrap();
+    assert_eq!((e.event_type, e.revision(), e.prev.as_ref().map(|p| p.mod_revision)), (EventType::Delete, 4, Some(1)));
+    assert!(w.try_next().is_none());
+    assert_eq!(s.watcher_count(), 1);
+    drop(w);
+    assert_eq!(s.watcher_count(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_writers_get_distinct_contiguous_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(&dir));
+    let mut w = s.watch("/c/", 0).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.txn(Op::Create { key: format!("/c/{i}"), value: val("v") }).await.unwrap().mod_revision
+        }));
+    }
+    let mut revs = Vec::new();
+    for t in tasks {
+        revs.push(t.await.unwrap());
+    }
+    revs.sort();
+    assert_eq!(revs, (1..=200).collect::<Vec<_>>());
+    for expected in 1..=200 {
+        assert_eq!(w.next().await.unwrap().revision(), expected);
+    }
+}

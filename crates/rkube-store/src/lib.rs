@@ -1,0 +1,189 @@
+//! The store: an MVCC key-value store with etcd's model.
+//!
+//! One global revision counts every write. Creates, updates and deletes are guarded
+//! (create only if absent, update and delete only at an expected `mod_revision`), reads
+//! see a consistent snapshot at a revision, and a watch replays every event after a given
+//! revision and then follows new ones. Revisions older than the retained history are
+//! *compacted*: a read or watch from there fails with [`StoreError::Compacted`], and the
+//! API server turns that into `410 Gone`, as with etcd.
+//!
+//! Architecture invariants:
+//! - The store knows nothing about HTTP or Kubernetes kinds: it keeps opaque bytes under
+//!   string keys at revisions.
+//! - A write is acknowledged only after its batch is durable on disk (fsync), so every
+//!   acknowledged write survives `kill -9`.
+//! - Readers never see a write before it is durable, and watchers see events in revision
+//!   order, each revision once.
+//! - A watcher that falls more than [`WATCH_QUEUE_EVENTS_MAX`] events behind is closed
+//!   rather than allowed to grow memory; clients re-list, as they do with kube-apiserver.
+//!
+//! The [`Store`] trait is what the API server uses; [`embedded::EmbeddedStore`] implements
+//! it over an in-memory index with a redb file underneath. An etcd backend plugs into the
+//! same trait.
+
+pub mod embedded;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// A store revision. Revision 0 means "nothing written yet".
+pub type Revision = u64;
+
+/// Builds the value to store once its revision is known. The API server uses it to stamp
+/// `metadata.resourceVersion` into the object, so reads can serve the bytes untouched.
+pub type ValueFn = Box<dyn FnOnce(Revision) -> Bytes + Send>;
+
+/// The most events a live watcher may have queued before it is closed.
+pub const WATCH_QUEUE_EVENTS_MAX: usize = 8192;
+
+/// One key at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: Arc<str>,
+    pub value: Bytes,
+    pub create_revision: Revision,
+    pub mod_revision: Revision,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// A create (no `prev`) or an update.
+    Put,
+    /// A delete. `kv` holds the tombstone value with `mod_revision` at the delete.
+    Delete,
+}
+
+/// One change, as watchers see it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub event_type: EventType,
+    pub kv: KeyValue,
+    pub prev: Option<KeyValue>,
+}
+
+impl Event {
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// A guarded write.
+pub enum Op {
+    /// Fails with `AlreadyExists` if the key exists.
+    Create { key: String, value: ValueFn },
+    /// Fails with `NotFound` if absent and `Conflict` unless `mod_revision` matches
+    /// (`expected == None` updates whatever is there).
+    Update { key: String, expected: Option<Revision>, value: ValueFn },
+    /// Fails with `NotFound` if absent and `Conflict` unless `mod_revision` matches.
+    /// `tombstone` builds the value reported to watchers and to the caller.
+    Delete { key: String, expected: Option<Revision>, tombstone: ValueFn },
+}
+
+impl Op {
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("key already exists")]
+    AlreadyExists,
+    #[error("key not found")]
+    NotFound,
+    #[error("revision conflict: current mod_revision is {current}")]
+    Conflict { current: Revision },
+    #[error("required revision {requested} has been compacted (oldest available {oldest})")]
+    Compacted { requested: Revision, oldest: Revision },
+    #[error("revision {requested} is newer than the store's current revision {current}")]
+    FutureRevision { requested: Revision, current: Revision },
+    #[error("storage error: {0}")]
+    Io(String),
+    #[error("store is shutting down")]
+    Closed,
+}
+
+/// How to read a range.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// Only keys strictly greater than this (pagination).
+    pub start_after: Option<String>,
+    /// At most this many items (0 = no limit).
+    pub limit: usize,
+    /// Read the snapshot at this revision (None = latest).
+    pub at_revision: Option<Revision>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    pub items: Vec<KeyValue>,
+    /// The snapshot revision the items were read at.
+    pub revision: Revision,
+    /// How many more keys matched after the last item returned.
+    pub remaining: usize,
+}
+
+/// A watch on a key prefix. Events arrive in revision order; replayed history first.
+pub struct Watcher {
+    replay: VecDeque<Arc<Event>>,
+    live: mpsc::Receiver<Arc<Event>>,
+    /// Dropping the guard deregisters the watcher.
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl Watcher {
+    pub fn new(
+        replay: VecDeque<Arc<Event>>,
+        live: mpsc::Receiver<Arc<Event>>,
+        guard: Box<dyn Send + Sync>,
+    ) -> Self {
+        Watcher { replay, live, _guard: guard }
+    }
+
+    /// The next event, or None when the store closed the watch (shutdown, or the watcher
+    /// fell more than [`WATCH_QUEUE_EVENTS_MAX`] events behind).
+    pub async fn next(&mut self) -> Option<Arc<Event>> {
+        if let Some(e) = self.replay.pop_front() {
+            return Some(e);
+        }
+        self.live.recv().await
+    }
+
+    /// An event if one is ready now, without waiting.
+    pub fn try_next(&mut self) -> Option<Arc<Event>> {
+        if let Some(e) = self.replay.pop_front() {
+            return Some(e);
+        }
+        self.live.try_recv().ok()
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the API server needs from storage.
+pub trait Store: Send + Sync + 'static {
+    /// Applies a guarded write once it is durable; returns the new key-value (for deletes,
+    /// the tombstone at the delete's revision).
+    fn txn(&self, op: Op) -> BoxFuture<'static, Result<KeyValue, StoreError>>;
+    /// The latest value of a key.
+    fn get(&self, key: &str) -> Option<KeyValue>;
+    /// The keys under `prefix`, in key order.
+    fn list(&self, prefix: &str, opts: &ListOptions) -> Result<ListResult, StoreError>;
+    /// Events under `prefix` with revision > `after`.
+    fn watch(&self, prefix: &str, after: Revision) -> Result<Watcher, StoreError>;
+    /// The latest revision.
+    fn revision(&self) -> Revision;
+    /// The oldest revision still readable (reads and watches from before it are compacted).
+    fn compacted_revision(&self) -> Revision;
+    /// Drops history up to and including `revision`.
+    fn compact(&self, revision: Revision);
+    /// Waits until every acknowledged write is on disk and stops accepting writes.
+    fn close(&self) -> BoxFuture<'static, ()>;
+}

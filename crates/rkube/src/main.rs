@@ -1,0 +1,133 @@
+//! `rkube`: the binary. It only parses flags and wires the crates together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rkube_apiserver::{authn::TokenFile, registry, ApiServer};
+use rkube_store::Store;
+
+#[derive(Parser)]
+#[command(name = "rkube", version, about = "A lightweight Kubernetes control plane in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Server(ServerArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StorageKind {
+    /// Durable embedded storage in the data directory (redb).
+    Embedded,
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Address to serve HTTPS on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Where state, certificates and the admin kubeconfig live.
+    #[arg(long, default_value = "./rkube-data")]
+    data_dir: PathBuf,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "embedded")]
+    storage: StorageKind,
+    /// Static bearer tokens, kube-apiserver's CSV format: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rkube: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rkube: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn server(args: ServerArgs) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let tokens = match &args.token_auth_file {
+        Some(p) => TokenFile::load(p)?,
+        None => TokenFile::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("listen {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let pki = rkube_pki::Pki::load_or_create(&args.data_dir.join("pki"), Some(addr.ip())).map_err(|e| e.to_string())?;
+    let tls = rkube_apiserver::serve::tls_config(&pki).map_err(|e| e.to_string())?;
+
+    let store: Arc<dyn Store> = match args.storage {
+        StorageKind::Embedded => {
+            let s = rkube_store::embedded::EmbeddedStore::open(&args.data_dir.join("store.redb")).map_err(|e| e.to_string())?;
+            Arc::new(s)
+        }
+    };
+    let api = ApiServer::new(store.clone(), tokens);
+    let client_host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let client_addr = if addr.is_ipv6() { format!("[{client_host}]:{}", addr.port()) } else { format!("{client_host}:{}", addr.port()) };
+    let _ = api.advertise.set(addr);
+    bootstrap(&api).await?;
+
+    let kubeconfig = args.data_dir.join("admin.kubeconfig");
+    pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{client_addr}")).map_err(|e| e.to_string())?;
+    tracing::info!(listen = %addr, ready_ms = started.elapsed().as_millis() as u64, "rkube server ready");
+    println!("rkube: serving https://{client_addr}; kubeconfig: {}", kubeconfig.display());
+
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    rkube_apiserver::serve::serve(api.clone(), listener, tls, shutdown).await.map_err(|e| e.to_string())?;
+    tracing::info!("shutting down");
+    store.close().await;
+    Ok(())
+}
+
+/// Objects every cluster has from the start.
+async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), String> {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let key = format!("/registry/core/namespaces/{ns}");
+        if api.store.get(&key).is_none() {
+            let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            registry::create_internal(api, "", "v1", "namespaces", None, obj)
+                .await
+                .map_err(|e| format!("bootstrap namespace {ns}: {e}"))?;
+        }
+    }
+    Ok(())
+}
