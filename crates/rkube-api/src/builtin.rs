@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::resource::{ResourceBuilder, ResourceDef, ResourceTable, Subresource, VERBS_NO_DELETECOLLECTION};
 use crate::selector::LabelSelector;
 use crate::status::FieldError;
-use crate::strategy::{ensure_map, get_str, set_default, typed_roundtrip, Builtin};
+use crate::strategy::{ensure_map, get_str, set_default, typed_roundtrip, Builtin, Deletion, Exists};
 use crate::validation::{self, NameRule};
 
 /// Registers every built-in resource.
@@ -43,12 +43,13 @@ pub fn builtins() -> Vec<ResourceDef> {
             typed: Some(typed_roundtrip::<core::Namespace>),
             defaults: default_namespace,
             initial_status: Some(|_| json!({"phase": "Active"})),
+            deletion: Some(|_, _, _| Deletion::NamespaceLifecycle),
             fields: &[("status.phase", &["status", "phase"])],
             ..Default::default()
         }))
         .short(&["ns"])
         .verbs(VERBS_NO_DELETECOLLECTION)
-        .sub(&[Status, Finalize])
+        .subresources(&[Status, Finalize])
         .names(NameRule::Dns1123Label)
         .build(),
         ResourceBuilder::new("", "v1", "Pod", "pods", true, s(Builtin {
@@ -57,12 +58,13 @@ pub fn builtins() -> Vec<ResourceDef> {
             validate: validate_pod,
             validate_update: validate_pod_update,
             initial_status: Some(pod_initial_status),
+            deletion: Some(pod_deletion),
             fields: POD_FIELDS,
             ..Default::default()
         }))
         .short(&["po"])
         .categories(&["all"])
-        .sub(&[Status, Binding])
+        .subresources(&[Status, Binding])
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Service>),
@@ -77,7 +79,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         .short(&["svc"])
         .categories(&["all"])
         .verbs(&["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
-        .sub(&[Status])
+        .subresources(&[Status])
         .names(NameRule::Dns1035Label)
         .build(),
         ResourceBuilder::new("", "v1", "Endpoints", "endpoints", true, s(Builtin {
@@ -115,7 +117,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             ..Default::default()
         }))
         .short(&["no"])
-        .sub(&[Status])
+        .subresources(&[Status])
         .build(),
         ResourceBuilder::new("", "v1", "Event", "events", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Event>),
@@ -180,7 +182,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             ..Default::default()
         }))
         .categories(&["all"])
-        .sub(&[Status])
+        .subresources(&[Status])
         .generation()
         .build(),
         ResourceBuilder::new("batch", "v1", "CronJob", "cronjobs", true, s(Builtin {
@@ -192,7 +194,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["cj"])
         .categories(&["all"])
-        .sub(&[Status])
+        .subresources(&[Status])
         .names(NameRule::Dns1123Subdomain)
         .generation()
         .build(),
@@ -231,12 +233,11 @@ pub fn builtins() -> Vec<ResourceDef> {
 }
 
 fn workload(kind: &str, plural: &str, short: &[&str], scale: bool, strategy: Arc<Builtin>) -> ResourceDef {
-    let subs: &[Subresource] =
-        if scale { &[Subresource::Status, Subresource::Scale] } else { &[Subresource::Status] };
+    let subs: &[Subresource] = if scale { &[Subresource::Status, Subresource::Scale] } else { &[Subresource::Status] };
     ResourceBuilder::new("apps", "v1", kind, plural, true, strategy)
         .short(short)
         .categories(&["all"])
-        .sub(subs)
+        .subresources(subs)
         .generation()
         .build()
 }
@@ -264,13 +265,8 @@ fn default_container(c: &mut Value) {
     let image = m.get("image").and_then(Value::as_str).unwrap_or("");
     // `:latest` or no tag pulls Always; a tag or digest pulls IfNotPresent.
     let last = image.rsplit('/').next().unwrap_or("");
-    let policy = if image.contains('@') {
-        "IfNotPresent"
-    } else if last.contains(':') && !last.ends_with(":latest") {
-        "IfNotPresent"
-    } else {
-        "Always"
-    };
+    let pinned = image.contains('@') || (last.contains(':') && !last.ends_with(":latest"));
+    let policy = if pinned { "IfNotPresent" } else { "Always" };
     set_default(m, "imagePullPolicy", json!(policy));
     set_default(m, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(m, "terminationMessagePolicy", json!("File"));
@@ -384,6 +380,22 @@ fn default_pod(o: &mut Value) {
     }
 }
 
+/// A pod running on a node waits for that node's agent to stop it. Unscheduled and
+/// finished pods go at once. Deviation: a pod bound to a node that has no Node object also
+/// goes at once, since nothing would ever finish it (kube-apiserver would wait for the node
+/// lifecycle controller).
+fn pod_deletion(pod: &Value, grace: Option<i64>, exists: Exists<'_>) -> Deletion {
+    let seconds =
+        grace.or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)).unwrap_or(30);
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    if seconds > 0 && !node.is_empty() && !matches!(phase, "Succeeded" | "Failed") && exists("nodes", node) {
+        Deletion::Graceful { seconds }
+    } else {
+        Deletion::Immediate
+    }
+}
+
 fn pod_initial_status(o: &Value) -> Value {
     json!({"phase": "Pending", "qosClass": qos_class(o)})
 }
@@ -457,15 +469,27 @@ fn allocate_cluster_ip(o: &mut Value, taken: &dyn Fn(&str) -> bool) -> Result<()
     let ip = if requested == "None" {
         requested
     } else if !requested.is_empty() {
-        let parsed: std::net::Ipv4Addr = requested
-            .parse()
-            .map_err(|_| FieldError::invalid("spec.clusterIPs[0]", json!(requested), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))?;
+        let parsed: std::net::Ipv4Addr = requested.parse().map_err(|_| {
+            FieldError::invalid(
+                "spec.clusterIPs[0]",
+                json!(requested),
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            )
+        })?;
         let n = u32::from(parsed);
         if !(SERVICE_RANGE_BASE..SERVICE_RANGE_BASE + SERVICE_RANGE_SIZE).contains(&n) {
-            return Err(FieldError::invalid("spec.clusterIPs[0]", json!(requested), "provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"));
+            return Err(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                json!(requested),
+                "provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12",
+            ));
         }
         if taken(&requested) {
-            return Err(FieldError::invalid("spec.clusterIPs[0]", json!(requested), "provided IP is already allocated"));
+            return Err(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                json!(requested),
+                "provided IP is already allocated",
+            ));
         }
         requested
     } else {
@@ -479,17 +503,14 @@ fn allocate_cluster_ip(o: &mut Value, taken: &dyn Fn(&str) -> bool) -> Result<()
                 break;
             }
         }
-        found.ok_or_else(|| FieldError::invalid("spec.clusterIPs", json!([]), "failed to allocate an IP: range is full"))?
+        found.ok_or_else(|| {
+            FieldError::invalid("spec.clusterIPs", json!([]), "failed to allocate an IP: range is full")
+        })?
     };
     spec.insert("clusterIP".into(), json!(ip));
     spec.insert("clusterIPs".into(), json!([ip]));
-    if ip != "None" {
-        set_default(spec, "ipFamilies", json!(["IPv4"]));
-        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-    } else {
-        set_default(spec, "ipFamilies", json!(["IPv4"]));
-        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-    }
+    set_default(spec, "ipFamilies", json!(["IPv4"]));
+    set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
     Ok(())
 }
 
@@ -744,14 +765,21 @@ fn validate_service(o: &Value, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::not_supported("spec.type", json!(ty), &types));
     }
     let ports = spec.get("ports").and_then(Value::as_array);
-    if ty != "ExternalName" && ports.is_none_or(|p| p.is_empty()) && spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+    if ty != "ExternalName"
+        && ports.is_none_or(|p| p.is_empty())
+        && spec.get("clusterIP").and_then(Value::as_str) != Some("None")
+    {
         errs.push(FieldError::required("spec.ports", ""));
     }
     let mut seen = std::collections::HashSet::new();
     for (i, p) in ports.into_iter().flatten().enumerate() {
         let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
         if !(1..=65535).contains(&port) {
-            errs.push(FieldError::invalid(format!("spec.ports[{i}].port"), json!(port), "must be between 1 and 65535, inclusive"));
+            errs.push(FieldError::invalid(
+                format!("spec.ports[{i}].port"),
+                json!(port),
+                "must be between 1 and 65535, inclusive",
+            ));
         }
         let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
         if !seen.insert((port, proto.to_string())) {
@@ -769,18 +797,22 @@ fn validate_service(o: &Value, errs: &mut Vec<FieldError>) {
 fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     let old_ip = old.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
     let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
-    if !old_ip.is_empty() && old_ip != new_ip && new.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName") {
+    if !old_ip.is_empty()
+        && old_ip != new_ip
+        && new.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName")
+    {
         errs.push(FieldError::invalid("spec.clusterIPs[0]", json!(new_ip), "may not change once set"));
     }
 }
 
 fn validate_config_keys(o: &Value, field: &str, errs: &mut Vec<FieldError>) {
-    let re_ok = |k: &str| !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let re_ok =
+        |k: &str| !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if let Some(m) = o.get(field).and_then(Value::as_object) {
         for k in m.keys() {
             if !re_ok(k) {
                 errs.push(FieldError::invalid(
-                    format!("{field}"),
+                    field.to_string(),
                     json!(k),
                     "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
                 ));
@@ -792,7 +824,9 @@ fn validate_config_keys(o: &Value, field: &str, errs: &mut Vec<FieldError>) {
 fn validate_configmap(o: &Value, errs: &mut Vec<FieldError>) {
     validate_config_keys(o, "data", errs);
     validate_config_keys(o, "binaryData", errs);
-    if let (Some(d), Some(b)) = (o.get("data").and_then(Value::as_object), o.get("binaryData").and_then(Value::as_object)) {
+    if let (Some(d), Some(b)) =
+        (o.get("data").and_then(Value::as_object), o.get("binaryData").and_then(Value::as_object))
+    {
         for k in d.keys().filter(|k| b.contains_key(*k)) {
             errs.push(FieldError::invalid("data", json!(k), "duplicate of key present in binaryData"));
         }
@@ -847,7 +881,11 @@ fn validate_selector_and_template(
     validate_pod_spec(&pod_spec, &format!("{spec_path}.template.spec"), errs, restart);
     if let Some(r) = spec.get("replicas").and_then(Value::as_i64) {
         if r < 0 {
-            errs.push(FieldError::invalid(format!("{spec_path}.replicas"), json!(r), "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                format!("{spec_path}.replicas"),
+                json!(r),
+                "must be greater than or equal to 0",
+            ));
         }
     }
 }
@@ -880,11 +918,7 @@ fn validate_cronjob(o: &Value, errs: &mut Vec<FieldError>) {
 fn validate_selector_immutable(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     let (n, o) = (new.pointer("/spec/selector"), old.pointer("/spec/selector"));
     if o.is_some() && n != o {
-        errs.push(FieldError::invalid(
-            "spec.selector",
-            n.cloned().unwrap_or(Value::Null),
-            "field is immutable",
-        ));
+        errs.push(FieldError::invalid("spec.selector", n.cloned().unwrap_or(Value::Null), "field is immutable"));
     }
 }
 
@@ -974,7 +1008,10 @@ mod tests {
         let s = row("Deployment").strategy;
         d = s.canonicalize(&d).unwrap();
         s.default(&mut d);
-        assert_eq!(d["spec"]["strategy"], json!({"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}, "type": "RollingUpdate"}));
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}, "type": "RollingUpdate"})
+        );
         assert_eq!(d["spec"]["template"]["metadata"]["creationTimestamp"], Value::Null);
         assert_eq!(d["spec"]["replicas"], 1);
         let mut errs = vec![];
@@ -987,7 +1024,8 @@ mod tests {
         let s = row("ConfigMap").strategy;
         let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": 5}});
         assert!(s.canonicalize(&bad).is_err());
-        let extra = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "bogus": 1, "data": {"k": "v"}});
+        let extra =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "bogus": 1, "data": {"k": "v"}});
         let out = s.canonicalize(&extra).unwrap();
         assert_eq!(crate::strategy::unknown_fields(&extra, &out), vec!["bogus".to_string()]);
     }

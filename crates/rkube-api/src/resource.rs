@@ -64,8 +64,7 @@ impl Subresource {
     }
 }
 
-pub const VERBS_ALL: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const VERBS_ALL: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 /// Namespaces, for instance, have no deletecollection.
 pub const VERBS_NO_DELETECOLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
@@ -148,7 +147,14 @@ impl ResourceDef {
 pub struct ResourceBuilder(ResourceDef);
 
 impl ResourceBuilder {
-    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, strategy: Arc<dyn Strategy>) -> Self {
+    pub fn new(
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+        strategy: Arc<dyn Strategy>,
+    ) -> Self {
         let storage_group = if group.is_empty() { "core" } else { group };
         ResourceBuilder(ResourceDef {
             group: group.into(),
@@ -179,7 +185,7 @@ impl ResourceBuilder {
         self.0.verbs = v.iter().map(|s| s.to_string()).collect();
         self
     }
-    pub fn sub(mut self, s: &[Subresource]) -> Self {
+    pub fn subresources(mut self, s: &[Subresource]) -> Self {
         self.0.subresources = s.to_vec();
         self
     }
@@ -231,7 +237,11 @@ impl TableSnapshot {
         out
     }
 
-    pub fn in_group_version<'a>(&'a self, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a Arc<ResourceDef>> + 'a {
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<ResourceDef>> + 'a {
         self.resources.iter().filter(move |r| r.group == group && r.version == version)
     }
 }
@@ -257,10 +267,8 @@ impl ResourceTable {
         if !groups.contains(&def.group) {
             groups.push(def.group.clone());
         }
-        let by_path = resources
-            .iter()
-            .map(|r| ((r.group.clone(), r.version.clone(), r.plural.clone()), r.clone()))
-            .collect();
+        let by_path =
+            resources.iter().map(|r| ((r.group.clone(), r.version.clone(), r.plural.clone()), r.clone())).collect();
         *guard = Arc::new(TableSnapshot { resources, by_path, groups });
     }
 }

@@ -242,7 +242,7 @@ fn parse_requirement(p: &mut Parser) -> Result<Requirement, String> {
         Token::Ident(k) => k,
         t => return Err(format!("found '{}', expected: !, identifier, or 'end of string'", t.text())),
     };
-    for msg in crate::validation::qualified_name(&key) {
+    if let Some(msg) = crate::validation::qualified_name(&key).into_iter().next() {
         return Err(format!("key: Invalid value: {key:?}: {msg}"));
     }
     if negated {
@@ -256,12 +256,7 @@ fn parse_requirement(p: &mut Parser) -> Result<Requirement, String> {
         Token::Lt => Op::LessThan,
         Token::In => Op::In,
         Token::NotIn => Op::NotIn,
-        t => {
-            return Err(format!(
-                "found '{}', expected: in, notin, =, ==, !=, gt, lt",
-                t.text()
-            ))
-        }
+        t => return Err(format!("found '{}', expected: in, notin, =, ==, !=, gt, lt", t.text())),
     };
     p.next();
     let mut values = BTreeSet::new();
@@ -302,7 +297,7 @@ fn parse_requirement(p: &mut Parser) -> Result<Requirement, String> {
     for v in &values {
         if matches!(op, Op::GreaterThan | Op::LessThan) {
             if v.parse::<i64>().is_err() {
-                return Err(format!("for 'Gt', 'Lt' operators, the value must be an integer"));
+                return Err("for 'Gt', 'Lt' operators, the value must be an integer".to_string());
             }
         } else if let Some(msg) = crate::validation::label_value(v).into_iter().next() {
             return Err(format!("values[0][{key}]: Invalid value: {v:?}: {msg}"));
@@ -341,11 +336,7 @@ impl FieldSelector {
             } else {
                 return Err(format!("invalid selector: '{s}'; can't understand '{term}'"));
             };
-            reqs.push(FieldRequirement {
-                field: unescape(field.trim()),
-                value: unescape(value.trim()),
-                negated,
-            });
+            reqs.push(FieldRequirement { field: unescape(field.trim()), value: unescape(value.trim()), negated });
         }
         Ok(FieldSelector { requirements: reqs })
     }

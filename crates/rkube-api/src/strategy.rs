@@ -11,6 +11,21 @@ use serde_json::{Map, Value};
 
 use crate::status::FieldError;
 
+/// How a delete request proceeds for one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// Removed now (or, with finalizers, marked and removed when they are gone).
+    Immediate,
+    /// Marked with a deletionTimestamp `seconds` ahead; whoever runs the object (the node
+    /// agent, for pods) finishes it.
+    Graceful { seconds: i64 },
+    /// Marked `Terminating`; the namespace lifecycle removes what it contains, then it.
+    NamespaceLifecycle,
+}
+
+/// Whether an object exists: (plural of a core/v1 cluster-scoped resource, name).
+pub type Exists<'a> = &'a dyn Fn(&str, &str) -> bool;
+
 /// The behaviour of one resource.
 pub trait Strategy: Send + Sync {
     /// Decodes through the typed model and re-encodes: type errors become `Err` (a 400),
@@ -37,6 +52,10 @@ pub trait Strategy: Send + Sync {
     fn allocate(&self, _obj: &mut Value, _taken: &dyn Fn(&str) -> bool) -> Result<(), FieldError> {
         Ok(())
     }
+    /// How deleting `obj` proceeds, given the grace period the client asked for.
+    fn deletion(&self, _obj: &Value, _grace: Option<i64>, _exists: Exists<'_>) -> Deletion {
+        Deletion::Immediate
+    }
     /// The JSON pointer of the field [`Strategy::allocate`] fills, if any.
     fn allocated_field(&self) -> Option<&'static str> {
         None
@@ -50,7 +69,7 @@ pub trait Strategy: Send + Sync {
 
 /// A strategy described by data and plain functions; most built-in resources are one.
 pub struct Builtin {
-    pub typed: Option<fn(&Value) -> Result<Value, String>>,
+    pub typed: Option<TypedCheck>,
     pub defaults: fn(&mut Value),
     pub prepare_for_create: fn(&mut Value),
     pub validate: fn(&Value, &mut Vec<FieldError>),
@@ -58,9 +77,16 @@ pub struct Builtin {
     pub initial_status: Option<fn(&Value) -> Value>,
     /// A unique field filled at create: (JSON pointer, allocator).
     pub allocation: Option<(&'static str, Allocator)>,
+    pub deletion: Option<DeletionHook>,
     /// Field-selector names and the JSON path each reads.
     pub fields: &'static [(&'static str, &'static [&'static str])],
 }
+
+/// Decodes through the typed model and re-encodes (see [`typed_roundtrip`]).
+pub type TypedCheck = fn(&Value) -> Result<Value, String>;
+
+/// Decides how a delete proceeds (see [`Strategy::deletion`]).
+pub type DeletionHook = fn(&Value, Option<i64>, Exists<'_>) -> Deletion;
 
 /// Fills a unique field given a test for values already taken.
 pub type Allocator = fn(&mut Value, &dyn Fn(&str) -> bool) -> Result<(), FieldError>;
@@ -79,6 +105,7 @@ impl Default for Builtin {
             validate_update: no_update_validation,
             initial_status: None,
             allocation: None,
+            deletion: None,
             fields: &[],
         }
     }
@@ -114,6 +141,12 @@ impl Strategy for Builtin {
     }
     fn allocated_field(&self) -> Option<&'static str> {
         self.allocation.map(|(p, _)| p)
+    }
+    fn deletion(&self, obj: &Value, grace: Option<i64>, exists: Exists<'_>) -> Deletion {
+        match self.deletion {
+            Some(f) => f(obj, grace, exists),
+            None => Deletion::Immediate,
+        }
     }
     fn field(&self, obj: &Value, field: &str) -> Option<String> {
         let (_, path) = self.fields.iter().find(|(name, _)| *name == field)?;

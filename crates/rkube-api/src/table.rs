@@ -51,7 +51,8 @@ const READY_PODS_DESC: &str = "Number of the pod with ready state";
 const POD_READY_DESC: &str = "The aggregate readiness state of this pod for accepting traffic.";
 const POD_STATUS_DESC: &str = "The aggregate status of the containers in this pod.";
 const POD_RESTARTS_DESC: &str = "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.";
-const POD_IP_DESC: &str = "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.";
+const POD_IP_DESC: &str =
+    "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.";
 const POD_NODE_DESC: &str = "NodeName is a request to schedule this pod onto a specific node. If it is non-empty, the scheduler simply schedules this pod onto that node, assuming that it fits resource requirements.";
 const POD_NOMINATED_DESC: &str = "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.";
 const POD_GATES_DESC: &str = "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates";
@@ -66,8 +67,10 @@ const NS_STATUS_DESC: &str = "The status of the namespace";
 
 const CM_DATA_DESC: &str = "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.";
 
-const DEPLOY_UPDATED_DESC: &str = "Total number of non-terminated pods targeted by this deployment that have the desired template spec.";
-const DEPLOY_AVAILABLE_DESC: &str = "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.";
+const DEPLOY_UPDATED_DESC: &str =
+    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.";
+const DEPLOY_AVAILABLE_DESC: &str =
+    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.";
 const DEPLOY_SELECTOR_DESC: &str = "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.";
 
 const JOB_COMPLETIONS_DESC: &str = "The number of pods which reached phase Succeeded.";
@@ -123,29 +126,12 @@ fn printer(group: &str, kind: &str) -> Printer {
     }
 }
 
-fn col(
-    name: &'static str,
-    type_: &'static str,
-    description: &'static str,
-    priority: i64,
-) -> Column {
-    Column {
-        name,
-        type_,
-        format: "",
-        description,
-        priority,
-    }
+fn col(name: &'static str, type_: &'static str, description: &'static str, priority: i64) -> Column {
+    Column { name, type_, format: "", description, priority }
 }
 
 fn name_col() -> Column {
-    Column {
-        name: "Name",
-        type_: "string",
-        format: "name",
-        description: NAME_DESC,
-        priority: 0,
-    }
+    Column { name: "Name", type_: "string", format: "name", description: NAME_DESC, priority: 0 }
 }
 
 fn age_col() -> Column {
@@ -577,25 +563,15 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Va
                 "" => "Opaque",
                 t => t,
             };
-            vec![
-                name(obj),
-                ty.into(),
-                count(map_len(obj, &["data"])),
-                age(obj, now),
-            ]
+            vec![name(obj), ty.into(), count(map_len(obj, &["data"])), age(obj, now)]
         }
-        Printer::ServiceAccount => vec![
-            name(obj),
-            count(list(obj, &["secrets"]).len()),
-            age(obj, now),
-        ],
+        Printer::ServiceAccount => vec![name(obj), count(list(obj, &["secrets"]).len()), age(obj, now)],
         Printer::Node => node_cells(obj, now),
         Printer::Event => event_cells(&EventFields::core(), obj, now),
         Printer::EventsV1 => event_cells(&EventFields::events_v1(), obj, now),
         Printer::Deployment => deployment_cells(obj, now),
         Printer::ReplicaSet => {
-            let (names, images) =
-                container_cells(list(obj, &["spec", "template", "spec", "containers"]));
+            let (names, images) = container_cells(list(obj, &["spec", "template", "spec", "containers"]));
             vec![
                 name(obj),
                 int_or(obj, &["spec", "replicas"], 1).into(),
@@ -608,24 +584,12 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Va
             ]
         }
         Printer::StatefulSet => {
-            let (names, images) =
-                container_cells(list(obj, &["spec", "template", "spec", "containers"]));
-            let ready = format!(
-                "{}/{}",
-                int(obj, &["status", "readyReplicas"]),
-                int_or(obj, &["spec", "replicas"], 1)
-            );
-            vec![
-                name(obj),
-                ready.into(),
-                age(obj, now),
-                names.into(),
-                images.into(),
-            ]
+            let (names, images) = container_cells(list(obj, &["spec", "template", "spec", "containers"]));
+            let ready = format!("{}/{}", int(obj, &["status", "readyReplicas"]), int_or(obj, &["spec", "replicas"], 1));
+            vec![name(obj), ready.into(), age(obj, now), names.into(), images.into()]
         }
         Printer::DaemonSet => {
-            let (names, images) =
-                container_cells(list(obj, &["spec", "template", "spec", "containers"]));
+            let (names, images) = container_cells(list(obj, &["spec", "template", "spec", "containers"]));
             vec![
                 name(obj),
                 int(obj, &["status", "desiredNumberScheduled"]).into(),
@@ -643,11 +607,7 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Va
         Printer::Job => job_cells(obj, now),
         Printer::CronJob => cronjob_cells(obj, now),
         Printer::RoleBinding => rolebinding_cells(obj, now),
-        Printer::Lease => vec![
-            name(obj),
-            text(obj, &["spec", "holderIdentity"]).into(),
-            age(obj, now),
-        ],
+        Printer::Lease => vec![name(obj), text(obj, &["spec", "holderIdentity"]).into(), age(obj, now)],
         Printer::Default => {
             let created = match get(obj, &["metadata", "creationTimestamp"]) {
                 None => format_rfc3339(zero_time()),
@@ -681,11 +641,7 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
@@ -693,11 +649,7 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let hours = seconds / 3600;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
+        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
     }
     if hours < 48 {
         return format!("{hours}h");
@@ -705,11 +657,7 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let days = hours / 24;
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 {
-            format!("{days}d")
-        } else {
-            format!("{days}d{h}h")
-        };
+        return if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") };
     }
     if hours < 24 * 365 * 2 {
         return format!("{days}d");
@@ -717,11 +665,7 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let years = days / 365;
     if hours < 24 * 365 * 8 {
         let dy = days % 365;
-        return if dy == 0 {
-            format!("{years}y")
-        } else {
-            format!("{years}y{dy}d")
-        };
+        return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
     }
     format!("{years}y")
 }
@@ -766,9 +710,7 @@ fn int_or(v: &Value, path: &[&str], default: i64) -> i64 {
 
 /// The array at `path`, or an empty slice.
 fn list<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
-    get(v, path)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+    get(v, path).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 /// The number of entries of the map at `path`, or 0.
@@ -793,9 +735,7 @@ fn plain(v: &Value) -> String {
 // Times.
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// Go's zero `time.Time`, 0001-01-01T00:00:00Z.
@@ -811,10 +751,7 @@ fn format_rfc3339(t: DateTime<Utc>) -> String {
 
 /// A set, non-zero timestamp at `path`.
 fn time_at(v: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
-    get(v, path)
-        .and_then(Value::as_str)
-        .and_then(parse_time)
-        .filter(|t| *t != zero_time())
+    get(v, path).and_then(Value::as_str).and_then(parse_time).filter(|t| *t != zero_time())
 }
 
 /// How long ago the timestamp at `path` was, `<unknown>` when it is unset.
@@ -846,11 +783,7 @@ fn format_labels(labels: Option<&Value>) -> String {
     };
     let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
     pairs.sort_by(|a, b| a.0.cmp(b.0));
-    let s = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", plain(v)))
-        .collect::<Vec<_>>()
-        .join(",");
+    let s = pairs.iter().map(|(k, v)| format!("{k}={}", plain(v))).collect::<Vec<_>>().join(",");
     if s.is_empty() {
         "<none>".to_string()
     } else {
@@ -892,11 +825,7 @@ fn selector_string(sel: Option<&Value>) -> Result<String, ()> {
         }
     }
     reqs.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(reqs
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect::<Vec<_>>()
-        .join(","))
+    Ok(reqs.into_iter().map(|(_, r)| r).collect::<Vec<_>>().join(","))
 }
 
 /// metav1.FormatLabelSelector: `<none>` for no requirements, `<error>` for a bad selector.
@@ -919,9 +848,7 @@ fn container_cells(containers: &[Value]) -> (String, String) {
 // Pods.
 
 fn has_condition(conditions: &[Value], type_: &str) -> bool {
-    conditions
-        .iter()
-        .any(|c| text(c, &["type"]) == type_ && text(c, &["status"]) == "True")
+    conditions.iter().any(|c| text(c, &["type"]) == type_ && text(c, &["status"]) == "True")
 }
 
 /// When the container last terminated, from `lastState.terminated.finishedAt`.
@@ -952,10 +879,7 @@ fn pod_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
             .find(|c| text(c, &["name"]) == container)
             .is_some_and(|c| text(c, &["restartPolicy"]) == "Always")
     };
-    let sidecars = init_containers
-        .iter()
-        .filter(|c| text(c, &["restartPolicy"]) == "Always")
-        .count();
+    let sidecars = init_containers.iter().filter(|c| text(c, &["restartPolicy"]) == "Always").count();
     let total = containers.len() + sidecars;
     let mut ready = 0usize;
 
@@ -964,10 +888,7 @@ fn pod_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         "" => phase.to_string(),
         r => r.to_string(),
     };
-    if conditions
-        .iter()
-        .any(|c| text(c, &["type"]) == "PodScheduled" && text(c, &["reason"]) == "SchedulingGated")
-    {
+    if conditions.iter().any(|c| text(c, &["type"]) == "PodScheduled" && text(c, &["reason"]) == "SchedulingGated") {
         reason = "SchedulingGated".to_string();
     }
 
@@ -976,10 +897,7 @@ fn pod_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut sidecar_restarts = 0i64;
     let mut sidecar_last_restart = None;
     let mut initializing = false;
-    for (i, cs) in list(obj, &["status", "initContainerStatuses"])
-        .iter()
-        .enumerate()
-    {
+    for (i, cs) in list(obj, &["status", "initContainerStatuses"]).iter().enumerate() {
         let restart_count = int(cs, &["restartCount"]);
         restarts += restart_count;
         last_restart = later(last_restart, last_termination(cs));
@@ -1037,11 +955,7 @@ fn pod_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
             }
         }
         if reason == "Completed" && has_running {
-            reason = if has_condition(conditions, "Ready") {
-                "Running".to_string()
-            } else {
-                "NotReady".to_string()
-            };
+            reason = if has_condition(conditions, "Ready") { "Running".to_string() } else { "NotReady".to_string() };
         }
     }
 
@@ -1071,10 +985,7 @@ fn pod_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
             .iter()
             .filter(|g| {
                 let ty = text(g, &["conditionType"]);
-                conditions
-                    .iter()
-                    .find(|c| text(c, &["type"]) == ty)
-                    .is_some_and(|c| text(c, &["status"]) == "True")
+                conditions.iter().find(|c| text(c, &["type"]) == ty).is_some_and(|c| text(c, &["status"]) == "True")
             })
             .count();
         format!("{passing}/{}", gates.len())
@@ -1113,15 +1024,9 @@ fn service_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Some(ip) => ip.as_str().unwrap_or(""),
         None => text(obj, &["spec", "clusterIP"]),
     };
-    let cluster_ip = if cluster_ip.is_empty() && list(obj, &["spec", "clusterIPs"]).is_empty() {
-        "<none>"
-    } else {
-        cluster_ip
-    };
-    let external_ips: Vec<String> = list(obj, &["spec", "externalIPs"])
-        .iter()
-        .map(plain)
-        .collect();
+    let cluster_ip =
+        if cluster_ip.is_empty() && list(obj, &["spec", "clusterIPs"]).is_empty() { "<none>" } else { cluster_ip };
+    let external_ips: Vec<String> = list(obj, &["spec", "externalIPs"]).iter().map(plain).collect();
     let external = match svc_type {
         "ClusterIP" | "NodePort" => {
             if external_ips.is_empty() {
@@ -1234,16 +1139,8 @@ fn format_endpoints(obj: &Value) -> String {
 fn node_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut status: Vec<&str> = Vec::new();
     // The last Ready condition wins, as in a map keyed by condition type.
-    if let Some(c) = list(obj, &["status", "conditions"])
-        .iter()
-        .rev()
-        .find(|c| text(c, &["type"]) == "Ready")
-    {
-        status.push(if text(c, &["status"]) == "True" {
-            "Ready"
-        } else {
-            "NotReady"
-        });
+    if let Some(c) = list(obj, &["status", "conditions"]).iter().rev().find(|c| text(c, &["type"]) == "Ready") {
+        status.push(if text(c, &["status"]) == "True" { "Ready" } else { "NotReady" });
     }
     if status.is_empty() {
         status.push("Unknown");
@@ -1334,16 +1231,9 @@ impl EventFields {
 }
 
 fn event_cells(f: &EventFields, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let first_seen = if time_at(obj, &[f.first]).is_some() {
-        since(obj, &[f.first], now)
-    } else {
-        since(obj, &["eventTime"], now)
-    };
-    let mut last_seen = if time_at(obj, &[f.last]).is_some() {
-        since(obj, &[f.last], now)
-    } else {
-        first_seen.clone()
-    };
+    let first_seen =
+        if time_at(obj, &[f.first]).is_some() { since(obj, &[f.first], now) } else { since(obj, &["eventTime"], now) };
+    let mut last_seen = if time_at(obj, &[f.last]).is_some() { since(obj, &[f.last], now) } else { first_seen.clone() };
     let mut n = int(obj, &[f.count]);
     if let Some(series) = get(obj, &["series"]) {
         last_seen = since(series, &["lastObservedTime"], now);
@@ -1366,11 +1256,7 @@ fn event_cells(f: &EventFields, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     };
     let component = first_non_empty("component", f.controller);
     let instance = first_non_empty("host", "reportingInstance");
-    let source = if instance.is_empty() {
-        component.to_string()
-    } else {
-        format!("{component}, {instance}")
-    };
+    let source = if instance.is_empty() { component.to_string() } else { format!("{component}, {instance}") };
 
     vec![
         last_seen.into(),
@@ -1391,14 +1277,9 @@ fn event_cells(f: &EventFields, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 fn deployment_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (names, images) = container_cells(list(obj, &["spec", "template", "spec", "containers"]));
-    let ready = format!(
-        "{}/{}",
-        int(obj, &["status", "readyReplicas"]),
-        int_or(obj, &["spec", "replicas"], 1)
-    );
+    let ready = format!("{}/{}", int(obj, &["status", "readyReplicas"]), int_or(obj, &["spec", "replicas"], 1));
     // Deployments print the selector as is: "" when empty, `<invalid>` when bad.
-    let selector =
-        selector_string(get(obj, &["spec", "selector"])).unwrap_or_else(|()| "<invalid>".into());
+    let selector = selector_string(get(obj, &["spec", "selector"])).unwrap_or_else(|()| "<invalid>".into());
     vec![
         name(obj),
         ready.into(),
@@ -1413,10 +1294,7 @@ fn deployment_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 /// The status of the condition of `type_`, looking at the first one of that type only.
 fn job_condition(conditions: &[Value], type_: &str) -> bool {
-    conditions
-        .iter()
-        .find(|c| text(c, &["type"]) == type_)
-        .is_some_and(|c| text(c, &["status"]) == "True")
+    conditions.iter().find(|c| text(c, &["type"]) == type_).is_some_and(|c| text(c, &["status"]) == "True")
 }
 
 fn job_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
@@ -1428,10 +1306,7 @@ fn job_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
             _ => format!("{succeeded}/1"),
         },
     };
-    let duration = match (
-        time_at(obj, &["status", "startTime"]),
-        time_at(obj, &["status", "completionTime"]),
-    ) {
+    let duration = match (time_at(obj, &["status", "startTime"]), time_at(obj, &["status", "completionTime"])) {
         (None, _) => String::new(),
         (Some(start), None) => human_duration(now - start),
         (Some(start), Some(end)) => human_duration(end - start),
@@ -1478,14 +1353,7 @@ fn cronjob_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Some(true) => "True",
         _ => "False",
     };
-    let template = &[
-        "spec",
-        "jobTemplate",
-        "spec",
-        "template",
-        "spec",
-        "containers",
-    ];
+    let template = &["spec", "jobTemplate", "spec", "template", "spec", "containers"];
     let (names, images) = container_cells(list(obj, template));
     vec![
         name(obj),
@@ -1505,11 +1373,7 @@ fn cronjob_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 // RBAC.
 
 fn rolebinding_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let role = format!(
-        "{}/{}",
-        text(obj, &["roleRef", "kind"]),
-        text(obj, &["roleRef", "name"])
-    );
+    let role = format!("{}/{}", text(obj, &["roleRef", "kind"]), text(obj, &["roleRef", "name"]));
     let mut users = Vec::new();
     let mut groups = Vec::new();
     let mut accounts = Vec::new();
@@ -1542,18 +1406,13 @@ mod tests {
     }
 
     fn names_types_priorities(group: &str, kind: &str) -> Vec<(String, String, i64)> {
-        columns(group, kind)
-            .into_iter()
-            .map(|c| (c.name.to_string(), c.type_.to_string(), c.priority))
-            .collect()
+        columns(group, kind).into_iter().map(|c| (c.name.to_string(), c.type_.to_string(), c.priority)).collect()
     }
 
     fn expect_columns(group: &str, kind: &str, want: &[(&str, &str, i64)]) {
         let got = names_types_priorities(group, kind);
-        let want: Vec<(String, String, i64)> = want
-            .iter()
-            .map(|(n, t, p)| (n.to_string(), t.to_string(), *p))
-            .collect();
+        let want: Vec<(String, String, i64)> =
+            want.iter().map(|(n, t, p)| (n.to_string(), t.to_string(), *p)).collect();
         assert_eq!(got, want, "columns of {group}/{kind}");
     }
 
@@ -1682,15 +1541,7 @@ mod tests {
     #[test]
     fn namespaces_match_capture() {
         // tables/api-v1-namespaces.json.
-        expect_columns(
-            "",
-            "Namespace",
-            &[
-                ("Name", "string", 0),
-                ("Status", "string", 0),
-                ("Age", "string", 0),
-            ],
-        );
+        expect_columns("", "Namespace", &[("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)]);
         let now = t("2026-11-22T22:27:32Z");
         let default = json!({
             "metadata": {"name": "default", "creationTimestamp": "2026-11-22T22:26:50Z"},
@@ -1701,29 +1552,15 @@ mod tests {
             "metadata": {"name": "ref", "creationTimestamp": "2026-11-22T22:27:17Z"},
             "status": {"phase": "Active"}
         });
-        assert_eq!(
-            cells("", "Namespace", &default, now),
-            vec![json!("default"), json!("Active"), json!("42s")]
-        );
-        assert_eq!(
-            cells("", "Namespace", &reference, now),
-            vec![json!("ref"), json!("Active"), json!("15s")]
-        );
+        assert_eq!(cells("", "Namespace", &default, now), vec![json!("default"), json!("Active"), json!("42s")]);
+        assert_eq!(cells("", "Namespace", &reference, now), vec![json!("ref"), json!("Active"), json!("15s")]);
     }
 
     #[test]
     fn configmaps_match_capture() {
         // tables/api-v1-namespaces-ref-configmaps.json: Data is typed "string" but its
         // cells are JSON integers.
-        expect_columns(
-            "",
-            "ConfigMap",
-            &[
-                ("Name", "string", 0),
-                ("Data", "string", 0),
-                ("Age", "string", 0),
-            ],
-        );
+        expect_columns("", "ConfigMap", &[("Name", "string", 0), ("Data", "string", 0), ("Age", "string", 0)]);
         let now = t("2026-11-22T22:27:32Z");
         let dup = json!({
             "metadata": {"name": "dup", "namespace": "ref", "creationTimestamp": "2026-11-22T22:27:17Z"},
@@ -1736,20 +1573,10 @@ mod tests {
         let warn = json!({
             "metadata": {"name": "warn", "namespace": "ref", "creationTimestamp": "2026-11-22T22:27:17Z"}
         });
-        assert_eq!(
-            cells("", "ConfigMap", &dup, now),
-            vec![json!("dup"), json!(1), json!("15s")]
-        );
-        assert_eq!(
-            cells("", "ConfigMap", &root_ca, now),
-            vec![json!("kube-root-ca.crt"), json!(1), json!("15s")]
-        );
-        assert_eq!(
-            cells("", "ConfigMap", &warn, now),
-            vec![json!("warn"), json!(0), json!("15s")]
-        );
-        let both =
-            json!({"metadata": {"name": "b"}, "data": {"x": ""}, "binaryData": {"y": "AA=="}});
+        assert_eq!(cells("", "ConfigMap", &dup, now), vec![json!("dup"), json!(1), json!("15s")]);
+        assert_eq!(cells("", "ConfigMap", &root_ca, now), vec![json!("kube-root-ca.crt"), json!(1), json!("15s")]);
+        assert_eq!(cells("", "ConfigMap", &warn, now), vec![json!("warn"), json!(0), json!("15s")]);
+        let both = json!({"metadata": {"name": "b"}, "data": {"x": ""}, "binaryData": {"y": "AA=="}});
         assert_eq!(cells("", "ConfigMap", &both, now)[1], json!(2));
     }
 
@@ -1882,11 +1709,7 @@ mod tests {
             ("api-v1-namespaces-ref-pods.json", "", "Pod"),
             ("api-v1-namespaces-ref-services.json", "", "Service"),
             ("api-v1-namespaces.json", "", "Namespace"),
-            (
-                "apis-apps-v1-namespaces-ref-deployments.json",
-                "apps",
-                "Deployment",
-            ),
+            ("apis-apps-v1-namespaces-ref-deployments.json", "apps", "Deployment"),
             ("apis-batch-v1-namespaces-ref-jobs.json", "batch", "Job"),
         ];
         for (file, group, kind) in cases {
@@ -1945,8 +1768,7 @@ mod tests {
             "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}}]
         }));
         pod["spec"]["nodeName"] = json!("n1");
-        pod["spec"]["readinessGates"] =
-            json!([{"conditionType": "gate/a"}, {"conditionType": "gate/b"}]);
+        pod["spec"]["readinessGates"] = json!([{"conditionType": "gate/a"}, {"conditionType": "gate/b"}]);
         let row = cells("", "Pod", &pod, t("2026-01-01T00:00:30Z"));
         assert_eq!(
             row,
@@ -2002,10 +1824,7 @@ mod tests {
             "containerStatuses": [{"name": "c", "ready": true, "state": {"running": {}}}]
         }));
         pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:05:00Z");
-        assert_eq!(
-            cells("", "Pod", &pod, t("2026-01-01T00:06:00Z"))[2],
-            json!("Terminating")
-        );
+        assert_eq!(cells("", "Pod", &pod, t("2026-01-01T00:06:00Z"))[2], json!("Terminating"));
         // A finished pod keeps its phase while it is deleted.
         let mut done = pod_with(json!({"phase": "Succeeded"}));
         done["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:05:00Z");
@@ -2035,20 +1854,15 @@ mod tests {
         assert_eq!(cells("", "Pod", &pod, Utc::now())[2], json!("Init:0/1"));
 
         // A failing one shows its reason.
-        pod["status"]["initContainerStatuses"][0]["state"] =
-            json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        pod["status"]["initContainerStatuses"][0]["state"] = json!({"waiting": {"reason": "CrashLoopBackOff"}});
         pod["status"]["initContainerStatuses"][0]["restartCount"] = json!(2);
         let row = cells("", "Pod", &pod, Utc::now());
         assert_eq!(row[2], json!("Init:CrashLoopBackOff"));
         assert_eq!(row[3], json!("2"));
 
         pod["status"]["initContainerStatuses"][0]["state"] = json!({"terminated": {"exitCode": 2}});
-        assert_eq!(
-            cells("", "Pod", &pod, Utc::now())[2],
-            json!("Init:ExitCode:2")
-        );
-        pod["status"]["initContainerStatuses"][0]["state"] =
-            json!({"terminated": {"exitCode": 1, "reason": "Error"}});
+        assert_eq!(cells("", "Pod", &pod, Utc::now())[2], json!("Init:ExitCode:2"));
+        pod["status"]["initContainerStatuses"][0]["state"] = json!({"terminated": {"exitCode": 1, "reason": "Error"}});
         assert_eq!(cells("", "Pod", &pod, Utc::now())[2], json!("Init:Error"));
     }
 
@@ -2107,10 +1921,7 @@ mod tests {
             "phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]
         }));
-        assert_eq!(
-            cells("", "Pod", &pod, Utc::now())[2],
-            json!("SchedulingGated")
-        );
+        assert_eq!(cells("", "Pod", &pod, Utc::now())[2], json!("SchedulingGated"));
     }
 
     #[test]
@@ -2141,12 +1952,7 @@ mod tests {
             ("example.com", "Widget"),
         ] {
             let n = columns(group, kind).len();
-            for obj in [
-                json!({}),
-                json!(null),
-                json!([1, 2]),
-                json!({"metadata": null, "spec": 3, "status": "x"}),
-            ] {
+            for obj in [json!({}), json!(null), json!([1, 2]), json!({"metadata": null, "spec": 3, "status": "x"})] {
                 assert_eq!(cells(group, kind, &obj, now).len(), n, "{group}/{kind}");
             }
             let defs = column_definitions(group, kind);
@@ -2246,10 +2052,7 @@ mod tests {
         lb["status"]["loadBalancer"]["ingress"] =
             json!([{"ip": "9.9.9.9"}, {"hostname": "lb.example.com"}, {"ip": "1.1.1.1"}]);
         lb["spec"]["externalIPs"] = json!(["7.7.7.7"]);
-        assert_eq!(
-            cells("", "Service", &lb, now)[3],
-            json!("1.1.1.1,9.9.9.9,lb.example.com,7.7.7.7")
-        );
+        assert_eq!(cells("", "Service", &lb, now)[3], json!("1.1.1.1,9.9.9.9,lb.example.com,7.7.7.7"));
 
         let ext = json!({
             "metadata": {"name": "ext"},
@@ -2278,10 +2081,7 @@ mod tests {
             "metadata": {"name": "e"},
             "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}], "ports": [{"port": 80}]}]
         });
-        assert_eq!(
-            cells("", "Endpoints", &few, now)[1],
-            json!("10.0.0.1:80,[fd00::1]:80")
-        );
+        assert_eq!(cells("", "Endpoints", &few, now)[1], json!("10.0.0.1:80,[fd00::1]:80"));
         let many = json!({
             "metadata": {"name": "e"},
             "subsets": [
@@ -2289,10 +2089,7 @@ mod tests {
                 {"addresses": [{"ip": "10.0.0.3"}]}
             ]
         });
-        assert_eq!(
-            cells("", "Endpoints", &many, now)[1],
-            json!("10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more...")
-        );
+        assert_eq!(cells("", "Endpoints", &many, now)[1], json!("10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more..."));
     }
 
     // ---- the other kinds -------------------------------------------------------------
@@ -2306,27 +2103,19 @@ mod tests {
             ("", "Widget"),
             ("apps", "Pod"),
         ] {
-            expect_columns(
-                group,
-                kind,
-                &[("Name", "string", 0), ("Created At", "date", 0)],
-            );
+            expect_columns(group, kind, &[("Name", "string", 0), ("Created At", "date", 0)]);
             let defs = column_definitions(group, kind);
             assert_eq!(defs[0]["format"], json!("name"));
             assert_eq!(defs[1]["format"], json!(""));
             assert_eq!(defs[1]["description"], json!(CREATED_DESC));
         }
-        let role =
-            json!({"metadata": {"name": "r", "creationTimestamp": "2026-11-22T23:27:17+01:00"}});
+        let role = json!({"metadata": {"name": "r", "creationTimestamp": "2026-11-22T23:27:17+01:00"}});
         assert_eq!(
             cells("rbac.authorization.k8s.io", "Role", &role, Utc::now()),
             vec![json!("r"), json!("2026-11-22T22:27:17Z")]
         );
         let bare = json!({"metadata": {"name": "w"}});
-        assert_eq!(
-            cells("example.com", "Widget", &bare, Utc::now()),
-            vec![json!("w"), json!("0001-01-01T00:00:00Z")]
-        );
+        assert_eq!(cells("example.com", "Widget", &bare, Utc::now()), vec![json!("w"), json!("0001-01-01T00:00:00Z")]);
     }
 
     #[test]
@@ -2342,10 +2131,7 @@ mod tests {
                 "priority": 0
             })
         );
-        let keys: Vec<&String> = defs[0]
-            .as_object()
-            .map(|m| m.keys().collect())
-            .unwrap_or_default();
+        let keys: Vec<&String> = defs[0].as_object().map(|m| m.keys().collect()).unwrap_or_default();
         assert_eq!(keys, ["name", "type", "format", "description", "priority"]);
     }
 
@@ -2359,29 +2145,15 @@ mod tests {
         });
         assert_eq!(
             cells("", "Secret", &secret, now),
-            vec![
-                json!("s"),
-                json!("kubernetes.io/tls"),
-                json!(2),
-                json!("60s")
-            ]
+            vec![json!("s"), json!("kubernetes.io/tls"), json!(2), json!("60s")]
         );
         // objects/serviceaccount-default.json has no secrets.
-        let sa =
-            json!({"metadata": {"name": "default", "creationTimestamp": "2026-01-01T00:00:00Z"}});
-        assert_eq!(
-            cells("", "ServiceAccount", &sa, now),
-            vec![json!("default"), json!(0), json!("60s")]
-        );
+        let sa = json!({"metadata": {"name": "default", "creationTimestamp": "2026-01-01T00:00:00Z"}});
+        assert_eq!(cells("", "ServiceAccount", &sa, now), vec![json!("default"), json!(0), json!("60s")]);
         expect_columns(
             "",
             "Secret",
-            &[
-                ("Name", "string", 0),
-                ("Type", "string", 0),
-                ("Data", "string", 0),
-                ("Age", "string", 0),
-            ],
+            &[("Name", "string", 0), ("Type", "string", 0), ("Data", "string", 0), ("Age", "string", 0)],
         );
     }
 
@@ -2422,10 +2194,7 @@ mod tests {
         assert_eq!(row[4], json!(""));
         assert_eq!(row[7], json!("<unknown>"));
         let not_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
-        assert_eq!(
-            cells("", "Node", &not_ready, Utc::now())[1],
-            json!("NotReady")
-        );
+        assert_eq!(cells("", "Node", &not_ready, Utc::now())[1], json!("NotReady"));
     }
 
     #[test]
@@ -2491,10 +2260,7 @@ mod tests {
 
     #[test]
     fn events_k8s_io_events() {
-        assert_eq!(
-            names_types_priorities("events.k8s.io", "Event"),
-            names_types_priorities("", "Event")
-        );
+        assert_eq!(names_types_priorities("events.k8s.io", "Event"), names_types_priorities("", "Event"));
         let ev = json!({
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
@@ -2524,8 +2290,7 @@ mod tests {
                 json!("e1"),
             ]
         );
-        let unknown =
-            json!({"metadata": {"name": "e2"}, "regarding": {"kind": "Pod", "name": "p"}});
+        let unknown = json!({"metadata": {"name": "e2"}, "regarding": {"kind": "Pod", "name": "p"}});
         let row = cells("events.k8s.io", "Event", &unknown, Utc::now());
         assert_eq!(row[0], json!("<unknown>"));
         assert_eq!(row[7], json!("<unknown>"));
@@ -2597,13 +2362,7 @@ mod tests {
         );
         assert_eq!(
             cells("apps", "StatefulSet", &sts, now),
-            vec![
-                json!("db"),
-                json!("1/2"),
-                json!("10s"),
-                json!("pg"),
-                json!("postgres")
-            ]
+            vec![json!("db"), json!("1/2"), json!("10s"), json!("pg"), json!("postgres")]
         );
 
         // objects/daemonset-defaulted.json (no nodes, so all zero).
@@ -2661,12 +2420,8 @@ mod tests {
         let now = Utc::now();
         let empty = json!({"spec": {"selector": {}}});
         assert_eq!(cells("apps", "Deployment", &empty, now)[7], json!(""));
-        let bad =
-            json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}});
-        assert_eq!(
-            cells("apps", "Deployment", &bad, now)[7],
-            json!("<invalid>")
-        );
+        let bad = json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}});
+        assert_eq!(cells("apps", "Deployment", &bad, now)[7], json!("<invalid>"));
     }
 
     #[test]
@@ -2686,27 +2441,19 @@ mod tests {
         assert_eq!(row[7], json!("<none>"));
 
         let mut failed = base.clone();
-        failed["status"]["conditions"] = json!([{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]);
+        failed["status"]["conditions"] =
+            json!([{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]);
         assert_eq!(cells("batch", "Job", &failed, now)[1], json!("Failed"));
 
         let mut target = base.clone();
         target["status"]["conditions"] = json!([{"type": "FailureTarget", "status": "True"}]);
-        assert_eq!(
-            cells("batch", "Job", &target, now)[1],
-            json!("FailureTarget")
-        );
+        assert_eq!(cells("batch", "Job", &target, now)[1], json!("FailureTarget"));
 
         let mut suspended = base.clone();
         suspended["status"]["conditions"] = json!([{"type": "Suspended", "status": "True"}]);
-        assert_eq!(
-            cells("batch", "Job", &suspended, now)[1],
-            json!("Suspended")
-        );
+        assert_eq!(cells("batch", "Job", &suspended, now)[1], json!("Suspended"));
         suspended["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:59:00Z");
-        assert_eq!(
-            cells("batch", "Job", &suspended, now)[1],
-            json!("Terminating")
-        );
+        assert_eq!(cells("batch", "Job", &suspended, now)[1], json!("Terminating"));
 
         let parallel = json!({"spec": {"parallelism": 4}, "status": {"succeeded": 1}});
         let row = cells("batch", "Job", &parallel, now);
@@ -2762,7 +2509,8 @@ mod tests {
         let mut busy = cj.clone();
         busy["spec"]["timeZone"] = json!("Europe/Paris");
         busy["spec"]["suspend"] = json!(true);
-        busy["status"] = json!({"active": [{"name": "cj-1"}, {"name": "cj-2"}], "lastScheduleTime": "2026-11-22T22:25:00Z"});
+        busy["status"] =
+            json!({"active": [{"name": "cj-1"}, {"name": "cj-2"}], "lastScheduleTime": "2026-11-22T22:25:00Z"});
         let row = cells("batch", "CronJob", &busy, t("2026-11-22T22:27:32Z"));
         assert_eq!(row[2], json!("Europe/Paris"));
         assert_eq!(row[3], json!("True"));
@@ -2815,20 +2563,13 @@ mod tests {
         expect_columns(
             "coordination.k8s.io",
             "Lease",
-            &[
-                ("Name", "string", 0),
-                ("Holder", "string", 0),
-                ("Age", "string", 0),
-            ],
+            &[("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],
         );
         assert_eq!(
             cells("coordination.k8s.io", "Lease", &lease, now),
             vec![json!("kube-scheduler"), json!("host_1234"), json!("7s")]
         );
         let free = json!({"metadata": {"name": "l"}, "spec": {}});
-        assert_eq!(
-            cells("coordination.k8s.io", "Lease", &free, now)[1],
-            json!("")
-        );
+        assert_eq!(cells("coordination.k8s.io", "Lease", &free, now)[1], json!(""));
     }
 }

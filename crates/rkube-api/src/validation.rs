@@ -178,7 +178,7 @@ pub fn validate_object_meta(meta: &Value, name_rule: NameRule, namespaced: bool,
             match v.as_str() {
                 Some(s) => {
                     for msg in label_value(s) {
-                        errs.push(FieldError::invalid(format!("metadata.labels"), Value::from(s), msg));
+                        errs.push(FieldError::invalid("metadata.labels", Value::from(s), msg));
                     }
                 }
                 None => errs.push(FieldError::invalid("metadata.labels", v.clone(), "must be a string")),

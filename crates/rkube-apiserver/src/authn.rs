@@ -14,11 +14,7 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn anonymous() -> Self {
-        UserInfo {
-            name: "system:anonymous".into(),
-            uid: String::new(),
-            groups: vec!["system:unauthenticated".into()],
-        }
+        UserInfo { name: "system:anonymous".into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
     }
 
     pub fn authenticated(name: String, uid: String, mut groups: Vec<String>) -> Self {

@@ -72,26 +72,20 @@ pub fn negotiate(headers: &HeaderMap) -> Negotiated {
         }
         let get = |k: &str| m.params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
         match m.essence {
-            "application/json" | "application/*" | "*/*" => {
-                match (get("as"), get("g"), get("v")) {
-                    (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) => {
-                        if !n.json_ok {
-                            n.table = true;
-                        }
-                    }
-                    (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some(v)) => {
-                        if n.aggregated_discovery.is_none() && !n.json_ok {
-                            n.aggregated_discovery = match v {
-                                "v2" => Some("v2"),
-                                "v2beta1" => Some("v2beta1"),
-                                _ => None,
-                            };
-                        }
-                    }
-                    (None, _, _) => n.json_ok = true,
-                    _ => {}
+            "application/json" | "application/*" | "*/*" => match (get("as"), get("g"), get("v")) {
+                (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) if !n.json_ok => n.table = true,
+                (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some(v))
+                    if n.aggregated_discovery.is_none() && !n.json_ok =>
+                {
+                    n.aggregated_discovery = match v {
+                        "v2" => Some("v2"),
+                        "v2beta1" => Some("v2beta1"),
+                        _ => None,
+                    };
                 }
-            }
+                (None, _, _) => n.json_ok = true,
+                _ => {}
+            },
             "application/yaml" => {
                 if !n.json_ok {
                     n.yaml = true;
@@ -132,9 +126,7 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 /// Decodes a JSON or YAML body into a value; `Err` carries the parser's message.
 pub fn decode(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
     match format {
-        BodyFormat::Yaml | BodyFormat::ApplyPatch => {
-            serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
-        }
+        BodyFormat::Yaml | BodyFormat::ApplyPatch => serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string()),
         _ => serde_json::from_slice::<Value>(body).map_err(|e| json_error(&e)),
     }
 }
@@ -231,7 +223,10 @@ mod tests {
             neg("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json").aggregated_discovery,
             Some("v2")
         );
-        assert_eq!(neg("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList").aggregated_discovery, Some("v2beta1"));
+        assert_eq!(
+            neg("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList").aggregated_discovery,
+            Some("v2beta1")
+        );
         // A higher-q plain JSON wins over a lower-q Table.
         assert!(!neg("application/json;as=Table;v=v1;g=meta.k8s.io;q=0.5,application/json").table);
     }

@@ -16,7 +16,12 @@ use crate::registry::{self, Query};
 use crate::request_info::{self, RequestInfo};
 use crate::{discovery, openapi, ApiServer};
 
-pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, cert_user: Option<UserInfo>, _peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    server: Arc<ApiServer>,
+    req: Request<Incoming>,
+    cert_user: Option<UserInfo>,
+    _peer: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let neg = codec::negotiate(&parts.headers);
@@ -51,7 +56,11 @@ pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, cert_user: O
     resp
 }
 
-fn authenticate(server: &ApiServer, headers: &http::HeaderMap, cert_user: Option<UserInfo>) -> Result<UserInfo, ApiError> {
+fn authenticate(
+    server: &ApiServer,
+    headers: &http::HeaderMap,
+    cert_user: Option<UserInfo>,
+) -> Result<UserInfo, ApiError> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let value = auth.to_str().map_err(|_| ApiError::unauthorized())?;
         if let Some(token) = value.strip_prefix("Bearer ").map(str::trim) {
@@ -71,7 +80,11 @@ fn public_path(path: &str) -> bool {
 }
 
 fn discovery_path(path: &str) -> bool {
-    path == "/api" || path == "/apis" || path.starts_with("/api/") || path.starts_with("/apis/") || path.starts_with("/openapi/")
+    path == "/api"
+        || path == "/apis"
+        || path.starts_with("/api/")
+        || path.starts_with("/apis/")
+        || path.starts_with("/openapi/")
 }
 
 /// Until RBAC is enforced: `system:masters` may do anything; every user may read health
@@ -92,7 +105,8 @@ pub fn authorize(user: &UserInfo, info: &RequestInfo) -> Result<(), ApiError> {
 
 /// kube-apiserver's Forbidden message for a resource request.
 pub fn forbidden_resource(user: &UserInfo, info: &RequestInfo) -> ApiError {
-    let qualified = if info.group.is_empty() { info.resource.clone() } else { format!("{}.{}", info.resource, info.group) };
+    let qualified =
+        if info.group.is_empty() { info.resource.clone() } else { format!("{}.{}", info.resource, info.group) };
     let subject = match &info.name {
         Some(n) => format!("{qualified} \"{n}\" is forbidden"),
         None => format!("{qualified} is forbidden"),
@@ -117,7 +131,13 @@ pub fn forbidden_resource(user: &UserInfo, info: &RequestInfo) -> ApiError {
     })
 }
 
-async fn non_resource(server: &Arc<ApiServer>, info: &RequestInfo, query: &Query, neg: &Negotiated, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+async fn non_resource(
+    server: &Arc<ApiServer>,
+    info: &RequestInfo,
+    query: &Query,
+    neg: &Negotiated,
+    user: &UserInfo,
+) -> Result<Response<Body>, ApiError> {
     if info.verb != "get" && info.verb != "head" {
         return Err(match info.path.as_str() {
             "/" | "/api" | "/apis" | "/version" | "/healthz" | "/livez" | "/readyz" => ApiError::method_not_allowed(),
@@ -146,21 +166,37 @@ async fn non_resource(server: &Arc<ApiServer>, info: &RequestInfo, query: &Query
         ["version"] => ok(&discovery::version()),
         ["metrics"] => Ok(codec::text_response(StatusCode::OK, server.metrics.encode())),
         ["api"] => match neg.aggregated_discovery {
-            Some(v) => Ok(codec::with_content_type(StatusCode::OK, discovery::aggregated_content_type(v), &discovery::aggregated(&snap, true, v), neg)),
+            Some(v) => Ok(codec::with_content_type(
+                StatusCode::OK,
+                discovery::aggregated_content_type(v),
+                &discovery::aggregated(&snap, true, v),
+                neg,
+            )),
             None => {
                 let addr = server.advertise.get().map(|a| a.to_string()).unwrap_or_default();
                 ok(&discovery::api_versions(&addr))
             }
         },
-        ["api", version] => discovery::resource_list(&snap, "", version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
+        ["api", version] => {
+            discovery::resource_list(&snap, "", version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
+        }
         ["apis"] => match neg.aggregated_discovery {
-            Some(v) => Ok(codec::with_content_type(StatusCode::OK, discovery::aggregated_content_type(v), &discovery::aggregated(&snap, false, v), neg)),
+            Some(v) => Ok(codec::with_content_type(
+                StatusCode::OK,
+                discovery::aggregated_content_type(v),
+                &discovery::aggregated(&snap, false, v),
+                neg,
+            )),
             None => ok(&discovery::api_group_list(&snap)),
         },
         ["apis", group] => discovery::api_group(&snap, group).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
-        ["apis", group, version] => discovery::resource_list(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
+        ["apis", group, version] => {
+            discovery::resource_list(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
+        }
         ["openapi", "v3"] => ok(&openapi::index(&snap)),
-        ["openapi", "v3", "api", version] => openapi::group_version_doc(&snap, "", version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
+        ["openapi", "v3", "api", version] => {
+            openapi::group_version_doc(&snap, "", version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
+        }
         ["openapi", "v3", "apis", group, version] => {
             openapi::group_version_doc(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
         }

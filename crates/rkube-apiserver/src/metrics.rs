@@ -53,14 +53,26 @@ impl Metrics {
             latency.clone(),
         );
         registry.register("apiserver_registered_watchers", "Watch streams open now", watchers.clone());
-        registry.register("rkube_storage_commit_duration_seconds", "Duration of one durable batch commit", commit_seconds.clone());
-        registry.register("rkube_storage_commit_batch_writes", "Writes per durable batch commit", commit_batch_writes.clone());
+        registry.register(
+            "rkube_storage_commit_duration_seconds",
+            "Duration of one durable batch commit",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "rkube_storage_commit_batch_writes",
+            "Writes per durable batch commit",
+            commit_batch_writes.clone(),
+        );
         Metrics { registry: Mutex::new(registry), requests, latency, watchers, commit_seconds, commit_batch_writes }
     }
 
     pub fn record(&self, verb: &str, resource: &str, code: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels { verb: verb.to_string(), resource: resource.to_string(), code: code.to_string() })
+            .get_or_create(&RequestLabels {
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+                code: code.to_string(),
+            })
             .inc();
         self.latency
             .get_or_create(&LatencyLabels { verb: verb.to_string(), resource: resource.to_string() })

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use rkube_api::resource::{ResourceDef, Subresource};
 use rkube_api::selector::{FieldSelector, LabelSelector};
 use rkube_api::status::{success_status, ApiError, ApiResult, FieldError};
-use rkube_api::strategy::unknown_fields;
+use rkube_api::strategy::{unknown_fields, Deletion};
 use rkube_api::validation::validate_object_meta;
 use rkube_store::{KeyValue, ListOptions, Op, StoreError, ValueFn};
 use serde_json::{json, Map, Value};
@@ -68,7 +68,8 @@ pub fn stamp(mut obj: Value) -> ValueFn {
 }
 
 pub fn parse_stored(kv: &KeyValue) -> ApiResult<Value> {
-    serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))
+    serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))
 }
 
 fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
@@ -79,11 +80,9 @@ fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
         StoreError::Compacted { requested, oldest } => {
             ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
         }
-        StoreError::FutureRevision { requested, current } => ApiError::new(
-            504,
-            "Timeout",
-            format!("Too large resource version: {requested}, current: {current}"),
-        ),
+        StoreError::FutureRevision { requested, current } => {
+            ApiError::new(504, "Timeout", format!("Too large resource version: {requested}, current: {current}"))
+        }
         StoreError::Io(m) => ApiError::internal(m),
         StoreError::Closed => ApiError::new(503, "ServiceUnavailable", "the server is shutting down"),
     }
@@ -123,9 +122,9 @@ impl<'a> Ctx<'a> {
         match self.query.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "Invalid dry run value: {other:?}: supported values: \"All\""
-            ))),
+            Some(other) => {
+                Err(ApiError::bad_request(format!("Invalid dry run value: {other:?}: supported values: \"All\"")))
+            }
         }
     }
 
@@ -179,7 +178,11 @@ impl<'a> Ctx<'a> {
                 None => (String::new(), body_version.clone()),
             };
             let _ = from_group;
-            let internal_group = if def.group.is_empty() { "core".to_string() } else { def.group.split('.').next().unwrap_or("").to_string() };
+            let internal_group = if def.group.is_empty() {
+                "core".to_string()
+            } else {
+                def.group.split('.').next().unwrap_or("").to_string()
+            };
             return Err(self.cannot_handle(
                 &body_kind,
                 &from_version,
@@ -293,6 +296,10 @@ pub async fn handle(
     } else if !def.allows(verb) {
         return Err(ApiError::method_not_allowed());
     }
+    let item_verb = matches!(verb, "update" | "patch" | "delete" | "get");
+    if (item_verb && info.name.is_none()) || (verb == "create" && info.name.is_some() && sub.is_none()) {
+        return Err(ApiError::method_not_allowed());
+    }
     if def.namespaced && info.namespace.is_none() && !matches!(verb, "list" | "watch") {
         return Err(ApiError::method_not_allowed());
     }
@@ -362,7 +369,11 @@ fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
 
 impl<'a> Ctx<'a> {
     fn get(&self) -> ApiResult<Response<Body>> {
-        let kv = self.server.store.get(&self.key()).ok_or_else(|| ApiError::not_found(&self.def.group, &self.def.plural, self.name()))?;
+        let kv = self
+            .server
+            .store
+            .get(&self.key())
+            .ok_or_else(|| ApiError::not_found(&self.def.group, &self.def.plural, self.name()))?;
         Ok(self.respond_object(StatusCode::OK, kv.value))
     }
 
@@ -420,7 +431,8 @@ impl<'a> Ctx<'a> {
             }
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"]
+            {
                 meta.remove(k);
             }
             if def.has_generation {
@@ -445,7 +457,11 @@ impl<'a> Ctx<'a> {
         }
         self.admit_create(&obj)?;
         if let Some(pointer) = def.strategy.allocated_field() {
-            let existing = self.server.store.list(&def.storage_prefix, &ListOptions::default()).map_err(|e| store_error(&def, "", e))?;
+            let existing = self
+                .server
+                .store
+                .list(&def.storage_prefix, &ListOptions::default())
+                .map_err(|e| store_error(&def, "", e))?;
             let used: std::collections::HashSet<String> = existing
                 .items
                 .iter()
@@ -509,7 +525,15 @@ impl<'a> Ctx<'a> {
         {
             let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
             let meta = meta_mut(&mut new);
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+                "name",
+            ] {
                 match old_meta.get(k) {
                     Some(v) => {
                         meta.insert(k.into(), v.clone());
@@ -574,7 +598,9 @@ impl<'a> Ctx<'a> {
             let deleting = prepared.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
             let finalizers_left =
                 prepared.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-            let op = if deleting && !finalizers_left && !self.waits_for_kubelet(&prepared) {
+            let pending_grace = prepared.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            let graceful = matches!(self.deletion(&prepared, pending_grace), Deletion::Graceful { .. });
+            let op = if deleting && !finalizers_left && !graceful {
                 Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: stamp(prepared) }
             } else {
                 Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(prepared) }
@@ -585,7 +611,14 @@ impl<'a> Ctx<'a> {
                 Err(e) => return Err(store_error(&def, &name, e)),
             }
         }
-        Err(ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": too many conflicting writes; try again", def.plural)))
+        Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": too many conflicting writes; try again",
+                def.plural
+            ),
+        ))
     }
 
     async fn update(&mut self, obj: Value, sub: Option<Subresource>) -> ApiResult<Response<Body>> {
@@ -604,7 +637,11 @@ impl<'a> Ctx<'a> {
                 ));
             }
         }
-        let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         self.guaranteed_update(sub, move |_, _old| Ok((obj.clone(), rv.clone()))).await
     }
 
@@ -624,16 +661,15 @@ impl<'a> Ctx<'a> {
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
-                    ),
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
                 ))
             }
         };
         let def = self.def.clone();
         if sub == Some(Subresource::Scale) {
             let key = self.key();
-            let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, self.name()))?;
+            let kv =
+                self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, self.name()))?;
             let old_scale = to_scale(&def, &parse_stored(&kv)?);
             let new_scale = apply_patch(&def, &old_scale, &patch, format, true)?;
             return self.update_scale(new_scale, Some(kv.mod_revision)).await;
@@ -651,16 +687,19 @@ impl<'a> Ctx<'a> {
                 .filter(|s| !s.is_empty() && *s != old_rv)
                 .map(str::to_string);
             // A patch that names the current resourceVersion pins it too.
-            let pinned = rv.or_else(|| {
-                patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string)
-            });
+            let pinned =
+                rv.or_else(|| patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string));
             Ok((patched, pinned))
         })
         .await
     }
 
     fn get_scale(&self) -> ApiResult<Response<Body>> {
-        let kv = self.server.store.get(&self.key()).ok_or_else(|| ApiError::not_found(&self.def.group, &self.def.plural, self.name()))?;
+        let kv = self
+            .server
+            .store
+            .get(&self.key())
+            .ok_or_else(|| ApiError::not_found(&self.def.group, &self.def.plural, self.name()))?;
         Ok(self.respond_value(StatusCode::OK, &to_scale(&self.def, &parse_stored(&kv)?)))
     }
 
@@ -672,10 +711,18 @@ impl<'a> Ctx<'a> {
                 "autoscaling",
                 "Scale",
                 self.name(),
-                vec![FieldError::invalid("spec.replicas", scale.pointer("/spec/replicas").cloned().unwrap_or(Value::Null), "must be greater than or equal to 0")],
+                vec![FieldError::invalid(
+                    "spec.replicas",
+                    scale.pointer("/spec/replicas").cloned().unwrap_or(Value::Null),
+                    "must be greater than or equal to 0",
+                )],
             ));
         };
-        let rv = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let rv = scale
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         let resp = self
             .guaranteed_update(None, move |_, old| {
                 let mut new = old.clone();
@@ -684,13 +731,18 @@ impl<'a> Ctx<'a> {
             })
             .await?;
         // Answer with the Scale of the updated object.
-        let kv = self.server.store.get(&self.key()).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, self.name()))?;
+        let kv = self
+            .server
+            .store
+            .get(&self.key())
+            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, self.name()))?;
         let _ = resp;
         Ok(self.respond_value(StatusCode::OK, &to_scale(&def, &parse_stored(&kv)?)))
     }
 
     async fn bind(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
-        let binding: Value = serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding binding: {e}")))?;
+        let binding: Value =
+            serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding binding: {e}")))?;
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
         if node.is_empty() {
             return Err(ApiError::invalid("", "Binding", self.name(), vec![FieldError::required("target.name", "")]));
@@ -701,7 +753,12 @@ impl<'a> Ctx<'a> {
         let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &name))?;
         let mut pod = parse_stored(&kv)?;
         if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            return Err(ApiError::conflict(&def.group, &def.plural, &name, &format!("pod {name} is already assigned to node \"{existing}\"")));
+            return Err(ApiError::conflict(
+                &def.group,
+                &def.plural,
+                &name,
+                &format!("pod {name} is already assigned to node \"{existing}\""),
+            ));
         }
         rkube_api::strategy::ensure_map(&mut pod, &["spec"]).insert("nodeName".into(), json!(node));
         let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
@@ -715,17 +772,12 @@ impl<'a> Ctx<'a> {
         Ok(self.respond_value(StatusCode::CREATED, &status))
     }
 
-    /// Pods bound to a node that exists wait for its agent to finish them.
-    fn waits_for_kubelet(&self, obj: &Value) -> bool {
-        if self.def.group != "" || self.def.kind != "Pod" {
-            return false;
-        }
-        let node = obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
-        !node.is_empty()
-            && !matches!(phase, "Succeeded" | "Failed")
-            && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
-            && self.server.store.get(&format!("/registry/core/nodes/{node}")).is_some()
+    /// How deleting `obj` proceeds (the strategy decides; it may ask what exists).
+    fn deletion(&self, obj: &Value, grace: Option<i64>) -> Deletion {
+        let store = &self.server.store;
+        self.def
+            .strategy
+            .deletion(obj, grace, &|plural, name| store.get(&format!("/registry/core/{plural}/{name}")).is_some())
     }
 
     async fn delete(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
@@ -741,7 +793,12 @@ impl<'a> Ctx<'a> {
                 if let Some(uid) = pre.get("uid").and_then(Value::as_str) {
                     let cur = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
                     if uid != cur {
-                        return Err(ApiError::conflict(&def.group, &def.plural, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {cur}")));
+                        return Err(ApiError::conflict(
+                            &def.group,
+                            &def.plural,
+                            &name,
+                            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {cur}"),
+                        ));
                     }
                 }
                 if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str) {
@@ -752,32 +809,33 @@ impl<'a> Ctx<'a> {
                 }
             }
             let already_deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
-            let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-            let is_namespace = def.group.is_empty() && def.kind == "Namespace";
-            let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64).or_else(|| {
-                obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)
-            });
-            let graceful_pod = def.group.is_empty() && def.kind == "Pod" && grace.unwrap_or(0) > 0 && {
-                let mut probe = obj.clone();
-                meta_mut(&mut probe).insert("deletionGracePeriodSeconds".into(), json!(grace.unwrap_or(0)));
-                self.waits_for_kubelet(&probe)
+            let has_finalizers =
+                obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let grace = opts.get("gracePeriodSeconds").and_then(Value::as_i64);
+            let how = self.deletion(&obj, grace);
+            let is_namespace = how == Deletion::NamespaceLifecycle;
+            let graceful_pod = matches!(how, Deletion::Graceful { .. });
+            let grace = match how {
+                Deletion::Graceful { seconds } => Some(seconds),
+                _ => None,
             };
-            if already_deleting && !graceful_pod {
-                if !has_finalizers && !is_namespace {
-                    // fall through to the final delete
-                } else {
-                    return Ok(self.respond_object(StatusCode::OK, kv.value));
-                }
+            if already_deleting && (has_finalizers || is_namespace || graceful_pod) {
+                return Ok(self.respond_object(StatusCode::OK, kv.value));
             }
             let op = if (has_finalizers || is_namespace || graceful_pod) && !already_deleting {
                 let meta = meta_mut(&mut obj);
                 let when = if graceful_pod {
-                    (chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0))).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+                    (chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0)))
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string()
                 } else {
                     now_rfc3339()
                 };
                 meta.insert("deletionTimestamp".into(), json!(when));
-                meta.insert("deletionGracePeriodSeconds".into(), json!(if graceful_pod { grace.unwrap_or(0) } else { 0 }));
+                meta.insert(
+                    "deletionGracePeriodSeconds".into(),
+                    json!(if graceful_pod { grace.unwrap_or(0) } else { 0 }),
+                );
                 if is_namespace {
                     rkube_api::strategy::ensure_map(&mut obj, &["status"]).insert("phase".into(), json!("Terminating"));
                 }
@@ -808,7 +866,11 @@ impl<'a> Ctx<'a> {
     async fn delete_collection(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
         let def = self.def.clone();
         let filter = Filter::from_query(&def, self.query)?;
-        let items = self.server.store.list(&def.list_prefix(self.ns()), &ListOptions::default()).map_err(|e| store_error(&def, "", e))?;
+        let items = self
+            .server
+            .store
+            .list(&def.list_prefix(self.ns()), &ListOptions::default())
+            .map_err(|e| store_error(&def, "", e))?;
         let mut deleted = Vec::new();
         for kv in items.items {
             let obj = parse_stored(&kv)?;
@@ -817,7 +879,16 @@ impl<'a> Ctx<'a> {
             }
             let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
             let info = RequestInfo { name: Some(name.clone()), ..self.info.clone() };
-            let mut sub = Ctx { server: self.server, info: &info, query: self.query, neg: &Negotiated::default(), headers: self.headers, user: self.user, def: def.clone(), warnings: vec![] };
+            let mut sub = Ctx {
+                server: self.server,
+                info: &info,
+                query: self.query,
+                neg: &Negotiated::default(),
+                headers: self.headers,
+                user: self.user,
+                def: def.clone(),
+                warnings: vec![],
+            };
             match sub.delete(raw).await {
                 Ok(r) => {
                     let b = r.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
@@ -839,7 +910,9 @@ impl<'a> Ctx<'a> {
         let filter = Filter::from_query(def, self.query)?;
         let limit: usize = match self.query.get("limit") {
             None | Some("") => 0,
-            Some(l) => l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?.max(0) as usize,
+            Some(l) => {
+                l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?.max(0) as usize
+            }
         };
         let prefix = def.list_prefix(self.ns());
         let rv_param = self.query.get("resourceVersion").unwrap_or("");
@@ -951,7 +1024,11 @@ fn apply_patch(def: &ResourceDef, old: &Value, patch: &Value, format: BodyFormat
             let p: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             json_patch::patch(&mut doc, &p).map_err(|e| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
         }
         BodyFormat::MergePatch => json_patch::merge(&mut doc, patch),
@@ -1029,7 +1106,16 @@ fn delete_options(raw: &[u8], q: &Query) -> ApiResult<Value> {
     }
     if let Some(p) = opts.get("propagationPolicy").and_then(Value::as_str) {
         if !["Orphan", "Background", "Foreground"].contains(&p) {
-            return Err(ApiError::invalid("", "DeleteOptions", "", vec![FieldError::not_supported("propagationPolicy", json!(p), &["Foreground", "Background", "Orphan", "nil"])]));
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                vec![FieldError::not_supported(
+                    "propagationPolicy",
+                    json!(p),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
+            ));
         }
     }
     if let Some(g) = opts.get("gracePeriodSeconds").and_then(Value::as_i64) {
@@ -1057,7 +1143,9 @@ fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
     if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
         return Err(invalid("continue key is not valid: server does not recognize this encoded version".into()));
     }
-    let rev = v.get("rv").and_then(Value::as_u64).filter(|r| *r > 0).ok_or_else(|| invalid("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into()))?;
+    let rev = v.get("rv").and_then(Value::as_u64).filter(|r| *r > 0).ok_or_else(|| {
+        invalid("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())
+    })?;
     let start = v.get("start").and_then(Value::as_str).unwrap_or("").trim_end_matches('\u{0}').to_string();
     if start.contains("..") || start.starts_with('/') {
         return Err(invalid("continue key is not valid: invalid start key".into()));
@@ -1081,10 +1169,7 @@ impl Filter {
             let supported = matches!(r.field.as_str(), "metadata.name" | "metadata.namespace")
                 || def.strategy.field(&probe, &r.field).is_some();
             if !supported {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {}",
-                    r.field
-                )));
+                return Err(ApiError::bad_request(format!("field label not supported: {}", r.field)));
             }
         }
         Ok(Filter { labels, fields })
@@ -1135,7 +1220,14 @@ pub fn to_table(def: &ResourceDef, objs: &[Value], rv: &str, cont: Option<&str>,
 
 /// Creates an object from inside the server (bootstrap, controllers): the same path as a
 /// request, as the system user.
-pub async fn create_internal(server: &Arc<ApiServer>, group: &str, version: &str, plural: &str, namespace: Option<&str>, obj: Value) -> ApiResult<()> {
+pub async fn create_internal(
+    server: &Arc<ApiServer>,
+    group: &str,
+    version: &str,
+    plural: &str,
+    namespace: Option<&str>,
+    obj: Value,
+) -> ApiResult<()> {
     let info = RequestInfo {
         is_resource: true,
         verb: "create".into(),
@@ -1150,7 +1242,8 @@ pub async fn create_internal(server: &Arc<ApiServer>, group: &str, version: &str
     let headers = HeaderMap::new();
     let query = Query::default();
     let neg = Negotiated::default();
-    let mut ctx = Ctx { server, info: &info, query: &query, neg: &neg, headers: &headers, user: &user, def, warnings: vec![] };
+    let mut ctx =
+        Ctx { server, info: &info, query: &query, neg: &neg, headers: &headers, user: &user, def, warnings: vec![] };
     let mut obj = obj;
     ctx.check_object(&mut obj)?;
     ctx.create(obj).await.map(|_| ())
@@ -1168,13 +1261,17 @@ fn spawn_namespace_finalizer(server: Arc<ApiServer>, ns: String) {
                     Ok(v) => v,
                     Err(_) => continue,
                 };
-                let _ = server.store.txn(Op::Delete { key: kv.key.to_string(), expected: None, tombstone: stamp(tomb) }).await;
+                let _ = server
+                    .store
+                    .txn(Op::Delete { key: kv.key.to_string(), expected: None, tombstone: stamp(tomb) })
+                    .await;
             }
         }
         let key = format!("/registry/core/namespaces/{ns}");
         if let Some(kv) = server.store.get(&key) {
             if let Ok(obj) = parse_stored(&kv) {
-                let _ = server.store.txn(Op::Delete { key, expected: Some(kv.mod_revision), tombstone: stamp(obj) }).await;
+                let _ =
+                    server.store.txn(Op::Delete { key, expected: Some(kv.mod_revision), tombstone: stamp(obj) }).await;
             }
         }
     });

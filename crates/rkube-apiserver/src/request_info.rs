@@ -25,11 +25,7 @@ pub fn is_true(v: Option<&str>) -> bool {
 }
 
 pub fn parse(method: &str, path: &str, watch_param: bool) -> RequestInfo {
-    let mut info = RequestInfo {
-        path: path.to_string(),
-        verb: method.to_lowercase(),
-        ..Default::default()
-    };
+    let mut info = RequestInfo { path: path.to_string(), verb: method.to_lowercase(), ..Default::default() };
     let trimmed = path.trim_matches('/');
     let mut parts: Vec<&str> = if trimmed.is_empty() { vec![] } else { trimmed.split('/').collect() };
     if parts.len() < 3 {
@@ -62,12 +58,10 @@ pub fn parse(method: &str, path: &str, watch_param: bool) -> RequestInfo {
         info.is_resource = false;
         return info;
     }
-    if parts[0] == "namespaces" {
-        if parts.len() > 1 {
-            info.namespace = Some(parts[1].to_string());
-            if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
-                parts.drain(..2);
-            }
+    if parts[0] == "namespaces" && parts.len() > 1 {
+        info.namespace = Some(parts[1].to_string());
+        if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+            parts.drain(..2);
         }
     }
     info.resource = parts[0].to_string();
@@ -114,15 +108,24 @@ mod tests {
     #[test]
     fn paths() {
         let i = parse("GET", "/api/v1/namespaces/default/pods/p1", false);
-        assert_eq!((i.verb.as_str(), i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref()), ("get", Some("default"), "pods", Some("p1")));
+        assert_eq!(
+            (i.verb.as_str(), i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref()),
+            ("get", Some("default"), "pods", Some("p1"))
+        );
         let i = parse("GET", "/apis/apps/v1/deployments", false);
         assert_eq!((i.verb.as_str(), i.group.as_str(), i.namespace), ("list", "apps", None));
         let i = parse("GET", "/api/v1/watch/namespaces/x/configmaps", false);
         assert_eq!((i.verb.as_str(), i.resource.as_str()), ("watch", "configmaps"));
         let i = parse("PUT", "/api/v1/namespaces/x/finalize", false);
-        assert_eq!((i.resource.as_str(), i.name.as_deref(), i.subresource.as_deref()), ("namespaces", Some("x"), Some("finalize")));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_deref(), i.subresource.as_deref()),
+            ("namespaces", Some("x"), Some("finalize"))
+        );
         let i = parse("GET", "/api/v1/namespaces/x", false);
-        assert_eq!((i.resource.as_str(), i.name.as_deref(), i.namespace.as_deref()), ("namespaces", Some("x"), Some("x")));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_deref(), i.namespace.as_deref()),
+            ("namespaces", Some("x"), Some("x"))
+        );
         let i = parse("DELETE", "/api/v1/namespaces/x/pods", false);
         assert_eq!(i.verb, "deletecollection");
         let i = parse("PATCH", "/apis/apps/v1/namespaces/x/deployments/d/scale", false);

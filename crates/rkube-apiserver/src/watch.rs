@@ -154,11 +154,16 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             "meta.k8s.io",
             "ListOptions",
             "",
-            vec![rkube_api::FieldError::forbidden("allowWatchBookmarks", "allowWatchBookmarks must be set to true when sendInitialEvents is set")],
+            vec![rkube_api::FieldError::forbidden(
+                "allowWatchBookmarks",
+                "allowWatchBookmarks must be set to true when sendInitialEvents is set",
+            )],
         ));
     }
     let timeout = match q.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?,
+        ),
         // kube-apiserver spreads watch lifetimes over 30-60 minutes.
         None => Duration::from_secs(1800 + (uuid::Uuid::new_v4().as_u128() % 1800) as u64),
     };
@@ -211,7 +216,9 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         match store.watch(&prefix, after) {
             Ok(w) => state.watcher = Some(w),
             Err(StoreError::Compacted { requested, oldest }) => {
-                state.pending.push_back(error_line(&ApiError::gone(format!("too old resource version: {requested} ({oldest})"))));
+                state.pending.push_back(error_line(&ApiError::gone(format!(
+                    "too old resource version: {requested} ({oldest})"
+                ))));
             }
             Err(e) => return Err(ApiError::internal(e.to_string())),
         }

@@ -142,11 +142,7 @@ pub fn schema_for(group: &str, version: &str, kind: &str) -> Option<SchemaRef> {
 /// a JSON object; `null` is an empty patch, as it is for kube-apiserver.
 /// `schema` selects the merge keys; with `None` every list is replaced.
 /// Neither input is modified.
-pub fn apply(
-    original: &Value,
-    patch: &Value,
-    schema: Option<SchemaRef>,
-) -> Result<Value, PatchError> {
+pub fn apply(original: &Value, patch: &Value, schema: Option<SchemaRef>) -> Result<Value, PatchError> {
     let original = match original {
         Value::Object(map) => map.clone(),
         Value::Null => Map::new(),

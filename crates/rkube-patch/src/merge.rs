@@ -42,11 +42,7 @@ fn field_meta(ty: Ty, name: &str) -> FieldMeta {
     // A field missing from the table is untyped: objects merge key by key,
     // lists are replaced. The table only lists fields that deviate from that.
     ty.and_then(|t| t.field(name))
-        .map(|f| FieldMeta {
-            child: f.ty,
-            merge: f.merge,
-            key: f.merge_key,
-        })
+        .map(|f| FieldMeta { child: f.ty, merge: f.merge, key: f.merge_key })
         .unwrap_or_default()
 }
 
@@ -168,20 +164,14 @@ fn merge_list(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Resul
         merge_slice(original, patch, meta)
     } else {
         // Atomic list: the patch replaces it.
-        Ok(MergedList {
-            items: clean_list(patch, meta.child)?,
-            server_view: None,
-        })
+        Ok(MergedList { items: clean_list(patch, meta.child)?, server_view: None })
     }
 }
 
 /// Merges a list with `patchStrategy: merge`.
 fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Result<MergedList> {
     let Some(kind) = element_kind(&[original.as_slice(), patch.as_slice()])? else {
-        return Ok(MergedList {
-            items: original,
-            server_view: None,
-        });
+        return Ok(MergedList { items: original, server_view: None });
     };
 
     if kind != Kind::Object {
@@ -192,15 +182,10 @@ fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Resu
                 merged.push(v.clone());
             }
         }
-        return Ok(MergedList {
-            items: order_items(merged, &patch, &original, None)?,
-            server_view: None,
-        });
+        return Ok(MergedList { items: order_items(merged, &patch, &original, None)?, server_view: None });
     }
 
-    let key = meta.key.ok_or(PatchError::MergeWithoutKey {
-        type_name: meta.child.map_or("object", |t| t.name),
-    })?;
+    let key = meta.key.ok_or(PatchError::MergeWithoutKey { type_name: meta.child.map_or("object", |t| t.name) })?;
     let mut view = GoView::new(&original, key);
 
     // First pass: directive elements. Deletions apply to the original before
@@ -287,10 +272,8 @@ struct GoView {
 
 impl GoView {
     fn new(original: &[Value], key: &'static str) -> Self {
-        let slots: Vec<Option<Value>> = original
-            .iter()
-            .map(|el| el.as_object().and_then(|o| o.get(key)).cloned())
-            .collect();
+        let slots: Vec<Option<Value>> =
+            original.iter().map(|el| el.as_object().and_then(|o| o.get(key)).cloned()).collect();
         let len = slots.len();
         GoView { key, slots, len }
     }
@@ -298,10 +281,7 @@ impl GoView {
     /// Removes every element with merge key `target`, shifting left in place
     /// and leaving the last slot as it was, like Go's `append(s[:i], s[i+1:]...)`.
     fn delete(&mut self, target: &Value) {
-        while let Some(i) = self.slots[..self.len]
-            .iter()
-            .position(|k| k.as_ref().is_some_and(|k| json_eq(k, target)))
-        {
+        while let Some(i) = self.slots[..self.len].iter().position(|k| k.as_ref().is_some_and(|k| json_eq(k, target))) {
             for j in i..self.len - 1 {
                 self.slots[j] = self.slots[j + 1].clone();
             }
@@ -319,10 +299,7 @@ impl GoView {
 
     fn finish(self) -> Vec<Value> {
         let key = self.key;
-        self.slots
-            .into_iter()
-            .map(|k| k.map_or(Value::Null, |k| key_marker(key, k)))
-            .collect()
+        self.slots.into_iter().map(|k| k.map_or(Value::Null, |k| key_marker(key, k))).collect()
     }
 }
 
@@ -335,16 +312,8 @@ fn key_marker(key: &str, value: Value) -> Value {
 
 /// Handles every `$setElementOrder/<field>` directive in `patch`: merges the
 /// list it names (removing it from `patch`) and orders the result.
-fn apply_set_element_order(
-    original: &mut Map<String, Value>,
-    patch: &mut Map<String, Value>,
-    ty: Ty,
-) -> Result<()> {
-    let directives: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
-        .cloned()
-        .collect();
+fn apply_set_element_order(original: &mut Map<String, Value>, patch: &mut Map<String, Value>, ty: Ty) -> Result<()> {
+    let directives: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
     for directive in directives {
         let Some(order) = patch.shift_remove(&directive) else {
             continue;
@@ -369,10 +338,7 @@ fn apply_set_element_order(
         };
 
         validate_order(patch_list.as_deref().unwrap_or(&[]), &order, meta.key)?;
-        let kind = element_kind(&[
-            original_list.as_deref().unwrap_or(&[]),
-            patch_list.as_deref().unwrap_or(&[]),
-        ])?;
+        let kind = element_kind(&[original_list.as_deref().unwrap_or(&[]), patch_list.as_deref().unwrap_or(&[])])?;
 
         let (merged, server_view) = match (original_list.clone(), patch_list) {
             (Some(o), None) => (o, None),
@@ -384,11 +350,7 @@ fn apply_set_element_order(
             (None, None) => continue,
         };
         // Lists of scalars (and untyped lists) are ordered by whole value.
-        let key = if kind == Some(Kind::Object) {
-            meta.key
-        } else {
-            None
-        };
+        let key = if kind == Some(Kind::Object) { meta.key } else { None };
         let server_order = server_view.or(original_list).unwrap_or_default();
         let ordered = order_items(merged, &order, &server_order, key)?;
         original.insert(field, Value::Array(ordered));
@@ -437,24 +399,12 @@ fn validate_order(patch: &[Value], order: &[Value], key: Option<&str>) -> Result
 /// next ordered item when both appear in `server` and it came first there.
 /// So items the server added keep their place relative to their neighbours,
 /// and new items a client adds go before them rather than at the very end.
-fn order_items(
-    merged: Vec<Value>,
-    order: &[Value],
-    server: &[Value],
-    key: Option<&str>,
-) -> Result<Vec<Value>> {
-    let order_ids = order
-        .iter()
-        .map(|item| identity(item, key))
-        .collect::<Result<Vec<_>>>()?;
+fn order_items(merged: Vec<Value>, order: &[Value], server: &[Value], key: Option<&str>) -> Result<Vec<Value>> {
+    let order_ids = order.iter().map(|item| identity(item, key)).collect::<Result<Vec<_>>>()?;
     // Items of the original without a key cannot be matched; they are never
     // "found" rather than an error, which matches Kubernetes' lookup.
     let server_ids: Vec<Option<&Value>> = server.iter().map(|v| identity(v, key).ok()).collect();
-    let server_pos = |id: &Value| {
-        server_ids
-            .iter()
-            .position(|s| s.is_some_and(|s| json_eq(s, id)))
-    };
+    let server_pos = |id: &Value| server_ids.iter().position(|s| s.is_some_and(|s| json_eq(s, id)));
 
     // (position in `order`, position in `server`, item)
     let mut ordered: Vec<(usize, Option<usize>, Value)> = Vec::new();
@@ -463,10 +413,7 @@ fn order_items(
     for item in merged {
         let (in_order, in_server) = {
             let id = identity(&item, key)?;
-            (
-                order_ids.iter().position(|o| json_eq(o, id)),
-                server_pos(id),
-            )
+            (order_ids.iter().position(|o| json_eq(o, id)), server_pos(id))
         };
         match in_order {
             Some(pos) => ordered.push((pos, in_server, item)),
@@ -499,10 +446,7 @@ fn order_items(
 }
 
 /// Validates `$retainKeys` and drops the original keys it does not list.
-fn apply_retain_keys(
-    original: &mut Map<String, Value>,
-    patch: &mut Map<String, Value>,
-) -> Result<()> {
+fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, Value>) -> Result<()> {
     let Some(retain) = patch.shift_remove(RETAIN_KEYS) else {
         return Ok(());
     };
@@ -513,10 +457,7 @@ fn apply_retain_keys(
     // Setting a key that would not be retained is contradictory. Nulls and
     // list directives do not set anything.
     let contradicts = patch.iter().any(|(k, v)| {
-        !v.is_null()
-            && !k.starts_with(DELETE_FROM_PRIMITIVE_LIST)
-            && !k.starts_with(SET_ELEMENT_ORDER)
-            && !retained(k)
+        !v.is_null() && !k.starts_with(DELETE_FROM_PRIMITIVE_LIST) && !k.starts_with(SET_ELEMENT_ORDER) && !retained(k)
     });
     if contradicts {
         return Err(PatchError::InvalidRetainKeys);
@@ -526,11 +467,7 @@ fn apply_retain_keys(
 }
 
 /// Removes the values listed by `$deleteFromPrimitiveList/<field>`.
-fn delete_from_primitive_list(
-    original: &mut Map<String, Value>,
-    field: &str,
-    values: Value,
-) -> Result<()> {
+fn delete_from_primitive_list(original: &mut Map<String, Value>, field: &str, values: Value) -> Result<()> {
     if values.is_null() {
         // Kubernetes treats a null here like any null: the field goes.
         original.shift_remove(field);
@@ -590,11 +527,7 @@ fn element_kind(lists: &[&[Value]]) -> Result<Option<Kind>> {
             None => found = Some(kind),
             Some(k) if k != kind => {
                 return Err(PatchError::MixedListElements {
-                    lists: lists
-                        .iter()
-                        .map(|l| render_list(l))
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    lists: lists.iter().map(|l| render_list(l)).collect::<Vec<_>>().join(" "),
                 })
             }
             Some(_) => {}
@@ -615,9 +548,7 @@ fn identity<'v>(item: &'v Value, key: Option<&str>) -> Result<&'v Value> {
 }
 
 fn merge_key_is(item: &Value, key: &str, target: &Value) -> bool {
-    item.as_object()
-        .and_then(|o| o.get(key))
-        .is_some_and(|v| json_eq(v, target))
+    item.as_object().and_then(|o| o.get(key)).is_some_and(|v| json_eq(v, target))
 }
 
 /// JSON equality where numbers compare by value (80 == 80.0), as they do
@@ -633,13 +564,9 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
                 x.as_f64() == y.as_f64()
             }
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -658,17 +585,11 @@ fn go_type_name(v: &Value) -> &'static str {
 }
 
 fn unexpected_type(expected: &'static str, actual: &Value) -> PatchError {
-    PatchError::UnexpectedType {
-        expected,
-        actual: go_type_name(actual),
-    }
+    PatchError::UnexpectedType { expected, actual: go_type_name(actual) }
 }
 
 fn missing_key(obj: &Map<String, Value>, key: &str) -> PatchError {
-    PatchError::MissingMergeKey {
-        map: render_map(obj),
-        key: key.to_owned(),
-    }
+    PatchError::MissingMergeKey { map: render_map(obj), key: key.to_owned() }
 }
 
 fn unknown_directive(directive: &Value, map: &Map<String, Value>) -> PatchError {
@@ -704,10 +625,7 @@ mod tests {
 
     #[test]
     fn directive_field_requires_exact_prefix() {
-        assert_eq!(
-            directive_field("$setElementOrder/containers", SET_ELEMENT_ORDER),
-            Ok("containers")
-        );
+        assert_eq!(directive_field("$setElementOrder/containers", SET_ELEMENT_ORDER), Ok("containers"));
         assert_eq!(
             directive_field("$setElementOrderX/containers", SET_ELEMENT_ORDER),
             Err(PatchError::InvalidSetElementOrder)
@@ -730,13 +648,7 @@ mod tests {
     #[test]
     fn element_kind_rejects_mixed_and_nested() {
         assert_eq!(element_kind(&[&[], &[]]), Ok(None));
-        assert_eq!(
-            element_kind(&[&[json!([1])], &[]]),
-            Err(PatchError::ListOfLists)
-        );
-        assert!(matches!(
-            element_kind(&[&[json!(1)], &[json!("a")]]),
-            Err(PatchError::MixedListElements { .. })
-        ));
+        assert_eq!(element_kind(&[&[json!([1])], &[]]), Err(PatchError::ListOfLists));
+        assert!(matches!(element_kind(&[&[json!(1)], &[json!("a")]]), Err(PatchError::MixedListElements { .. })));
     }
 }

@@ -58,43 +58,22 @@ impl fmt::Debug for TypeDef {
 
 /// A struct-valued field with no strategy of its own.
 const fn object(name: &'static str, ty: &'static TypeDef) -> Field {
-    Field {
-        name,
-        ty: Some(ty),
-        merge: false,
-        merge_key: None,
-        retain_keys: false,
-    }
+    Field { name, ty: Some(ty), merge: false, merge_key: None, retain_keys: false }
 }
 
 /// `patchStrategy:"merge" patchMergeKey:"<key>"` on a list of objects.
 const fn merge_by(name: &'static str, key: &'static str, ty: Option<&'static TypeDef>) -> Field {
-    Field {
-        name,
-        ty,
-        merge: true,
-        merge_key: Some(key),
-        retain_keys: false,
-    }
+    Field { name, ty, merge: true, merge_key: Some(key), retain_keys: false }
 }
 
 /// `patchStrategy:"merge"` on a list of scalars: a set union.
 const fn merge_scalars(name: &'static str) -> Field {
-    Field {
-        name,
-        ty: None,
-        merge: true,
-        merge_key: None,
-        retain_keys: false,
-    }
+    Field { name, ty: None, merge: true, merge_key: None, retain_keys: false }
 }
 
 /// Adds `retainKeys` to a field's strategy.
 const fn retaining(field: Field) -> Field {
-    Field {
-        retain_keys: true,
-        ..field
-    }
+    Field { retain_keys: true, ..field }
 }
 
 // --- meta/v1 -------------------------------------------------------------
@@ -122,15 +101,9 @@ static CONTAINER_FIELDS: [Field; 4] = [
     // envFrom, resizePolicy, resources.claims: untagged, atomic.
 ];
 
-static CONTAINER: TypeDef = TypeDef {
-    name: "v1.Container",
-    fields: &CONTAINER_FIELDS,
-};
+static CONTAINER: TypeDef = TypeDef { name: "v1.Container", fields: &CONTAINER_FIELDS };
 
-static EPHEMERAL_CONTAINER: TypeDef = TypeDef {
-    name: "v1.EphemeralContainer",
-    fields: &CONTAINER_FIELDS,
-};
+static EPHEMERAL_CONTAINER: TypeDef = TypeDef { name: "v1.EphemeralContainer", fields: &CONTAINER_FIELDS };
 
 static POD_SPEC: TypeDef = TypeDef {
     name: "v1.PodSpec",
@@ -165,24 +138,15 @@ static POD_STATUS: TypeDef = TypeDef {
 
 static POD: TypeDef = TypeDef {
     name: "v1.Pod",
-    fields: &[
-        object("metadata", &OBJECT_META),
-        object("spec", &POD_SPEC),
-        object("status", &POD_STATUS),
-    ],
+    fields: &[object("metadata", &OBJECT_META), object("spec", &POD_SPEC), object("status", &POD_STATUS)],
 };
 
-static POD_TEMPLATE_SPEC: TypeDef = TypeDef {
-    name: "v1.PodTemplateSpec",
-    fields: &[object("metadata", &OBJECT_META), object("spec", &POD_SPEC)],
-};
+static POD_TEMPLATE_SPEC: TypeDef =
+    TypeDef { name: "v1.PodTemplateSpec", fields: &[object("metadata", &OBJECT_META), object("spec", &POD_SPEC)] };
 
 static POD_TEMPLATE: TypeDef = TypeDef {
     name: "v1.PodTemplate",
-    fields: &[
-        object("metadata", &OBJECT_META),
-        object("template", &POD_TEMPLATE_SPEC),
-    ],
+    fields: &[object("metadata", &OBJECT_META), object("template", &POD_TEMPLATE_SPEC)],
 };
 
 // --- workloads: every controller embeds PodTemplateSpec ------------------
@@ -195,15 +159,9 @@ static TEMPLATE_ONLY_SPEC: [Field; 1] = [object("template", &POD_TEMPLATE_SPEC)]
 /// Status types whose only tagged field is `conditions` keyed by `type`.
 static CONDITIONS_STATUS: [Field; 1] = [merge_by("conditions", "type", None)];
 
-static WORKLOAD_SPEC: TypeDef = TypeDef {
-    name: "WorkloadSpec",
-    fields: &TEMPLATE_ONLY_SPEC,
-};
+static WORKLOAD_SPEC: TypeDef = TypeDef { name: "WorkloadSpec", fields: &TEMPLATE_ONLY_SPEC };
 
-static CONDITIONS_ONLY_STATUS: TypeDef = TypeDef {
-    name: "ConditionsStatus",
-    fields: &CONDITIONS_STATUS,
-};
+static CONDITIONS_ONLY_STATUS: TypeDef = TypeDef { name: "ConditionsStatus", fields: &CONDITIONS_STATUS };
 
 static DEPLOYMENT_SPEC: TypeDef = TypeDef {
     name: "apps.v1.DeploymentSpec",
@@ -212,13 +170,7 @@ static DEPLOYMENT_SPEC: TypeDef = TypeDef {
         // DeploymentStrategy is a one-of (rollingUpdate only with
         // type=RollingUpdate); retainKeys lets kubectl drop rollingUpdate
         // when switching to Recreate.
-        Field {
-            name: "strategy",
-            ty: None,
-            merge: false,
-            merge_key: None,
-            retain_keys: true,
-        },
+        Field { name: "strategy", ty: None, merge: false, merge_key: None, retain_keys: true },
     ],
 };
 
@@ -233,49 +185,27 @@ static DEPLOYMENT: TypeDef = TypeDef {
 
 /// ReplicaSet, StatefulSet, DaemonSet, ReplicationController and Job share
 /// one shape as far as patching goes.
-static TEMPLATED_WORKLOAD_FIELDS: [Field; 3] = [
-    object("metadata", &OBJECT_META),
-    object("spec", &WORKLOAD_SPEC),
-    object("status", &CONDITIONS_ONLY_STATUS),
-];
+static TEMPLATED_WORKLOAD_FIELDS: [Field; 3] =
+    [object("metadata", &OBJECT_META), object("spec", &WORKLOAD_SPEC), object("status", &CONDITIONS_ONLY_STATUS)];
 
-static REPLICA_SET: TypeDef = TypeDef {
-    name: "apps.v1.ReplicaSet",
-    fields: &TEMPLATED_WORKLOAD_FIELDS,
-};
+static REPLICA_SET: TypeDef = TypeDef { name: "apps.v1.ReplicaSet", fields: &TEMPLATED_WORKLOAD_FIELDS };
 
-static STATEFUL_SET: TypeDef = TypeDef {
-    name: "apps.v1.StatefulSet",
-    fields: &TEMPLATED_WORKLOAD_FIELDS,
-};
+static STATEFUL_SET: TypeDef = TypeDef { name: "apps.v1.StatefulSet", fields: &TEMPLATED_WORKLOAD_FIELDS };
 
-static DAEMON_SET: TypeDef = TypeDef {
-    name: "apps.v1.DaemonSet",
-    fields: &TEMPLATED_WORKLOAD_FIELDS,
-};
+static DAEMON_SET: TypeDef = TypeDef { name: "apps.v1.DaemonSet", fields: &TEMPLATED_WORKLOAD_FIELDS };
 
-static REPLICATION_CONTROLLER: TypeDef = TypeDef {
-    name: "v1.ReplicationController",
-    fields: &TEMPLATED_WORKLOAD_FIELDS,
-};
+static REPLICATION_CONTROLLER: TypeDef =
+    TypeDef { name: "v1.ReplicationController", fields: &TEMPLATED_WORKLOAD_FIELDS };
 
-static JOB: TypeDef = TypeDef {
-    name: "batch.v1.Job",
-    fields: &TEMPLATED_WORKLOAD_FIELDS,
-};
+static JOB: TypeDef = TypeDef { name: "batch.v1.Job", fields: &TEMPLATED_WORKLOAD_FIELDS };
 
 static JOB_TEMPLATE_SPEC: TypeDef = TypeDef {
     name: "batch.v1.JobTemplateSpec",
-    fields: &[
-        object("metadata", &OBJECT_META),
-        object("spec", &WORKLOAD_SPEC),
-    ],
+    fields: &[object("metadata", &OBJECT_META), object("spec", &WORKLOAD_SPEC)],
 };
 
-static CRON_JOB_SPEC: TypeDef = TypeDef {
-    name: "batch.v1.CronJobSpec",
-    fields: &[object("jobTemplate", &JOB_TEMPLATE_SPEC)],
-};
+static CRON_JOB_SPEC: TypeDef =
+    TypeDef { name: "batch.v1.CronJobSpec", fields: &[object("jobTemplate", &JOB_TEMPLATE_SPEC)] };
 
 static CRON_JOB: TypeDef = TypeDef {
     name: "batch.v1.CronJob",
@@ -288,10 +218,7 @@ static CRON_JOB: TypeDef = TypeDef {
 
 // --- core/v1: other kinds -------------------------------------------------
 
-static SERVICE_SPEC: TypeDef = TypeDef {
-    name: "v1.ServiceSpec",
-    fields: &[merge_by("ports", "port", None)],
-};
+static SERVICE_SPEC: TypeDef = TypeDef { name: "v1.ServiceSpec", fields: &[merge_by("ports", "port", None)] };
 
 static SERVICE: TypeDef = TypeDef {
     name: "v1.Service",
@@ -341,11 +268,7 @@ static NODE_STATUS: TypeDef = TypeDef {
 
 static NODE: TypeDef = TypeDef {
     name: "v1.Node",
-    fields: &[
-        object("metadata", &OBJECT_META),
-        object("spec", &NODE_SPEC),
-        object("status", &NODE_STATUS),
-    ],
+    fields: &[object("metadata", &OBJECT_META), object("spec", &NODE_SPEC), object("status", &NODE_STATUS)],
 };
 
 /// Declares kinds that only carry ObjectMeta metadata.
@@ -393,34 +316,16 @@ static KINDS: &[(&str, &str, &str, &TypeDef)] = &[
     ("batch", "v1", "Job", &JOB),
     ("batch", "v1", "CronJob", &CRON_JOB),
     ("rbac.authorization.k8s.io", "v1", "Role", &ROLE),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRole",
-        &CLUSTER_ROLE,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "RoleBinding",
-        &ROLE_BINDING,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-        &CLUSTER_ROLE_BINDING,
-    ),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", &CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", &ROLE_BINDING),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", &CLUSTER_ROLE_BINDING),
     ("coordination.k8s.io", "v1", "Lease", &LEASE),
     ("events.k8s.io", "v1", "Event", &EVENTS_EVENT),
 ];
 
 /// Looks up a top-level kind.
 pub(crate) fn lookup_kind(group: &str, version: &str, kind: &str) -> Option<&'static TypeDef> {
-    KINDS
-        .iter()
-        .find(|(g, v, k, _)| *g == group && *v == version && *k == kind)
-        .map(|(_, _, _, ty)| *ty)
+    KINDS.iter().find(|(g, v, k, _)| *g == group && *v == version && *k == kind).map(|(_, _, _, ty)| *ty)
 }
 
 /// Every top-level kind, for tests that walk the whole table.
@@ -437,12 +342,7 @@ mod tests {
     fn check(ty: &'static TypeDef, depth: usize) {
         assert!(depth < 16, "type graph too deep at {}", ty.name);
         for (i, f) in ty.fields.iter().enumerate() {
-            assert!(
-                ty.fields[..i].iter().all(|g| g.name != f.name),
-                "duplicate field {} in {}",
-                f.name,
-                ty.name
-            );
+            assert!(ty.fields[..i].iter().all(|g| g.name != f.name), "duplicate field {} in {}", f.name, ty.name);
             if f.merge_key.is_some() {
                 assert!(f.merge, "{}.{} has a key but no merge", ty.name, f.name);
             }

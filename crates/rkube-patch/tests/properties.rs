@@ -42,14 +42,12 @@ fn scalar() -> impl Strategy<Value = Value> {
 /// original collide often.
 fn maps_only() -> impl Strategy<Value = Value> {
     scalar().prop_recursive(4, 48, 5, |inner| {
-        prop::collection::btree_map("[a-e]", inner, 0..5)
-            .prop_map(|m| Value::Object(m.into_iter().collect()))
+        prop::collection::btree_map("[a-e]", inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect()))
     })
 }
 
 fn object(strategy: impl Strategy<Value = Value>) -> impl Strategy<Value = Value> {
-    prop::collection::btree_map("[a-e]", strategy, 0..5)
-        .prop_map(|m| Value::Object(m.into_iter().collect()))
+    prop::collection::btree_map("[a-e]", strategy, 0..5).prop_map(|m| Value::Object(m.into_iter().collect()))
 }
 
 proptest! {
@@ -92,15 +90,13 @@ fn chaotic() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (0i64..4).prop_map(Value::from),
-        prop::sample::select(vec!["a", "b", "delete", "replace", "merge", "name", "x"])
-            .prop_map(Value::from),
+        prop::sample::select(vec!["a", "b", "delete", "replace", "merge", "name", "x"]).prop_map(Value::from),
     ];
     leaf.prop_recursive(5, 64, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..4).prop_map(
-                |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-            ),
+            prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
         ]
     })
 }
@@ -120,11 +116,7 @@ fn has_directive(v: &Value) -> bool {
 }
 
 fn schemas() -> Vec<Option<SchemaRef>> {
-    vec![
-        None,
-        schema_for("", "v1", "Pod"),
-        schema_for("apps", "v1", "Deployment"),
-    ]
+    vec![None, schema_for("", "v1", "Pod"), schema_for("apps", "v1", "Deployment")]
 }
 
 proptest! {

@@ -56,10 +56,7 @@ fn run(cases: Vec<Case>) {
                 assert_no_directives(&got, c.name);
                 // Lists compare in order; object keys do not need to.
                 if got != c.expected {
-                    failures.push(format!(
-                        "{}:\n  expected {}\n  got      {}",
-                        c.name, c.expected, got
-                    ));
+                    failures.push(format!("{}:\n  expected {}\n  got      {}", c.name, c.expected, got));
                 }
             }
             Err(e) => failures.push(format!("{}: unexpected error: {e}", c.name)),
@@ -116,8 +113,7 @@ fn live_deployment() -> Value {
 }
 
 fn with(mut v: Value, pointer: &str, new: Value) -> Value {
-    *v.pointer_mut(pointer)
-        .unwrap_or_else(|| panic!("no {pointer} in fixture")) = new;
+    *v.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer} in fixture")) = new;
     v
 }
 
@@ -142,11 +138,7 @@ fn kubectl_apply_cases() {
                 }}}
             }),
             expected: {
-                let v = with(
-                    live.clone(),
-                    "/spec/template/spec/containers/0/image",
-                    json!("nginx:1.16.1"),
-                );
+                let v = with(live.clone(), "/spec/template/spec/containers/0/image", json!("nginx:1.16.1"));
                 with(
                     v,
                     "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
@@ -397,8 +389,7 @@ fn pod_list_cases() {
             }]}}),
             expected: {
                 let mut c = app.clone();
-                c["volumeMounts"] =
-                    json!([{"name": "data", "mountPath": "/data", "readOnly": true}]);
+                c["volumeMounts"] = json!([{"name": "data", "mountPath": "/data", "readOnly": true}]);
                 pod(json!([c]))
             },
         },
@@ -428,30 +419,18 @@ fn pod_list_cases() {
             gvk: POD,
             original: pod(json!([])),
             patch: json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a.example.com/x", "absent"]}}),
-            expected: with(
-                pod(json!([])),
-                "/metadata/finalizers",
-                json!(["b.example.com/y"]),
-            ),
+            expected: with(pod(json!([])), "/metadata/finalizers", json!(["b.example.com/y"])),
         },
         Case {
             name: "finalizers add, delete and order as kubectl apply sends them",
             gvk: POD,
-            original: with(
-                pod(json!([])),
-                "/metadata/finalizers",
-                json!(["a", "b", "server-added"]),
-            ),
+            original: with(pod(json!([])), "/metadata/finalizers", json!(["a", "b", "server-added"])),
             patch: json!({"metadata": {
                 "$setElementOrder/finalizers": ["a", "d"],
                 "$deleteFromPrimitiveList/finalizers": ["b"],
                 "finalizers": ["d"]
             }}),
-            expected: with(
-                pod(json!([])),
-                "/metadata/finalizers",
-                json!(["a", "d", "server-added"]),
-            ),
+            expected: with(pod(json!([])), "/metadata/finalizers", json!(["a", "d", "server-added"])),
         },
         Case {
             name: "$deleteFromPrimitiveList on a missing list does not create it",
@@ -607,14 +586,8 @@ fn map_directive_and_null_cases() {
 
 #[test]
 fn ordering_cases() {
-    let list = |names: &[i64]| -> Value {
-        Value::Array(
-            names
-                .iter()
-                .map(|n| json!({"type": n.to_string()}))
-                .collect(),
-        )
-    };
+    let list =
+        |names: &[i64]| -> Value { Value::Array(names.iter().map(|n| json!({"type": n.to_string()})).collect()) };
     let node = |conds: Value| json!({"status": {"conditions": conds}});
     const NODE: Option<(&str, &str, &str)> = Some(("", "v1", "Node"));
     run(vec![
@@ -799,13 +772,7 @@ fn unknown_type_fallback() {
 }
 
 /// (case name, schema, original, patch, expected message fragment)
-type ErrorCase = (
-    &'static str,
-    Option<(&'static str, &'static str, &'static str)>,
-    Value,
-    Value,
-    &'static str,
-);
+type ErrorCase = (&'static str, Option<(&'static str, &'static str, &'static str)>, Value, Value, &'static str);
 
 #[test]
 fn error_cases() {
@@ -818,20 +785,8 @@ fn error_cases() {
             json!([{"op": "add"}]),
             "json: cannot unmarshal array into Go value of type map[string]interface {}",
         ),
-        (
-            "patch is a string",
-            POD,
-            pod.clone(),
-            json!("x"),
-            "cannot unmarshal string",
-        ),
-        (
-            "original not an object",
-            POD,
-            json!([1]),
-            json!({}),
-            "invalid JSON document",
-        ),
+        ("patch is a string", POD, pod.clone(), json!("x"), "cannot unmarshal string"),
+        ("original not an object", POD, json!([1]), json!({}), "invalid JSON document"),
         (
             "unknown $patch on a map",
             POD,
@@ -953,10 +908,7 @@ fn error_cases() {
             Ok(v) => panic!("{name}: expected an error, got {v}"),
             Err(e) => {
                 let msg = e.to_string();
-                assert!(
-                    msg.contains(fragment),
-                    "{name}: message {msg:?} lacks {fragment:?}"
-                );
+                assert!(msg.contains(fragment), "{name}: message {msg:?} lacks {fragment:?}");
             }
         }
     }
@@ -965,28 +917,15 @@ fn error_cases() {
 #[test]
 fn error_statuses_follow_kube_apiserver() {
     let err = |patch: Value| -> PatchError {
-        match apply(
-            &json!({"metadata": {"finalizers": []}}),
-            &patch,
-            schema(POD),
-        ) {
+        match apply(&json!({"metadata": {"finalizers": []}}), &patch, schema(POD)) {
             Err(e) => e,
             Ok(v) => panic!("expected an error, got {v}"),
         }
     };
     assert_eq!(err(json!([])).http_status(), 400);
-    assert_eq!(
-        err(json!({"metadata": {"$deleteFromPrimitiveList": []}})).http_status(),
-        400
-    );
-    assert_eq!(
-        err(json!({"metadata": {"finalizers": [["x"]]}})).http_status(),
-        422
-    );
-    assert_eq!(
-        err(json!({"metadata": {"$patch": "bogus"}})).http_status(),
-        500
-    );
+    assert_eq!(err(json!({"metadata": {"$deleteFromPrimitiveList": []}})).http_status(), 400);
+    assert_eq!(err(json!({"metadata": {"finalizers": [["x"]]}})).http_status(), 422);
+    assert_eq!(err(json!({"metadata": {"$patch": "bogus"}})).http_status(), 500);
 }
 
 #[test]
@@ -1018,10 +957,7 @@ fn schema_table_lookup() {
     ];
     for (g, v, k) in served {
         let s = schema_for(g, v, k).unwrap_or_else(|| panic!("{g}/{v} {k} missing"));
-        let meta = s
-            .field("metadata")
-            .and_then(|f| f.schema)
-            .expect("metadata typed");
+        let meta = s.field("metadata").and_then(|f| f.schema).expect("metadata typed");
         let owners = meta.field("ownerReferences").expect("ownerReferences");
         assert!(owners.merge && owners.merge_key == Some("uid"));
         let finalizers = meta.field("finalizers").expect("finalizers");
@@ -1045,18 +981,9 @@ fn schema_table_lookup() {
     assert_eq!(pod_spec.type_name(), "v1.PodSpec");
     let volumes = pod_spec.field("volumes").expect("volumes");
     assert!(volumes.merge && volumes.retain_keys && volumes.merge_key == Some("name"));
-    let containers = pod_spec
-        .field("containers")
-        .and_then(|f| f.schema)
-        .expect("containers");
-    assert_eq!(
-        containers.field("ports").and_then(|f| f.merge_key),
-        Some("containerPort")
-    );
-    assert_eq!(
-        containers.field("volumeMounts").and_then(|f| f.merge_key),
-        Some("mountPath")
-    );
+    let containers = pod_spec.field("containers").and_then(|f| f.schema).expect("containers");
+    assert_eq!(containers.field("ports").and_then(|f| f.merge_key), Some("containerPort"));
+    assert_eq!(containers.field("volumeMounts").and_then(|f| f.merge_key), Some("mountPath"));
     assert!(pod_spec.field("tolerations").is_none());
 
     let sa = schema_for("", "v1", "ServiceAccount").expect("sa");

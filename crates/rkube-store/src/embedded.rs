@@ -22,8 +22,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    BoxFuture, Event, EventType, KeyValue, ListOptions, ListResult, Op, Revision, Store,
-    StoreError, Watcher, WATCH_QUEUE_EVENTS_MAX,
+    BoxFuture, Event, EventType, KeyValue, ListOptions, ListResult, Op, Revision, Store, StoreError, Watcher,
+    WATCH_QUEUE_EVENTS_MAX,
 };
 
 /// The most writes committed in one redb transaction.
@@ -89,10 +89,7 @@ enum Mutation {
 impl EmbeddedStore {
     /// Opens (or creates) the store file at `path` and starts the committer thread.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
-        let db = redb::Database::builder()
-            .set_cache_size(REDB_CACHE_BYTES)
-            .create(path)
-            .map_err(io_err)?;
+        let db = redb::Database::builder().set_cache_size(REDB_CACHE_BYTES).create(path).map_err(io_err)?;
         let (current, revision) = load(&db)?;
         let state = State {
             current,
@@ -440,9 +437,8 @@ impl Store for EmbeddedStore {
             return Err(StoreError::Compacted { requested: at, oldest: state.compacted });
         }
         // Undo the events after `at`, newest first, on a copy of the matching range.
-        let mut snapshot: BTreeMap<Arc<str>, KeyValue> = prefix_range(&state.current, prefix, None)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut snapshot: BTreeMap<Arc<str>, KeyValue> =
+            prefix_range(&state.current, prefix, None).map(|(k, v)| (k.clone(), v.clone())).collect();
         for event in state.history.iter().rev() {
             if event.revision() <= at {
                 break;
@@ -473,12 +469,8 @@ impl Store for EmbeddedStore {
         if after > state.revision {
             return Err(StoreError::FutureRevision { requested: after, current: state.revision });
         }
-        let replay: VecDeque<Arc<Event>> = state
-            .history
-            .iter()
-            .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
-            .cloned()
-            .collect();
+        let replay: VecDeque<Arc<Event>> =
+            state.history.iter().filter(|e| e.revision() > after && e.kv.key.starts_with(prefix)).cloned().collect();
         let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
         let id = state.next_watcher_id;
         state.next_watcher_id += 1;

@@ -139,11 +139,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(
-        replay: VecDeque<Arc<Event>>,
-        live: mpsc::Receiver<Arc<Event>>,
-        guard: Box<dyn Send + Sync>,
-    ) -> Self {
+    pub fn new(replay: VecDeque<Arc<Event>>, live: mpsc::Receiver<Arc<Event>>, guard: Box<dyn Send + Sync>) -> Self {
         Watcher { replay, live, _guard: guard }
     }
 

@@ -45,9 +45,7 @@ struct ServerArgs {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -77,20 +75,26 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         Some(p) => TokenFile::load(p)?,
         None => TokenFile::default(),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("listen {}: {e}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("listen {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let pki = rkube_pki::Pki::load_or_create(&args.data_dir.join("pki"), Some(addr.ip())).map_err(|e| e.to_string())?;
     let tls = rkube_apiserver::serve::tls_config(&pki).map_err(|e| e.to_string())?;
 
     let store: Arc<dyn Store> = match args.storage {
         StorageKind::Embedded => {
-            let s = rkube_store::embedded::EmbeddedStore::open(&args.data_dir.join("store.redb")).map_err(|e| e.to_string())?;
+            let s = rkube_store::embedded::EmbeddedStore::open(&args.data_dir.join("store.redb"))
+                .map_err(|e| e.to_string())?;
             Arc::new(s)
         }
     };
     let api = ApiServer::new(store.clone(), tokens);
     let client_host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let client_addr = if addr.is_ipv6() { format!("[{client_host}]:{}", addr.port()) } else { format!("{client_host}:{}", addr.port()) };
+    let client_addr = if addr.is_ipv6() {
+        format!("[{client_host}]:{}", addr.port())
+    } else {
+        format!("{client_host}:{}", addr.port())
+    };
     let _ = api.advertise.set(addr);
     bootstrap(&api).await?;
 

@@ -41,9 +41,7 @@ async fn writes_survive_reopen_and_revision_continues() {
         let s = open(&dir);
         for i in 0..20 {
             let key = format!("/r/{i:02}");
-            s.txn(Op::Create { key, value: Box::new(move |rev| Bytes::from(format!("{i}@{rev}"))) })
-                .await
-                .unwrap();
+            s.txn(Op::Create { key, value: Box::new(move |rev| Bytes::from(format!("{i}@{rev}"))) }).await.unwrap();
         }
         s.txn(Op::Delete { key: "/r/05".into(), expected: None, tombstone: val("") }).await.unwrap();
         s.close().await;

@@ -1,0 +1,178 @@
+//! Starts and stops the real `rkube` binary for integration tests, and finds the real
+//! clients (kubectl, curl, python) they drive. A missing client skips the test with a
+//! visible message locally and fails it in CI (`CI` set).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server on a free loopback port with a fresh data directory.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on `dir` (kept by the caller, e.g. for restarts).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rkube");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read start line");
+        // "rkube: serving https://127.0.0.1:PORT; kubeconfig: PATH"
+        let url = line.split("serving ").nth(1).and_then(|s| s.split(';').next()).unwrap_or("").to_string();
+        assert!(url.starts_with("https://127.0.0.1:"), "unexpected start line: {line:?}");
+        Server { child: Some(child), dir: dir.to_path_buf(), url, kubeconfig: dir.join("admin.kubeconfig"), _tmp: None }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// `kill -9` this server (by its PID) and wait for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// kubectl (the dispatcher on PATH unless `bin` names a versioned one) with this
+    /// server's admin kubeconfig.
+    pub fn kubectl_bin(&self, bin: &str, args: &[&str]) -> Output {
+        Command::new(bin).args(args).env("KUBECONFIG", &self.kubeconfig).output().expect("run kubectl")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_bin("kubectl", args)
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn pki(&self, name: &str) -> String {
+        self.dir.join("pki").join(name).display().to_string()
+    }
+
+    /// curl as the admin (client certificate), verifying the server against the CA.
+    /// Returns (HTTP code, headers, body).
+    pub fn curl(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[&str]) -> (u16, String, String) {
+        self.curl_as(true, method, path, body, headers)
+    }
+
+    pub fn curl_anon(&self, method: &str, path: &str) -> (u16, String, String) {
+        self.curl_as(false, method, path, None, &[])
+    }
+
+    pub fn curl_as(
+        &self,
+        admin: bool,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[&str],
+    ) -> (u16, String, String) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let hdr = tmp.path().join("h");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-X", method, "--cacert", &self.pki("ca.crt"), "-D"]).arg(&hdr);
+        if admin {
+            cmd.args(["--cert", &self.pki("admin.crt"), "--key", &self.pki("admin.key")]);
+        }
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        if let Some(b) = body {
+            let f = tmp.path().join("body");
+            std::fs::write(&f, b).expect("write body");
+            cmd.arg("--data-binary").arg(format!("@{}", f.display()));
+        }
+        cmd.arg(format!("{}{}", self.url, path));
+        let out = cmd.output().expect("run curl");
+        assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        let headers = std::fs::read_to_string(&hdr).unwrap_or_default();
+        let code = headers
+            .lines()
+            .rfind(|l| l.starts_with("HTTP/"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, headers, String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether `tool --version`-ish runs. Missing tools fail in CI and skip loudly elsewhere.
+pub fn require(tool: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(tool)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("{tool} is required in CI but was not found");
+        }
+        eprintln!("SKIPPED: {tool} not found; install it to run this test");
+    }
+    ok
+}
+
+/// Waits until `f` is true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The captured kube-apiserver answer `shared/reference/kube-apiserver-v1.28.7/<rel>`.
+pub fn reference(rel: &str) -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/kube-apiserver-v1.28.7").join(rel);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("reference json")
+}
