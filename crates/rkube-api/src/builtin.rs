@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::resource::{ResourceBuilder, ResourceDef, ResourceTable, Subresource, VERBS_NO_DELETECOLLECTION};
 use crate::selector::LabelSelector;
 use crate::status::FieldError;
-use crate::strategy::{ensure_map, get_str, set_default, typed_roundtrip, Builtin, Deletion, Exists};
+use crate::strategy::{ensure_map, get_str, set_default, typed_roundtrip, typed_schema, Builtin, Deletion, Exists};
 use crate::validation::{self, NameRule};
 
 /// Registers every built-in resource.
@@ -41,6 +41,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         // core/v1
         ResourceBuilder::new("", "v1", "Namespace", "namespaces", false, s(Builtin {
             typed: Some(typed_roundtrip::<core::Namespace>),
+            schema: Some(typed_schema::<core::Namespace>),
             defaults: default_namespace,
             initial_status: Some(|_| json!({"phase": "Active"})),
             deletion: Some(|_, _, _| Deletion::NamespaceLifecycle),
@@ -54,6 +55,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         .build(),
         ResourceBuilder::new("", "v1", "Pod", "pods", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Pod>),
+            schema: Some(typed_schema::<core::Pod>),
             defaults: default_pod,
             validate: validate_pod,
             validate_update: validate_pod_update,
@@ -68,6 +70,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Service>),
+            schema: Some(typed_schema::<core::Service>),
             defaults: default_service,
             validate: validate_service,
             validate_update: validate_service_update,
@@ -84,12 +87,14 @@ pub fn builtins() -> Vec<ResourceDef> {
         .build(),
         ResourceBuilder::new("", "v1", "Endpoints", "endpoints", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Endpoints>),
+            schema: Some(typed_schema::<core::Endpoints>),
             ..Default::default()
         }))
         .short(&["ep"])
         .build(),
         ResourceBuilder::new("", "v1", "ConfigMap", "configmaps", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::ConfigMap>),
+            schema: Some(typed_schema::<core::ConfigMap>),
             validate: validate_configmap,
             ..Default::default()
         }))
@@ -97,6 +102,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         .build(),
         ResourceBuilder::new("", "v1", "Secret", "secrets", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Secret>),
+            schema: Some(typed_schema::<core::Secret>),
             defaults: |o| set_default(ensure_map(o, &[]), "type", json!("Opaque")),
             validate: validate_secret,
             validate_update: |n, o, e| immutable(n, o, &["type"], "type", e),
@@ -106,12 +112,14 @@ pub fn builtins() -> Vec<ResourceDef> {
         .build(),
         ResourceBuilder::new("", "v1", "ServiceAccount", "serviceaccounts", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::ServiceAccount>),
+            schema: Some(typed_schema::<core::ServiceAccount>),
             ..Default::default()
         }))
         .short(&["sa"])
         .build(),
         ResourceBuilder::new("", "v1", "Node", "nodes", false, s(Builtin {
             typed: Some(typed_roundtrip::<core::Node>),
+            schema: Some(typed_schema::<core::Node>),
             initial_status: Some(|_| json!({"daemonEndpoints": {"kubeletEndpoint": {"Port": 0}}, "nodeInfo": {"architecture": "", "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "", "machineID": "", "operatingSystem": "", "osImage": "", "systemUUID": ""}})),
             fields: &[("spec.unschedulable", &["spec", "unschedulable"])],
             ..Default::default()
@@ -121,6 +129,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         .build(),
         ResourceBuilder::new("", "v1", "Event", "events", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Event>),
+            schema: Some(typed_schema::<core::Event>),
             fields: &[
                 ("involvedObject.kind", &["involvedObject", "kind"]),
                 ("involvedObject.namespace", &["involvedObject", "namespace"]),
@@ -141,6 +150,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         // apps/v1
         workload("Deployment", "deployments", &["deploy"], true, s(Builtin {
             typed: Some(typed_roundtrip::<apps::Deployment>),
+            schema: Some(typed_schema::<apps::Deployment>),
             defaults: default_deployment,
             validate: validate_workload,
             validate_update: validate_selector_immutable,
@@ -149,6 +159,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         })),
         workload("ReplicaSet", "replicasets", &["rs"], true, s(Builtin {
             typed: Some(typed_roundtrip::<apps::ReplicaSet>),
+            schema: Some(typed_schema::<apps::ReplicaSet>),
             defaults: default_replicaset,
             validate: validate_workload,
             validate_update: validate_selector_immutable,
@@ -157,6 +168,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         })),
         workload("StatefulSet", "statefulsets", &["sts"], true, s(Builtin {
             typed: Some(typed_roundtrip::<apps::StatefulSet>),
+            schema: Some(typed_schema::<apps::StatefulSet>),
             defaults: default_statefulset,
             validate: validate_workload,
             validate_update: validate_selector_immutable,
@@ -165,6 +177,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         })),
         workload("DaemonSet", "daemonsets", &["ds"], false, s(Builtin {
             typed: Some(typed_roundtrip::<apps::DaemonSet>),
+            schema: Some(typed_schema::<apps::DaemonSet>),
             defaults: default_daemonset,
             validate: validate_workload,
             validate_update: validate_selector_immutable,
@@ -174,6 +187,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         // batch/v1
         ResourceBuilder::new("batch", "v1", "Job", "jobs", true, s(Builtin {
             typed: Some(typed_roundtrip::<batch::Job>),
+            schema: Some(typed_schema::<batch::Job>),
             defaults: default_job,
             prepare_for_create: prepare_job,
             validate: validate_job,
@@ -187,6 +201,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         .build(),
         ResourceBuilder::new("batch", "v1", "CronJob", "cronjobs", true, s(Builtin {
             typed: Some(typed_roundtrip::<batch::CronJob>),
+            schema: Some(typed_schema::<batch::CronJob>),
             defaults: default_cronjob,
             validate: validate_cronjob,
             initial_status: Some(|_| json!({})),
@@ -199,27 +214,33 @@ pub fn builtins() -> Vec<ResourceDef> {
         .generation()
         .build(),
         // rbac.authorization.k8s.io/v1 (stored; enforcement comes with the RBAC work)
-        rbac_row("Role", "roles", true, s(Builtin { typed: Some(typed_roundtrip::<rbac::Role>), ..Default::default() })),
+        rbac_row("Role", "roles", true, s(Builtin { typed: Some(typed_roundtrip::<rbac::Role>),
+            schema: Some(typed_schema::<rbac::Role>), ..Default::default() })),
         rbac_row("RoleBinding", "rolebindings", true, s(Builtin {
             typed: Some(typed_roundtrip::<rbac::RoleBinding>),
+            schema: Some(typed_schema::<rbac::RoleBinding>),
             validate: validate_binding,
             validate_update: |n, o, e| immutable(n, o, &["roleRef"], "roleRef", e),
             ..Default::default()
         })),
-        rbac_row("ClusterRole", "clusterroles", false, s(Builtin { typed: Some(typed_roundtrip::<rbac::ClusterRole>), ..Default::default() })),
+        rbac_row("ClusterRole", "clusterroles", false, s(Builtin { typed: Some(typed_roundtrip::<rbac::ClusterRole>),
+            schema: Some(typed_schema::<rbac::ClusterRole>), ..Default::default() })),
         rbac_row("ClusterRoleBinding", "clusterrolebindings", false, s(Builtin {
             typed: Some(typed_roundtrip::<rbac::ClusterRoleBinding>),
+            schema: Some(typed_schema::<rbac::ClusterRoleBinding>),
             validate: validate_binding,
             validate_update: |n, o, e| immutable(n, o, &["roleRef"], "roleRef", e),
             ..Default::default()
         })),
         ResourceBuilder::new("coordination.k8s.io", "v1", "Lease", "leases", true, s(Builtin {
             typed: Some(typed_roundtrip::<coordination::Lease>),
+            schema: Some(typed_schema::<coordination::Lease>),
             ..Default::default()
         }))
         .build(),
         ResourceBuilder::new("events.k8s.io", "v1", "Event", "events", true, s(Builtin {
             typed: Some(typed_roundtrip::<events::Event>),
+            schema: Some(typed_schema::<events::Event>),
             validate: validate_events_v1,
             ..Default::default()
         }))

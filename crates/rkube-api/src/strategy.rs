@@ -60,6 +60,11 @@ pub trait Strategy: Send + Sync {
     fn allocated_field(&self) -> Option<&'static str> {
         None
     }
+    /// The OpenAPI schema of the resource's objects: a `$ref` into the generator's
+    /// definitions (None = no schema known).
+    fn openapi_schema(&self, _gen: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        None
+    }
     /// The value of a field-selector field, or None if the field is not supported
     /// (`metadata.name` and `metadata.namespace` are supported for every resource).
     fn field(&self, _obj: &Value, _field: &str) -> Option<String> {
@@ -70,6 +75,8 @@ pub trait Strategy: Send + Sync {
 /// A strategy described by data and plain functions; most built-in resources are one.
 pub struct Builtin {
     pub typed: Option<TypedCheck>,
+    /// The typed model's OpenAPI schema (see [`typed_schema`]).
+    pub schema: Option<SchemaFn>,
     pub defaults: fn(&mut Value),
     pub prepare_for_create: fn(&mut Value),
     pub validate: fn(&Value, &mut Vec<FieldError>),
@@ -85,6 +92,14 @@ pub struct Builtin {
 /// Decodes through the typed model and re-encodes (see [`typed_roundtrip`]).
 pub type TypedCheck = fn(&Value) -> Result<Value, String>;
 
+/// Adds a type's schema to a generator and returns a reference to it.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// The schema of a typed model type.
+pub fn typed_schema<T: schemars::JsonSchema>(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    gen.subschema_for::<T>()
+}
+
 /// Decides how a delete proceeds (see [`Strategy::deletion`]).
 pub type DeletionHook = fn(&Value, Option<i64>, Exists<'_>) -> Deletion;
 
@@ -99,6 +114,7 @@ impl Default for Builtin {
     fn default() -> Self {
         Builtin {
             typed: None,
+            schema: None,
             defaults: no_defaults,
             prepare_for_create: no_defaults,
             validate: no_validation,
@@ -141,6 +157,9 @@ impl Strategy for Builtin {
     }
     fn allocated_field(&self) -> Option<&'static str> {
         self.allocation.map(|(p, _)| p)
+    }
+    fn openapi_schema(&self, gen: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        self.schema.map(|f| f(gen))
     }
     fn deletion(&self, obj: &Value, grace: Option<i64>, exists: Exists<'_>) -> Deletion {
         match self.deletion {

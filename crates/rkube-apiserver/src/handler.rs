@@ -14,7 +14,7 @@ use crate::authn::UserInfo;
 use crate::codec::{self, Body, Negotiated};
 use crate::registry::{self, Query};
 use crate::request_info::{self, RequestInfo};
-use crate::{discovery, openapi, ApiServer};
+use crate::{discovery, ApiServer};
 
 pub async fn handle(
     server: Arc<ApiServer>,
@@ -193,12 +193,10 @@ async fn non_resource(
         ["apis", group, version] => {
             discovery::resource_list(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
         }
-        ["openapi", "v3"] => ok(&openapi::index(&snap)),
-        ["openapi", "v3", "api", version] => {
-            openapi::group_version_doc(&snap, "", version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
-        }
-        ["openapi", "v3", "apis", group, version] => {
-            openapi::group_version_doc(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
+        ["openapi", "v3"] => ok(&server.openapi.get(&snap).index),
+        ["openapi", "v3", rest @ ..] => {
+            let docs = server.openapi.get(&snap);
+            docs.docs.get(&rest.join("/")).map_or_else(|| Err(ApiError::no_route()), |v| ok(v))
         }
         _ => Err(ApiError::no_route()),
     }

@@ -57,6 +57,7 @@ pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub tokens: authn::TokenFile,
     pub metrics: metrics::Metrics,
+    pub openapi: openapi::Cache,
     pub started: std::time::Instant,
     /// The address clients reach the server at (for discovery's serverAddressByClientCIDRs).
     pub advertise: std::sync::OnceLock<SocketAddr>,
@@ -71,6 +72,7 @@ impl ApiServer {
             store,
             tokens,
             metrics: metrics::Metrics::new(),
+            openapi: openapi::Cache::default(),
             started: std::time::Instant::now(),
             advertise: std::sync::OnceLock::new(),
         })

@@ -148,7 +148,12 @@ async fn main() {
     if let Some(cmd) = &a.start_cmd {
         let _ = std::fs::remove_file(&a.kubeconfig);
         let t0 = Instant::now();
-        let child = Command::new("sh").args(["-c", &format!("exec {cmd}")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start server");
+        let child = Command::new("sh")
+            .args(["-c", &format!("exec {cmd}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
         pid = Some(child.id());
         let mut ready = None;
         while t0.elapsed() < Duration::from_secs(60) {
@@ -220,7 +225,11 @@ async fn main() {
     let ns2: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": list_ns}})).expect("ns");
     let _ = namespaces.create(&PostParams::default(), &ns2).await;
     let pods: Api<Pod> = Api::namespaced(c.clone(), &list_ns);
-    let existing = pods.list(&ListParams::default().limit(1)).await.map(|l| l.metadata.remaining_item_count.unwrap_or(0) as usize + l.items.len()).unwrap_or(0);
+    let existing = pods
+        .list(&ListParams::default().limit(1))
+        .await
+        .map(|l| l.metadata.remaining_item_count.unwrap_or(0) as usize + l.items.len())
+        .unwrap_or(0);
     if existing < a.list_pods {
         let api = pods.clone();
         let _ = run(a.list_pods - existing, conc, limit, move |i| {
@@ -239,7 +248,12 @@ async fn main() {
         whole.push(t.elapsed());
     }
     whole.sort();
-    println!("list {count} pods: median {} (best {}, worst {})", ms(pct(&whole, 0.5)), ms(whole[0]), ms(*whole.last().unwrap_or(&Duration::ZERO)));
+    println!(
+        "list {count} pods: median {} (best {}, worst {})",
+        ms(pct(&whole, 0.5)),
+        ms(whole[0]),
+        ms(*whole.last().unwrap_or(&Duration::ZERO))
+    );
     let mut paged = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
@@ -277,14 +291,21 @@ async fn main() {
 
 async fn fanout(c: &kube::Client, ns: &str, watchers: usize, events: usize, limit: Duration) {
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), ns);
-    let rv = cms.list(&ListParams::default().limit(1)).await.ok().and_then(|l| l.metadata.resource_version).unwrap_or_default();
+    let rv = cms
+        .list(&ListParams::default().limit(1))
+        .await
+        .ok()
+        .and_then(|l| l.metadata.resource_version)
+        .unwrap_or_default();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let lat: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let prefix = format!("w{watchers}-");
     let mut tasks = Vec::new();
     let mut ready = 0;
     for _ in 0..watchers {
-        let Ok(stream) = cms.watch(&WatchParams::default().timeout(limit.as_secs() as u32), &rv).await else { continue };
+        let Ok(stream) = cms.watch(&WatchParams::default().timeout(limit.as_secs() as u32), &rv).await else {
+            continue;
+        };
         ready += 1;
         let sent = sent.clone();
         let lat = lat.clone();
@@ -316,7 +337,9 @@ async fn fanout(c: &kube::Client, ns: &str, watchers: usize, events: usize, limi
     for i in 0..events {
         let name = format!("{prefix}{i}");
         sent.lock().unwrap().insert(name.clone(), Instant::now());
-        let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"i": i.to_string()}})).expect("cm");
+        let cm: ConfigMap =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}))
+                .expect("cm");
         let _ = cms.create(&PostParams::default(), &cm).await;
         // Paced: one event every 10 ms, so delivery latency is not queueing behind a burst.
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -40,7 +40,10 @@ fn redb_case(dir: &std::path::Path, batch: usize) -> (Duration, Duration) {
 fn sqlite_case(dir: &std::path::Path, batch: usize) -> (Duration, Duration) {
     let path = dir.join("s.sqlite");
     let mut c = rusqlite::Connection::open(&path).unwrap();
-    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;").unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;",
+    )
+    .unwrap();
     let value = vec![7u8; VALUE_BYTES];
     let t0 = Instant::now();
     for chunk in 0..TOTAL_WRITES / batch {
@@ -68,7 +71,10 @@ fn main() {
     println!("| backend | batch | commits/s | writes/s | reopen + read all |");
     println!("| --- | --- | --- | --- | --- |");
     for batch in [1usize, 32, 256] {
-        for (name, f) in [("redb", redb_case as fn(&std::path::Path, usize) -> (Duration, Duration)), ("SQLite (WAL, synchronous=FULL)", sqlite_case)] {
+        for (name, f) in [
+            ("redb", redb_case as fn(&std::path::Path, usize) -> (Duration, Duration)),
+            ("SQLite (WAL, synchronous=FULL)", sqlite_case),
+        ] {
             let dir = tempfile::tempdir().unwrap();
             // Batch 1 is slow on both; cap it to keep the run short.
             let (w, r) = f(dir.path(), batch);

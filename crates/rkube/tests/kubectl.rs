@@ -173,3 +173,37 @@ fn other_kubectl_versions_apply_and_get() {
         assert!(out.status.success(), "kubectl {v} delete: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn explain_and_edit() {
+    if !require("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let s = Server::start();
+    let out = s.kubectl_ok(&["explain", "pods.spec"]);
+    assert!(out.contains("FIELD: spec <PodSpec>") && out.contains("containers\t<[]Container> -required-"), "{out}");
+    let out = s.kubectl_ok(&["explain", "deployment.spec.strategy.rollingUpdate"]);
+    assert!(out.contains("maxSurge"), "{out}");
+
+    // `kubectl edit` with an editor that changes the image: a strategic merge patch.
+    s.kubectl_ok(&["apply", "-f", &manifest()]);
+    let editor = s.dir.join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/image: busybox/image: busybox:1.36/' \"$1\"\n").unwrap();
+    std::process::Command::new("chmod").args(["+x", editor.to_str().unwrap()]).status().unwrap();
+    let out = Command::new("kubectl")
+        .args(["edit", "daemonset", "ds"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kubectl edit: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("daemonset.apps/ds edited"));
+    let img = s.kubectl_ok(&[
+        "get",
+        "ds",
+        "ds",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}",
+    ]);
+    assert_eq!(img, "busybox:1.36 2");
+}
