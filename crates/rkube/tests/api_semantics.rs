@@ -1,0 +1,348 @@
+//! API semantics through curl against the real server: watch (replay, bookmarks, initial
+//! events, 410 after compaction), subresources (status, scale, binding, finalize), dry run,
+//! YAML bodies, HTTP/2, token-file users, metrics, every resource family's CRUD, and a clean
+//! shutdown on SIGTERM.
+
+mod common;
+
+use common::{require, Server};
+use serde_json::{json, Value};
+
+const CT: &str = "Content-Type: application/json";
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn lines(body: &str) -> Vec<Value> {
+    body.lines().filter(|l| !l.trim().is_empty()).map(parse).collect()
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["type"].as_str().unwrap_or("").to_string()).collect()
+}
+
+#[test]
+fn watch_replays_bookmarks_initial_events_and_gone() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(dir.path(), &[]);
+    let cm = "/api/v1/namespaces/default/configmaps";
+    let (_, _, body) = s.curl("GET", cm, None, &[]);
+    let rv0 = parse(&body)["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    s.curl(
+        "POST",
+        cm,
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"w","labels":{"a":"1"}}}"#),
+        &[CT],
+    );
+    s.curl(
+        "PATCH",
+        &format!("{cm}/w"),
+        Some(br#"{"metadata":{"labels":{"a":"2"}}}"#),
+        &["Content-Type: application/merge-patch+json"],
+    );
+    s.curl("DELETE", &format!("{cm}/w"), None, &[]);
+
+    // Replay from before the create; the server ends the stream after timeoutSeconds.
+    let (code, _, body) = s.curl("GET", &format!("{cm}?watch=true&resourceVersion={rv0}&timeoutSeconds=1"), None, &[]);
+    assert_eq!(code, 200);
+    let ev = lines(&body);
+    assert_eq!(types(&ev), ["ADDED", "MODIFIED", "DELETED"], "{body}");
+    let rvs: Vec<u64> =
+        ev.iter().map(|e| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(rvs.windows(2).all(|w| w[0] < w[1]), "increasing resourceVersions: {rvs:?}");
+
+    // A label selector turns a change that leaves the selection into DELETED for that watcher.
+    let (code, _, body) =
+        s.curl("GET", &format!("{cm}?watch=1&resourceVersion={rv0}&labelSelector=a%3D1&timeoutSeconds=1"), None, &[]);
+    assert_eq!(code, 200);
+    assert_eq!(types(&lines(&body)), ["ADDED", "DELETED"], "{body}");
+
+    // The legacy /watch/ path.
+    let (_, _, body) = s.curl(
+        "GET",
+        &format!("/api/v1/watch/namespaces/default/configmaps?resourceVersion={rv0}&timeoutSeconds=1"),
+        None,
+        &[],
+    );
+    assert_eq!(types(&lines(&body)).len(), 3, "{body}");
+
+    // sendInitialEvents: the current state, then the initial-events-end bookmark.
+    s.curl("POST", cm, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#), &[CT]);
+    let (code, _, body) = s.curl(
+        "GET",
+        &format!("{cm}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"),
+        None,
+        &[],
+    );
+    assert_eq!(code, 200);
+    let ev = lines(&body);
+    assert_eq!(types(&ev), ["ADDED", "BOOKMARK"], "{body}");
+    assert_eq!(ev[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    let (code, _, body) = s.curl("GET", &format!("{cm}?watch=1&sendInitialEvents=true"), None, &[]);
+    assert_eq!((code, parse(&body)["reason"].clone()), (422, json!("Invalid")), "{body}");
+
+    // After a restart the history is gone: a watch from an old revision gets 410 Expired.
+    s.kill9();
+    let s = Server::start_in(dir.path(), &[]);
+    let (code, _, body) = s.curl("GET", &format!("{cm}?watch=1&resourceVersion={rv0}"), None, &[]);
+    assert_eq!(code, 200);
+    let ev = lines(&body);
+    assert_eq!(types(&ev), ["ERROR"], "{body}");
+    assert_eq!(ev[0]["object"]["code"], 410);
+    assert_eq!(ev[0]["object"]["reason"], "Expired");
+    let (code, _, body) = s.curl("GET", &format!("{cm}?resourceVersion={rv0}&resourceVersionMatch=Exact"), None, &[]);
+    assert_eq!((code, parse(&body)["reason"].clone()), (410, json!("Expired")), "{body}");
+}
+
+#[test]
+fn subresources_dry_run_yaml() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Running"}}"#;
+    // dryRun: a full answer, nothing stored.
+    let (code, _, body) = s.curl("POST", &format!("{pods}?dryRun=All"), Some(pod), &[CT]);
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(s.curl("GET", &format!("{pods}/p"), None, &[]).0, 404);
+    // Status given at create is replaced by the initial status.
+    let (code, _, body) = s.curl("POST", pods, Some(pod), &[CT]);
+    assert_eq!(code, 201);
+    assert_eq!(parse(&body)["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+    // The status subresource changes status only; the main resource ignores status.
+    let (code, _, body) = s.curl(
+        "PATCH",
+        &format!("{pods}/p/status"),
+        Some(br#"{"status":{"phase":"Running"},"spec":{"nodeName":"ignored"}}"#),
+        &["Content-Type: application/merge-patch+json"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let v = parse(&body);
+    assert_eq!((v["status"]["phase"].clone(), v["spec"].get("nodeName").cloned()), (json!("Running"), None));
+    let (_, _, body) = s.curl(
+        "PATCH",
+        &format!("{pods}/p"),
+        Some(br#"{"status":{"phase":"Failed"},"metadata":{"labels":{"x":"y"}}}"#),
+        &["Content-Type: application/merge-patch+json"],
+    );
+    let v = parse(&body);
+    assert_eq!((v["status"]["phase"].clone(), v["metadata"]["labels"]["x"].clone()), (json!("Running"), json!("y")));
+    // Binding assigns the node once.
+    let binding =
+        br#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}"#;
+    let (code, _, body) = s.curl("POST", &format!("{pods}/p/binding"), Some(binding), &[CT]);
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(s.curl("POST", &format!("{pods}/p/binding"), Some(binding), &[CT]).0, 409);
+    let (_, _, body) = s.curl("GET", &format!("{pods}/p"), None, &[]);
+    assert_eq!(parse(&body)["spec"]["nodeName"], "n1");
+
+    // YAML body; scale subresource; generation.
+    let yaml = b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec: {containers: [{name: c, image: nginx}]}\n";
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, _, body) = s.curl("POST", deps, Some(yaml), &["Content-Type: application/yaml"]);
+    assert_eq!(code, 201, "{body}");
+    let (_, _, body) = s.curl("GET", &format!("{deps}/d/scale"), None, &[]);
+    let scale = parse(&body);
+    assert_eq!(
+        (scale["kind"].clone(), scale["spec"]["replicas"].clone(), scale["status"]["selector"].clone()),
+        (json!("Scale"), json!(1), json!("app=d"))
+    );
+    let (code, _, _) = s.curl(
+        "PATCH",
+        &format!("{deps}/d/scale"),
+        Some(br#"{"spec":{"replicas":5}}"#),
+        &["Content-Type: application/merge-patch+json"],
+    );
+    assert_eq!(code, 200);
+    let (_, _, body) = s.curl("GET", &format!("{deps}/d"), None, &["Accept: application/yaml"]);
+    assert!(body.contains("replicas: 5") && body.contains("generation: 2"), "{body}");
+
+    // Namespace finalize subresource and deletion.
+    let (code, _, _) = s.curl(
+        "POST",
+        "/api/v1/namespaces",
+        Some(br#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"fin"}}"#),
+        &[CT],
+    );
+    assert_eq!(code, 201);
+    let (code, _, body) = s.curl(
+        "PUT",
+        "/api/v1/namespaces/fin/finalize",
+        Some(br#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"fin"},"spec":{"finalizers":[]}}"#),
+        &[CT],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(parse(&body)["spec"]["finalizers"], json!([]));
+    let (code, _, body) = s.curl("DELETE", "/api/v1/namespaces/fin", None, &[]);
+    assert_eq!((code, parse(&body)["status"]["phase"].clone()), (200, json!("Terminating")));
+    assert!(common::wait_for(std::time::Duration::from_secs(10), || s
+        .curl("GET", "/api/v1/namespaces/fin", None, &[])
+        .0
+        == 404));
+}
+
+#[test]
+fn every_resource_family_round_trips() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let objects: Vec<(&str, Value)> = vec![
+        (
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"o"},"spec":{"ports":[{"port":80}]}}),
+        ),
+        (
+            "/api/v1/namespaces/default/endpoints",
+            json!({"apiVersion":"v1","kind":"Endpoints","metadata":{"name":"o"},"subsets":[{"addresses":[{"ip":"10.0.0.1"}],"ports":[{"port":80}]}]}),
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"o"},"data":{"a":"b"}}),
+        ),
+        (
+            "/api/v1/namespaces/default/secrets",
+            json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"o"},"data":{"a":"Yg=="}}),
+        ),
+        (
+            "/api/v1/namespaces/default/serviceaccounts",
+            json!({"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"o"}}),
+        ),
+        ("/api/v1/nodes", json!({"apiVersion":"v1","kind":"Node","metadata":{"name":"o"}})),
+        (
+            "/api/v1/namespaces/default/events",
+            json!({"apiVersion":"v1","kind":"Event","metadata":{"name":"o"},"involvedObject":{"kind":"Pod","name":"p"},"reason":"R","message":"m"}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/default/replicasets",
+            json!({"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{"name":"o"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/default/statefulsets",
+            json!({"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"o"},"spec":{"serviceName":"o","selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}),
+        ),
+        (
+            "/apis/batch/v1/namespaces/default/cronjobs",
+            json!({"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"o"},"spec":{"schedule":"* * * * *","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"i"}]}}}}}}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"o"},"rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]}]}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"o"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"o"},"subjects":[{"kind":"ServiceAccount","name":"default","namespace":"default"}]}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"o"},"rules":[]}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"o"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"o"},"subjects":[{"kind":"Group","name":"g","apiGroup":"rbac.authorization.k8s.io"}]}),
+        ),
+        (
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+            json!({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"o"},"spec":{"holderIdentity":"me"}}),
+        ),
+        (
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            json!({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"o2"},"eventTime":"2026-01-01T00:00:00.000000Z","reportingController":"x","reportingInstance":"y","action":"A","reason":"R","regarding":{"kind":"Pod","name":"p"}}),
+        ),
+    ];
+    for (path, obj) in objects {
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        let (_, _, body) = s.curl("GET", path, None, &[]);
+        let rv = parse(&body)["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let (code, _, body) = s.curl("POST", path, Some(obj.to_string().as_bytes()), &[CT]);
+        assert_eq!(code, 201, "{path}: {body}");
+        let created = parse(&body);
+        assert!(
+            created["metadata"]["uid"].is_string() && created["metadata"]["creationTimestamp"].is_string(),
+            "{body}"
+        );
+        let (code, _, body) = s.curl("GET", &format!("{path}/{name}"), None, &[]);
+        assert_eq!(
+            (code, parse(&body)["metadata"]["uid"].clone()),
+            (200, created["metadata"]["uid"].clone()),
+            "{path}"
+        );
+        let (code, _, body) = s.curl(
+            "PATCH",
+            &format!("{path}/{name}"),
+            Some(br#"{"metadata":{"labels":{"patched":"yes"}}}"#),
+            &["Content-Type: application/merge-patch+json"],
+        );
+        assert_eq!(
+            (code, parse(&body)["metadata"]["labels"]["patched"].clone()),
+            (200, json!("yes")),
+            "{path}: {body}"
+        );
+        let (code, _, body) = s.curl("GET", &format!("{path}?labelSelector=patched%3Dyes"), None, &[]);
+        assert_eq!((code, parse(&body)["items"].as_array().map(|a| a.len())), (200, Some(1)), "{path}: {body}");
+        let (code, _, _) = s.curl("DELETE", &format!("{path}/{name}"), None, &[]);
+        assert_eq!(code, 200, "{path}");
+        let (_, _, body) = s.curl("GET", &format!("{path}?watch=1&resourceVersion={rv}&timeoutSeconds=1"), None, &[]);
+        assert_eq!(types(&lines(&body)), ["ADDED", "MODIFIED", "DELETED"], "{path}: {body}");
+    }
+}
+
+#[test]
+fn http2_token_users_metrics_and_clean_shutdown() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "admintoken,alice,1,\"system:masters\"\nplaintoken,bob,2,devs\n").unwrap();
+    let data = dir.path().join("data");
+    let mut s = Server::start_in(&data, &["--token-auth-file", tokens.to_str().unwrap()]);
+
+    let (code, headers, _) = s.curl("GET", "/version", None, &[]);
+    assert_eq!(code, 200);
+    assert!(headers.starts_with("HTTP/2"), "HTTP/2 by ALPN: {headers}");
+    let (code, _, _) = s.curl_as(false, "GET", "/api/v1/namespaces", None, &["Authorization: Bearer admintoken"]);
+    assert_eq!(code, 200);
+    let (code, _, body) =
+        s.curl_as(false, "GET", "/api/v1/namespaces/default/pods", None, &["Authorization: Bearer plaintoken"]);
+    assert_eq!(code, 403);
+    assert_eq!(
+        parse(&body)["message"],
+        "pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    let (code, _, _) = s.curl_as(false, "GET", "/apis", None, &["Authorization: Bearer plaintoken"]);
+    assert_eq!(code, 200, "authenticated users may read discovery");
+
+    let (code, _, body) = s.curl("GET", "/metrics", None, &[]);
+    assert_eq!(code, 200);
+    for metric in [
+        "apiserver_request_total",
+        "apiserver_request_duration_seconds_bucket",
+        "apiserver_registered_watchers",
+        "rkube_storage_commit_duration_seconds",
+    ] {
+        assert!(body.contains(metric), "{metric} missing");
+    }
+    assert!(body.contains("verb=\"list\",resource=\"pods\",code=\"403\""), "request counter by verb, resource, code");
+    assert_eq!(s.curl_anon("GET", "/metrics").0, 403);
+
+    // SIGTERM: a clean exit, and the data is there on the next start.
+    s.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kept"}}"#),
+        &[CT],
+    );
+    let mut child = s.child.take().unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    let s2 = Server::start_in(&data, &[]);
+    assert_eq!(s2.curl("GET", "/api/v1/namespaces/default/configmaps/kept", None, &[]).0, 200);
+}
