@@ -196,7 +196,7 @@ async fn non_resource(
         ["openapi", "v3"] => ok(&server.openapi.get(&snap).index),
         ["openapi", "v3", rest @ ..] => {
             let docs = server.openapi.get(&snap);
-            docs.docs.get(&rest.join("/")).map_or_else(|| Err(ApiError::no_route()), |v| ok(v))
+            docs.docs.get(&rest.join("/")).map_or_else(|| Err(ApiError::no_route()), ok)
         }
         _ => Err(ApiError::no_route()),
     }
