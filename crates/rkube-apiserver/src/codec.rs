@@ -27,6 +27,18 @@ pub struct Negotiated {
     pub json_ok: bool,
     /// The client asked for YAML explicitly.
     pub yaml: bool,
+    /// The client prefers `application/vnd.kubernetes.protobuf` (used for types that have
+    /// a protobuf message; others fall back to JSON).
+    pub protobuf: bool,
+    /// The client accepts only protobuf (no JSON fallback): types without a message get 406.
+    pub protobuf_only: bool,
+}
+
+impl Negotiated {
+    /// The same preferences without protobuf (for documents only served as JSON).
+    pub fn json(&self) -> Negotiated {
+        Negotiated { protobuf: false, protobuf_only: false, ..self.clone() }
+    }
 }
 
 struct MediaRange<'a> {
@@ -62,10 +74,18 @@ fn parse_accept(accept: &str) -> Vec<MediaRange<'_>> {
     out
 }
 
+/// Whether a (sorted) Accept list allows JSON at all.
+fn accepts_json(accept: &str) -> bool {
+    parse_accept(accept)
+        .iter()
+        .any(|m| m.q > 0.0 && matches!(m.essence, "application/json" | "application/*" | "*/*" | "application/yaml"))
+}
+
 pub fn negotiate(headers: &HeaderMap) -> Negotiated {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut n = Negotiated { pretty: ua.starts_with("curl/"), ..Default::default() };
+    let json_allowed = accepts_json(accept);
     for m in parse_accept(accept) {
         if m.q <= 0.0 {
             continue;
@@ -92,8 +112,19 @@ pub fn negotiate(headers: &HeaderMap) -> Negotiated {
                 }
                 n.json_ok = true;
             }
+            "application/vnd.kubernetes.protobuf" if !n.json_ok && !n.table && n.aggregated_discovery.is_none() => {
+                n.protobuf = true;
+            }
             _ => {}
         }
+    }
+    if n.protobuf && !json_allowed {
+        n.protobuf_only = true;
+    }
+    if !n.protobuf && !json_allowed && !n.table && n.aggregated_discovery.is_none() {
+        // Nothing we can produce was asked for; answer JSON anyway, as kube-apiserver
+        // does for unknown types when the body is an error.
+        n.json_ok = false;
     }
     n
 }
@@ -107,6 +138,7 @@ pub enum BodyFormat {
     MergePatch,
     StrategicMergePatch,
     ApplyPatch,
+    Protobuf,
 }
 
 pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
@@ -119,6 +151,7 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         "application/merge-patch+json" => BodyFormat::MergePatch,
         "application/strategic-merge-patch+json" => BodyFormat::StrategicMergePatch,
         "application/apply-patch+yaml" => BodyFormat::ApplyPatch,
+        "application/vnd.kubernetes.protobuf" => BodyFormat::Protobuf,
         other => return Err(ApiError::unsupported_media_type(other)),
     })
 }
@@ -127,6 +160,7 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 pub fn decode(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
     match format {
         BodyFormat::Yaml | BodyFormat::ApplyPatch => serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string()),
+        BodyFormat::Protobuf => rkube_proto::decode_object(body).map_err(|e| e.to_string()),
         _ => serde_json::from_slice::<Value>(body).map_err(|e| json_error(&e)),
     }
 }
@@ -166,13 +200,32 @@ fn content_type(n: &Negotiated) -> &'static str {
     }
 }
 
+/// A protobuf body for `v` if the client prefers protobuf and the type has a message.
+fn protobuf_body(status: StatusCode, v: &Value, n: &Negotiated) -> Option<Response<Body>> {
+    if !n.protobuf {
+        return None;
+    }
+    let bytes = rkube_proto::encode_object(v).ok()?;
+    base_response(status, rkube_proto::MEDIA_TYPE).body(full(bytes)).ok()
+}
+
 pub fn json_response(status: StatusCode, v: &Value, n: &Negotiated) -> Response<Body> {
+    if let Some(r) = protobuf_body(status, v, n) {
+        return r;
+    }
+    if n.protobuf_only {
+        let e = ApiError::not_acceptable("application/vnd.kubernetes.protobuf");
+        let body = encode(&e.to_status(), &Negotiated::default());
+        return base_response(StatusCode::NOT_ACCEPTABLE, "application/json")
+            .body(full(body))
+            .unwrap_or_else(|_| internal_fallback());
+    }
     base_response(status, content_type(n)).body(full(encode(v, n))).unwrap_or_else(|_| internal_fallback())
 }
 
 /// Stored JSON bytes: sent as they are unless the client wants them re-indented or as YAML.
 pub fn bytes_response(status: StatusCode, raw: Bytes, n: &Negotiated) -> Response<Body> {
-    if n.pretty || n.yaml {
+    if n.pretty || n.yaml || n.protobuf {
         if let Ok(v) = serde_json::from_slice::<Value>(&raw) {
             return json_response(status, &v, n);
         }

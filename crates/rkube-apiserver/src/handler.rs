@@ -29,12 +29,22 @@ pub async fn handle(
     let path = parts.uri.path().to_string();
     let info = request_info::parse(parts.method.as_str(), &path, query.flag("watch"));
     let result = async {
+        // The body is read (bounded) before any answer, so an early error never leaves a
+        // client mid-upload on a reset stream.
+        let body = match parts.method {
+            http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE => {
+                Some(registry::read_body(body).await)
+            }
+            _ => None,
+        };
         let user = authenticate(&server, &parts.headers, cert_user)?;
         authorize(&user, &info)?;
         if info.is_resource {
+            let body = body.transpose()?.unwrap_or_default();
             registry::handle(&server, &info, &query, &neg, &parts.headers, &user, body).await
         } else {
-            non_resource(&server, &info, &query, &neg, &user).await
+            // Discovery and OpenAPI documents are served as JSON only.
+            non_resource(&server, &info, &query, &neg.json(), &user).await
         }
     }
     .await;

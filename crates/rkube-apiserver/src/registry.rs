@@ -88,17 +88,27 @@ fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
     }
 }
 
-pub async fn read_body(body: hyper::body::Incoming) -> ApiResult<Bytes> {
-    match http_body_util::Limited::new(body, crate::BODY_BYTES_MAX).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(ApiError::too_large(crate::BODY_BYTES_MAX))
-            } else {
-                Err(ApiError::bad_request(format!("error reading request body: {e}")))
-            }
+/// The most bytes of an oversized body read and thrown away before answering 413, so the
+/// client finishes sending and sees the answer instead of a reset stream.
+const DRAIN_BYTES_MAX: usize = 64 << 20;
+
+pub async fn read_body(mut body: hyper::body::Incoming) -> ApiResult<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen <= crate::BODY_BYTES_MAX {
+            buf.extend_from_slice(&data);
+        } else if seen > crate::BODY_BYTES_MAX + DRAIN_BYTES_MAX {
+            break;
         }
     }
+    if seen > crate::BODY_BYTES_MAX {
+        return Err(ApiError::too_large(crate::BODY_BYTES_MAX));
+    }
+    Ok(buf.freeze())
 }
 
 impl<'a> Ctx<'a> {
@@ -148,7 +158,19 @@ impl<'a> Ctx<'a> {
     /// Decodes a request body into an object of this resource: media type, JSON/YAML,
     /// kind and apiVersion, the typed model, unknown fields per `fieldValidation`.
     fn decode_object(&mut self, raw: &[u8], format: BodyFormat) -> ApiResult<Value> {
+        if format == BodyFormat::Protobuf
+            && !rkube_proto::has_message(&self.def.group, &self.def.version, &self.def.kind)
+        {
+            // Custom resources have no protobuf form.
+            return Err(ApiError::unsupported_media_type(rkube_proto::MEDIA_TYPE));
+        }
         let mut obj = codec::decode(format, raw).map_err(|e| {
+            if format == BodyFormat::Protobuf {
+                return ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {}): {e}",
+                    self.def.kind
+                ));
+            }
             let head: String = String::from_utf8_lossy(&raw[..raw.len().min(30)]).into_owned();
             ApiError::bad_request(format!(
                 "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {e} ({head} ...)",
@@ -266,7 +288,7 @@ pub async fn handle(
     neg: &Negotiated,
     headers: &HeaderMap,
     user: &UserInfo,
-    body: hyper::body::Incoming,
+    body: Bytes,
 ) -> Result<Response<Body>, ApiError> {
     let snap = server.table.snapshot();
     let def = snap.get(&info.group, &info.version, &info.resource).cloned().ok_or_else(ApiError::no_route)?;
@@ -310,17 +332,20 @@ pub async fn handle(
         ("list", _) => ctx.list(),
         ("watch", _) => crate::watch::watch(&ctx).await,
         ("create", None) => {
-            let raw = read_body(body).await?;
+            let raw = body.clone();
             let format = codec::body_format(headers)?;
             let obj = ctx.decode_object(&raw, format)?;
             ctx.create(obj).await
         }
         ("create", Some(Subresource::Binding)) => {
-            let raw = read_body(body).await?;
-            ctx.bind(&raw).await
+            let raw = body.clone();
+            let format = codec::body_format(headers)?;
+            let binding = codec::decode(format, &raw)
+                .map_err(|e| ApiError::bad_request(format!("error decoding binding: {e}")))?;
+            ctx.bind(binding).await
         }
         ("update", s) => {
-            let raw = read_body(body).await?;
+            let raw = body.clone();
             let format = codec::body_format(headers)?;
             if s == Some(Subresource::Scale) {
                 let scale = codec::decode(format, &raw).map_err(ApiError::bad_request)?;
@@ -330,16 +355,16 @@ pub async fn handle(
             ctx.update(obj, s).await
         }
         ("patch", s) => {
-            let raw = read_body(body).await?;
+            let raw = body.clone();
             let format = codec::body_format(headers)?;
             ctx.patch(&raw, format, s).await
         }
         ("delete", None) => {
-            let raw = read_body(body).await?;
+            let raw = body.clone();
             ctx.delete(&raw).await
         }
         ("deletecollection", None) => {
-            let raw = read_body(body).await?;
+            let raw = body.clone();
             ctx.delete_collection(&raw).await
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -740,9 +765,7 @@ impl<'a> Ctx<'a> {
         Ok(self.respond_value(StatusCode::OK, &to_scale(&def, &parse_stored(&kv)?)))
     }
 
-    async fn bind(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
-        let binding: Value =
-            serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding binding: {e}")))?;
+    async fn bind(&mut self, binding: Value) -> ApiResult<Response<Body>> {
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
         if node.is_empty() {
             return Err(ApiError::invalid("", "Binding", self.name(), vec![FieldError::required("target.name", "")]));
@@ -781,7 +804,8 @@ impl<'a> Ctx<'a> {
     }
 
     async fn delete(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
-        let opts = delete_options(raw, self.query)?;
+        let format = codec::body_format(self.headers).unwrap_or(BodyFormat::Json);
+        let opts = delete_options(raw, format, self.query)?;
         let def = self.def.clone();
         let name = self.name().to_string();
         let key = self.key();
@@ -1088,11 +1112,11 @@ fn selector_string(s: &LabelSelector) -> String {
         .join(",")
 }
 
-fn delete_options(raw: &[u8], q: &Query) -> ApiResult<Value> {
+fn delete_options(raw: &[u8], format: BodyFormat, q: &Query) -> ApiResult<Value> {
     let mut opts: Value = if raw.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+        codec::decode(format, raw).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
     };
     if !opts.is_object() {
         return Err(ApiError::bad_request("DeleteOptions must be an object"));

@@ -29,6 +29,7 @@ struct State {
     filter: Filter,
     name: Option<String>,
     table: bool,
+    protobuf: bool,
     query: Query,
     pending: VecDeque<Bytes>,
     watcher: Option<Watcher>,
@@ -68,10 +69,26 @@ impl State {
     }
 
     fn needs_parse(&self) -> bool {
-        self.table || self.name.is_some() || !self.filter.is_empty()
+        self.table || self.protobuf || self.name.is_some() || !self.filter.is_empty()
+    }
+
+    /// One event in the stream's format: a JSON line, or a length-prefixed protobuf frame.
+    fn frame(&self, event_type: &str, object: &Value) -> Bytes {
+        if self.protobuf {
+            match rkube_proto::encode_watch_event(event_type, object) {
+                Ok(b) => return Bytes::from(b),
+                Err(e) => tracing::warn!(error = %e, "watch event has no protobuf form; sent as JSON"),
+            }
+        }
+        line(event_type, object.to_string().as_bytes())
     }
 
     fn encode(&self, event_type: &str, raw: &[u8], parsed: Option<&Value>) -> Bytes {
+        if self.protobuf {
+            if let Some(v) = parsed {
+                return self.frame(event_type, v);
+            }
+        }
         if self.table {
             if let Some(v) = parsed {
                 let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
@@ -121,12 +138,12 @@ impl State {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let obj = json!({"kind": self.def.kind, "apiVersion": self.def.api_version(), "metadata": meta});
-        line("BOOKMARK", obj.to_string().as_bytes())
+        self.frame("BOOKMARK", &obj)
     }
-}
 
-fn error_line(e: &ApiError) -> Bytes {
-    line("ERROR", e.to_status().to_string().as_bytes())
+    fn error(&self, e: &ApiError) -> Bytes {
+        self.frame("ERROR", &e.to_status())
+    }
 }
 
 pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -168,12 +185,14 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         None => Duration::from_secs(1800 + (uuid::Uuid::new_v4().as_u128() % 1800) as u64),
     };
     let store = ctx.server.store.clone();
+    let protobuf = ctx.neg.protobuf && rkube_proto::has_message(&def.group, &def.version, &def.kind);
     ctx.server.metrics.watchers.inc();
     let mut state = State {
         def: def.clone(),
         filter,
         name: ctx.info.name.clone(),
         table: ctx.neg.table,
+        protobuf,
         query: q.clone(),
         pending: VecDeque::new(),
         watcher: None,
@@ -216,9 +235,8 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         match store.watch(&prefix, after) {
             Ok(w) => state.watcher = Some(w),
             Err(StoreError::Compacted { requested, oldest }) => {
-                state.pending.push_back(error_line(&ApiError::gone(format!(
-                    "too old resource version: {requested} ({oldest})"
-                ))));
+                let e = state.error(&ApiError::gone(format!("too old resource version: {requested} ({oldest})")));
+                state.pending.push_back(e);
             }
             Err(e) => return Err(ApiError::internal(e.to_string())),
         }
@@ -249,9 +267,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         }
     });
     let body: Body = StreamBody::new(stream).boxed();
+    let content_type = if protobuf { "application/vnd.kubernetes.protobuf;stream=watch" } else { "application/json" };
     let resp = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
         .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"))
         .body(body)
         .map_err(|e| ApiError::internal(e.to_string()))?;

@@ -102,10 +102,24 @@ impl Server {
         body: Option<&[u8]>,
         headers: &[&str],
     ) -> (u16, String, String) {
+        let (code, headers, body) = self.curl_raw(admin, method, path, body, headers);
+        (code, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// curl with the body returned as bytes (protobuf answers are binary).
+    pub fn curl_raw(
+        &self,
+        admin: bool,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[&str],
+    ) -> (u16, String, Vec<u8>) {
         let tmp = tempfile::tempdir().expect("tmp");
         let hdr = tmp.path().join("h");
+        let out_file = tmp.path().join("o");
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-X", method, "--cacert", &self.pki("ca.crt"), "-D"]).arg(&hdr);
+        cmd.args(["-sS", "-X", method, "--cacert", &self.pki("ca.crt"), "-D"]).arg(&hdr).arg("-o").arg(&out_file);
         if admin {
             cmd.args(["--cert", &self.pki("admin.crt"), "--key", &self.pki("admin.key")]);
         }
@@ -119,7 +133,7 @@ impl Server {
         }
         cmd.arg(format!("{}{}", self.url, path));
         let out = cmd.output().expect("run curl");
-        assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "curl {method} {path} failed: {}", String::from_utf8_lossy(&out.stderr));
         let headers = std::fs::read_to_string(&hdr).unwrap_or_default();
         let code = headers
             .lines()
@@ -127,7 +141,7 @@ impl Server {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        (code, headers, String::from_utf8_lossy(&out.stdout).into_owned())
+        (code, headers, std::fs::read(&out_file).unwrap_or_default())
     }
 }
 

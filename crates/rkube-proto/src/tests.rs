@@ -1,0 +1,206 @@
+use proptest::prelude::*;
+use prost::Message;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn reference(name: &str) -> Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/kube-apiserver-v1.28.7/objects")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+/// Drops what protobuf cannot tell apart from "unset" in Go: zero scalars of non-pointer
+/// fields. Both sides of a round trip are compared after this.
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, x)| !is_zero_scalar(x) || POINTER_FIELDS.contains(&k.as_str()))
+                .map(|(k, x)| (k.clone(), normalize(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Real objects as kube-apiserver returned them survive JSON -> protobuf -> JSON.
+#[test]
+fn reference_objects_round_trip() {
+    for f in [
+        "pod-defaulted.json",
+        "deployment-defaulted.json",
+        "service-defaulted.json",
+        "job-defaulted.json",
+        "cronjob-defaulted.json",
+        "daemonset-defaulted.json",
+        "configmap-kube-root-ca.json",
+        "serviceaccount-default.json",
+    ] {
+        let obj = reference(f);
+        let bytes = encode_object(&obj).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(bytes.starts_with(MAGIC));
+        let back = decode_object(&bytes).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(normalize(&back), normalize(&obj), "{f}");
+    }
+}
+
+/// Our table-driven encoding agrees with prost's encoding of the k8s-pb message types.
+#[test]
+fn agrees_with_prost_for_k8s_pb_types() {
+    use k8s_pb::api::core::v1 as pb;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+    let pod = pb::Pod {
+        metadata: Some(meta::ObjectMeta {
+            name: Some("p".into()),
+            namespace: Some("ns".into()),
+            labels: [("app".to_string(), "x".to_string())].into(),
+            creation_timestamp: Some(meta::Time { seconds: Some(1_700_000_000), nanos: None }),
+            ..Default::default()
+        }),
+        spec: Some(pb::PodSpec {
+            containers: vec![pb::Container {
+                name: Some("c".into()),
+                image: Some("busybox".into()),
+                ports: vec![pb::ContainerPort {
+                    container_port: Some(8080),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }],
+                resources: Some(pb::ResourceRequirements {
+                    limits: [(
+                        "cpu".to_string(),
+                        k8s_pb::apimachinery::pkg::api::resource::Quantity { string: Some("250m".into()) },
+                    )]
+                    .into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            termination_grace_period_seconds: Some(0),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let bytes = pod.encode_to_vec();
+    let m = message("k8s.io.api.core.v1.Pod").expect("Pod in table");
+    let v = to_json(m, &bytes).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "metadata": {"name": "p", "namespace": "ns", "creationTimestamp": "2023-11-14T22:13:20Z", "labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                     "resources": {"limits": {"cpu": "250m"}}}], "terminationGracePeriodSeconds": 0}
+        })
+    );
+    // And prost reads what we write.
+    let ours = from_json(m, &v).unwrap();
+    let decoded = pb::Pod::decode(ours.as_slice()).unwrap();
+    assert_eq!(decoded, pod);
+}
+
+#[test]
+fn special_types() {
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8081}]}});
+    let back = decode_object(&encode_object(&svc).unwrap()).unwrap();
+    assert_eq!(back["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(back["spec"]["ports"][1]["targetPort"], 8081);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "aGVsbG8="}, "type": "Opaque"});
+    assert_eq!(decode_object(&encode_object(&secret).unwrap()).unwrap(), secret);
+    let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "%%%"}});
+    assert!(matches!(encode_object(&bad), Err(ProtoError::Value { .. })));
+    let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+        "eventTime": "2026-01-02T03:04:05.123456Z", "reason": "R"});
+    assert_eq!(decode_object(&encode_object(&ev).unwrap()).unwrap(), ev);
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "m", "reason": "NotFound",
+        "details": {"name": "x", "kind": "pods"}, "code": 404});
+    assert_eq!(decode_object(&encode_object(&status).unwrap()).unwrap(), status);
+}
+
+#[test]
+fn envelope_errors() {
+    assert_eq!(decode_object(b"{\"kind\":\"Pod\"}"), Err(ProtoError::BadMagic));
+    let good =
+        encode_object(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}))
+            .unwrap();
+    for cut in [5, 8, good.len() - 3] {
+        assert!(decode_object(&good[..cut]).is_err(), "truncated at {cut}");
+    }
+    let unknown = encode_envelope("example.com/v1", "Widget", b"");
+    assert!(matches!(decode_object(&unknown), Err(ProtoError::UnknownType(_))));
+    assert!(has_message("apps", "v1", "Deployment"));
+    assert!(has_message("rbac.authorization.k8s.io", "v1", "ClusterRole"));
+    assert!(has_message("", "v1", "DeleteOptions") && has_message("apps", "v1", "DeleteOptions"));
+    assert!(!has_message("example.com", "v1", "Widget"));
+}
+
+#[test]
+fn watch_frames_round_trip() {
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "5"}});
+    let frame = encode_watch_event("ADDED", &obj).unwrap();
+    let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, frame.len() - 4);
+    let (ty, back) = decode_watch_event(&frame[4..]).unwrap();
+    assert_eq!((ty.as_str(), back), ("ADDED", obj));
+}
+
+#[test]
+fn table_is_sorted_and_consistent() {
+    let all = generated::MESSAGES;
+    assert!(all.windows(2).all(|w| w[0].name < w[1].name), "sorted for binary search");
+    for m in all {
+        for f in m.fields {
+            if let Ty::Message(n) = f.ty {
+                assert!(message(n).is_some(), "{}.{} refers to unknown {n}", m.name, f.json);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    /// Garbage never panics: it decodes to something or fails with an error.
+    #[test]
+    fn garbage_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut with_magic = MAGIC.to_vec();
+        with_magic.extend_from_slice(&body);
+        let _ = decode_object(&with_magic);
+        let _ = decode_object(&body);
+        if let Some(m) = message("k8s.io.api.core.v1.Pod") {
+            let _ = to_json(m, &body);
+        }
+        let _ = decode_watch_event(&body);
+    }
+
+    /// ConfigMaps with arbitrary keys and values round-trip exactly.
+    #[test]
+    fn configmaps_round_trip(data in proptest::collection::btree_map("[a-z0-9._-]{1,12}", ".{0,20}", 1..6), name in "[a-z][a-z0-9-]{0,20}") {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data});
+        let back = decode_object(&encode_object(&obj).unwrap()).unwrap();
+        prop_assert_eq!(back, obj);
+    }
+}
+
+/// Go embedded structs are nested in protobuf and flat in JSON, both ways, as prost sees it.
+#[test]
+fn embedded_structs_are_flat_in_json() {
+    use k8s_pb::api::core::v1 as pb;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+        "volumes": [{"name": "v", "configMap": {"name": "cm", "defaultMode": 420}}],
+        "containers": [{"name": "c", "image": "i",
+            "env": [{"name": "E", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}],
+            "readinessProbe": {"httpGet": {"path": "/", "port": 80}, "periodSeconds": 5}}]}});
+    let bytes = encode_object(&pod).unwrap();
+    assert_eq!(decode_object(&bytes).unwrap(), pod);
+    let (_, _, raw) = decode_envelope(&bytes).unwrap();
+    let typed = pb::Pod::decode(raw).unwrap();
+    let spec = typed.spec.unwrap();
+    let vol = &spec.volumes[0];
+    let cm = vol.volume_source.as_ref().and_then(|s| s.config_map.as_ref()).unwrap();
+    assert_eq!(cm.local_object_reference.as_ref().and_then(|r| r.name.as_deref()), Some("cm"));
+    let probe = spec.containers[0].readiness_probe.as_ref().unwrap();
+    assert_eq!(probe.handler.as_ref().and_then(|h| h.http_get.as_ref()).and_then(|g| g.path.as_deref()), Some("/"));
+}
