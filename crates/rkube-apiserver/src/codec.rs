@@ -112,7 +112,11 @@ pub fn negotiate(headers: &HeaderMap) -> Negotiated {
                 }
                 n.json_ok = true;
             }
-            "application/vnd.kubernetes.protobuf" if !n.json_ok && !n.table && n.aggregated_discovery.is_none() => {
+            // Table and discovery documents have no protobuf form (as upstream): a
+            // protobuf range with `as=` parameters is not something we can produce.
+            "application/vnd.kubernetes.protobuf"
+                if get("as").is_none() && !n.json_ok && !n.table && n.aggregated_discovery.is_none() =>
+            {
                 n.protobuf = true;
             }
             _ => {}
@@ -233,6 +237,29 @@ pub fn bytes_response(status: StatusCode, raw: Bytes, n: &Negotiated) -> Respons
     base_response(status, "application/json").body(full(raw)).unwrap_or_else(|_| internal_fallback())
 }
 
+/// A stored object of (apiVersion, kind): its JSON bytes as they are, or transcoded to
+/// protobuf without parsing them into a value.
+pub fn stored_response(
+    status: StatusCode,
+    raw: Bytes,
+    api_version: &str,
+    kind: &str,
+    n: &Negotiated,
+) -> Response<Body> {
+    if n.protobuf {
+        if let Ok(pb) = rkube_proto::encode_json_bytes(api_version, kind, &raw) {
+            return base_response(status, rkube_proto::MEDIA_TYPE)
+                .body(full(pb))
+                .unwrap_or_else(|_| internal_fallback());
+        }
+    }
+    bytes_response(status, raw, n)
+}
+
+pub fn protobuf_response(status: StatusCode, pb: Vec<u8>) -> Response<Body> {
+    base_response(status, rkube_proto::MEDIA_TYPE).body(full(pb)).unwrap_or_else(|_| internal_fallback())
+}
+
 pub fn with_content_type(status: StatusCode, ct: &'static str, v: &Value, n: &Negotiated) -> Response<Body> {
     base_response(status, ct).body(full(encode(v, n))).unwrap_or_else(|_| internal_fallback())
 }
@@ -266,6 +293,63 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
         negotiate(&h)
+    }
+
+    /// Every served built-in resource (and its list) has a protobuf form, and a defaulted
+    /// object of each kind survives JSON -> protobuf -> JSON.
+    #[test]
+    fn every_builtin_round_trips_through_protobuf() {
+        use serde_json::json;
+        let table = rkube_api::ResourceTable::default();
+        rkube_api::builtin::register_builtins(&table);
+        let snap = table.snapshot();
+        let tmpl = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i",
+            "ports": [{"containerPort": 80}], "env": [{"name": "E", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
+            "volumes": [{"name": "v", "secret": {"secretName": "s"}}]}});
+        let specs = json!({
+            "Pod": {"spec": tmpl["spec"]},
+            "Service": {"spec": {"ports": [{"port": 80, "targetPort": "http"}], "selector": {"a": "b"}}},
+            "Deployment": {"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": tmpl}},
+            "ReplicaSet": {"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": tmpl}},
+            "StatefulSet": {"spec": {"serviceName": "s", "selector": {"matchLabels": {"a": "b"}}, "template": tmpl}},
+            "DaemonSet": {"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": tmpl}},
+            "Job": {"spec": {"template": tmpl}},
+            "CronJob": {"spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": tmpl}}}},
+            "ConfigMap": {"data": {"k": "v"}, "binaryData": {"b": "AAE="}},
+            "Secret": {"data": {"k": "dg=="}, "type": "Opaque"},
+            "Role": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+            "Lease": {"spec": {"holderIdentity": "h", "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}},
+        });
+        for def in &snap.resources {
+            assert!(rkube_proto::has_message(&def.group, &def.version, &def.kind), "{}", def.kind);
+            assert!(rkube_proto::has_message(&def.group, &def.version, &def.list_kind()), "{}", def.list_kind());
+            let mut obj = json!({"apiVersion": def.api_version(), "kind": def.kind,
+                "metadata": {"name": "x", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                             "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"l": "v"}}});
+            if let Some(extra) = specs.get(&def.kind).and_then(serde_json::Value::as_object) {
+                for (k, v) in extra {
+                    obj[k] = v.clone();
+                }
+            }
+            let mut obj = def.strategy.canonicalize(&obj).expect("valid");
+            def.strategy.default(&mut obj);
+            if let Some(s) = def.strategy.initial_status(&obj) {
+                obj["status"] = s;
+            }
+            let back = rkube_proto::decode_object(&rkube_proto::encode_object(&obj).expect("encode")).expect("decode");
+            assert_eq!(rkube_proto::without_unset_zeros(&back), rkube_proto::without_unset_zeros(&obj), "{}", def.kind);
+        }
+    }
+
+    #[test]
+    fn protobuf_negotiation() {
+        let n = neg("application/vnd.kubernetes.protobuf,application/json");
+        assert!(n.protobuf && !n.protobuf_only);
+        let n = neg("application/vnd.kubernetes.protobuf");
+        assert!(n.protobuf && n.protobuf_only);
+        let n = neg("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io");
+        assert!(n.table && !n.protobuf, "Table has no protobuf form: JSON Table");
+        assert!(!neg("application/json,application/vnd.kubernetes.protobuf;q=0.5").protobuf);
     }
 
     #[test]

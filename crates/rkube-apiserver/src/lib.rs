@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod handler;
 pub mod metrics;
 pub mod openapi;
+pub mod protocache;
 pub mod registry;
 pub mod request_info;
 pub mod serve;
@@ -34,11 +35,12 @@ use std::sync::Arc;
 use rkube_api::ResourceTable;
 use rkube_store::Store;
 
-/// The version this server reports. The minor is what kubectl's version dispatcher picks
-/// a client by; it stays at 1.32 until protobuf is served (kubectl 1.33 speaks it).
+/// The version this server reports: the typed model's (k8s-openapi `v1_33`). The minor is
+/// what kubectl's version dispatcher picks a client by, so users get kubectl 1.33, which
+/// speaks protobuf to the typed API.
 pub const KUBE_MAJOR: &str = "1";
-pub const KUBE_MINOR: &str = "32";
-pub const KUBE_GIT_VERSION: &str = "v1.32.0";
+pub const KUBE_MINOR: &str = "33";
+pub const KUBE_GIT_VERSION: &str = "v1.33.0";
 
 /// The largest request body accepted (kube-apiserver's limit).
 pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
@@ -58,6 +60,7 @@ pub struct ApiServer {
     pub tokens: authn::TokenFile,
     pub metrics: metrics::Metrics,
     pub openapi: openapi::Cache,
+    pub proto_cache: protocache::ProtoCache,
     pub started: std::time::Instant,
     /// The address clients reach the server at (for discovery's serverAddressByClientCIDRs).
     pub advertise: std::sync::OnceLock<SocketAddr>,
@@ -73,6 +76,7 @@ impl ApiServer {
             tokens,
             metrics: metrics::Metrics::new(),
             openapi: openapi::Cache::default(),
+            proto_cache: protocache::ProtoCache::default(),
             started: std::time::Instant::now(),
             advertise: std::sync::OnceLock::new(),
         })

@@ -255,7 +255,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn respond_object(&self, status: StatusCode, raw: Bytes) -> Response<Body> {
+    /// A stored object in the negotiated form (JSON bytes as stored, a Table, or protobuf
+    /// from the encoding cache).
+    fn respond_object(&self, status: StatusCode, kv: &KeyValue) -> Response<Body> {
+        let raw = kv.value.clone();
+        if self.neg.protobuf && !self.neg.table {
+            if let Ok(msg) = self.server.proto_cache.message(kv, &self.def.api_version(), &self.def.kind) {
+                let pb = rkube_proto::encode_envelope(&self.def.api_version(), &self.def.kind, &msg);
+                return self.finish(codec::protobuf_response(status, pb));
+            }
+        }
         if self.neg.table {
             if let Ok(v) = serde_json::from_slice::<Value>(&raw) {
                 let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
@@ -263,7 +272,7 @@ impl<'a> Ctx<'a> {
                 return self.finish(codec::json_response(status, &t, self.neg));
             }
         }
-        self.finish(codec::bytes_response(status, raw, self.neg))
+        self.finish(codec::stored_response(status, raw, &self.def.api_version(), &self.def.kind, self.neg))
     }
 
     fn respond_value(&self, status: StatusCode, v: &Value) -> Response<Body> {
@@ -399,7 +408,7 @@ impl<'a> Ctx<'a> {
             .store
             .get(&self.key())
             .ok_or_else(|| ApiError::not_found(&self.def.group, &self.def.plural, self.name()))?;
-        Ok(self.respond_object(StatusCode::OK, kv.value))
+        Ok(self.respond_object(StatusCode::OK, &kv))
     }
 
     /// Admission checks every create goes through: the namespace exists and is not
@@ -510,7 +519,7 @@ impl<'a> Ctx<'a> {
             .txn(Op::Create { key, value: stamp(obj) })
             .await
             .map_err(|e| store_error(&def, &name, e))?;
-        Ok(self.respond_object(StatusCode::CREATED, kv.value))
+        Ok(self.respond_object(StatusCode::CREATED, &kv))
     }
 
     /// Makes the object to store from the old one and the requested new one: identity and
@@ -614,7 +623,7 @@ impl<'a> Ctx<'a> {
                 ));
             }
             let Some(prepared) = self.prepare_update(&old, new, sub)? else {
-                return Ok(self.respond_object(StatusCode::OK, kv.value));
+                return Ok(self.respond_object(StatusCode::OK, &kv));
             };
             if dry {
                 return Ok(self.respond_value(StatusCode::OK, &prepared));
@@ -631,7 +640,7 @@ impl<'a> Ctx<'a> {
                 Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(prepared) }
             };
             match self.server.store.txn(op).await {
-                Ok(kv) => return Ok(self.respond_object(StatusCode::OK, kv.value)),
+                Ok(kv) => return Ok(self.respond_object(StatusCode::OK, &kv)),
                 Err(StoreError::Conflict { .. }) if pinned_rv.is_none() => continue,
                 Err(e) => return Err(store_error(&def, &name, e)),
             }
@@ -844,7 +853,7 @@ impl<'a> Ctx<'a> {
                 _ => None,
             };
             if already_deleting && (has_finalizers || is_namespace || graceful_pod) {
-                return Ok(self.respond_object(StatusCode::OK, kv.value));
+                return Ok(self.respond_object(StatusCode::OK, &kv));
             }
             let op = if (has_finalizers || is_namespace || graceful_pod) && !already_deleting {
                 let meta = meta_mut(&mut obj);
@@ -869,7 +878,7 @@ impl<'a> Ctx<'a> {
                 Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(obj) }
             } else {
                 if dry {
-                    return Ok(self.respond_object(StatusCode::OK, kv.value));
+                    return Ok(self.respond_object(StatusCode::OK, &kv));
                 }
                 Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: stamp(obj) }
             };
@@ -878,7 +887,7 @@ impl<'a> Ctx<'a> {
                     if is_namespace {
                         spawn_namespace_finalizer(self.server.clone(), name.clone());
                     }
-                    return Ok(self.respond_object(StatusCode::OK, done.value));
+                    return Ok(self.respond_object(StatusCode::OK, &done));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(store_error(&def, &name, e)),
@@ -1013,13 +1022,25 @@ impl<'a> Ctx<'a> {
             let t = to_table(def, &objs, &revision.to_string(), cont.as_deref(), self.query);
             return Ok(self.respond_value(StatusCode::OK, &t));
         }
-        // Stored bytes are spliced into the list without re-encoding.
+        // Stored bytes are spliced into the list without re-encoding (JSON) or transcoded
+        // item by item (protobuf).
         let mut meta = json!({"resourceVersion": revision.to_string()});
         if let Some(c) = &cont {
             meta["continue"] = json!(c);
         }
         if let Some(r) = remaining {
             meta["remainingItemCount"] = json!(r);
+        }
+        if self.neg.protobuf && rkube_proto::has_message(&def.group, &def.version, &def.kind) {
+            let api_version = def.api_version();
+            let encoded: Result<Vec<Bytes>, _> =
+                items.iter().map(|kv| self.server.proto_cache.message(kv, &api_version, &def.kind)).collect();
+            if let Ok(encoded) = encoded {
+                let refs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
+                if let Ok(pb) = rkube_proto::encode_list_messages(&api_version, &def.list_kind(), &meta, &refs) {
+                    return Ok(self.finish(codec::protobuf_response(StatusCode::OK, pb)));
+                }
+            }
         }
         let total: usize = items.iter().map(|kv| kv.value.len() + 1).sum();
         let mut out = Vec::with_capacity(total + 128);

@@ -69,7 +69,7 @@ impl State {
     }
 
     fn needs_parse(&self) -> bool {
-        self.table || self.protobuf || self.name.is_some() || !self.filter.is_empty()
+        self.table || self.name.is_some() || !self.filter.is_empty()
     }
 
     /// One event in the stream's format: a JSON line, or a length-prefixed protobuf frame.
@@ -85,8 +85,10 @@ impl State {
 
     fn encode(&self, event_type: &str, raw: &[u8], parsed: Option<&Value>) -> Bytes {
         if self.protobuf {
-            if let Some(v) = parsed {
-                return self.frame(event_type, v);
+            // Stored bytes are transcoded without parsing.
+            match rkube_proto::encode_json_bytes(&self.def.api_version(), &self.def.kind, raw) {
+                Ok(inner) => return Bytes::from(rkube_proto::watch_frame(event_type, &inner)),
+                Err(e) => tracing::warn!(error = %e, "stored object has no protobuf form; sent as JSON"),
             }
         }
         if self.table {
@@ -107,7 +109,7 @@ impl State {
                 (EventType::Put, Some(_)) => "MODIFIED",
                 (EventType::Delete, _) => "DELETED",
             };
-            return Some(line(t, &e.kv.value));
+            return Some(self.encode(t, &e.kv.value, None));
         }
         let cur: Value = serde_json::from_slice(&e.kv.value).ok()?;
         let cur_match = self.matches(&cur);

@@ -47,6 +47,10 @@ struct Args {
     /// Events (ConfigMap creates) per fan-out run.
     #[arg(long, default_value_t = 100)]
     watch_events: usize,
+    /// Also compare the JSON and protobuf wire formats with raw requests (creates, GETs,
+    /// LIST), at the highest concurrency.
+    #[arg(long)]
+    wire_compare: bool,
     /// Upper bound of any one phase.
     #[arg(long, default_value_t = 180)]
     phase_seconds_max: u64,
@@ -273,6 +277,12 @@ async fn main() {
     paged.sort();
     println!("list {count} pods in pages of 500: median {}", ms(pct(&paged, 0.5)));
 
+    if a.wire_compare {
+        for wire in [Wire::Json, Wire::Protobuf] {
+            wire_phase(&c, wire, &a.namespace, &list_ns, conc, a.creates.min(10_000), a.gets, limit).await;
+        }
+    }
+
     // Watch fan-out.
     for &w in &a.watchers {
         fanout(&c, &a.namespace, w, a.watch_events, limit).await;
@@ -360,5 +370,106 @@ async fn fanout(c: &kube::Client, ns: &str, watchers: usize, events: usize, limi
         ms(pct(&l, 0.5)),
         ms(pct(&l, 0.99)),
         ms(l.last().copied().unwrap_or_default())
+    );
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Json,
+    Protobuf,
+}
+
+impl Wire {
+    fn name(self) -> &'static str {
+        match self {
+            Wire::Json => "JSON",
+            Wire::Protobuf => "protobuf",
+        }
+    }
+    fn media(self) -> &'static str {
+        match self {
+            Wire::Json => "application/json",
+            Wire::Protobuf => "application/vnd.kubernetes.protobuf",
+        }
+    }
+    fn encode(self, v: &serde_json::Value) -> Vec<u8> {
+        match self {
+            Wire::Json => serde_json::to_vec(v).expect("json"),
+            Wire::Protobuf => rkube_proto::encode_object(v).expect("protobuf"),
+        }
+    }
+}
+
+/// One raw request; true on a 2xx answer whose body was fully read.
+async fn raw(c: &kube::Client, method: &str, path: &str, wire: Wire, body: Vec<u8>) -> bool {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Accept", wire.media())
+        .header("Content-Type", wire.media())
+        .body(kube::client::Body::from(body))
+        .expect("request");
+    match c.send(req).await {
+        Ok(resp) => resp.status().is_success() && resp.into_body().collect_bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn wire_phase(
+    c: &kube::Client,
+    wire: Wire,
+    ns: &str,
+    list_ns: &str,
+    conc: usize,
+    creates: usize,
+    gets: usize,
+    limit: Duration,
+) {
+    let base = format!("/api/v1/namespaces/{ns}/pods");
+    let tag = wire.name();
+    // Bodies are encoded before the clock starts: the figure is the server's, not the
+    // load generator's encoder sharing the same cores.
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..creates)
+            .map(|i| {
+                wire.encode(&serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("{}-{i}", tag.to_lowercase()), "labels": {"app": "bench"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}))
+            })
+            .collect(),
+    );
+    let (cl, b) = (c.clone(), base.clone());
+    let (el, lat, failed) = run(creates, conc, limit, move |i| {
+        let c = cl.clone();
+        let path = b.clone();
+        let body = bodies[i].clone();
+        async move { raw(&c, "POST", &path, wire, body).await }
+    })
+    .await;
+    report(&format!("{tag}: create pods, concurrency {conc}"), lat.len(), el, lat);
+    if failed > 0 {
+        println!("  ({failed} failed)");
+    }
+    let (cl, b) = (c.clone(), base.clone());
+    let (el, lat, _) = run(gets, conc, limit, move |i| {
+        let c = cl.clone();
+        let path = format!("{b}/{}-{}", tag.to_lowercase(), i % creates.max(1));
+        async move { raw(&c, "GET", &path, wire, Vec::new()).await }
+    })
+    .await;
+    report(&format!("{tag}: get pod, concurrency {conc}"), lat.len(), el, lat);
+    let list_path = format!("/api/v1/namespaces/{list_ns}/pods");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        if raw(c, "GET", &list_path, wire, Vec::new()).await {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    println!(
+        "{tag}: list all pods of the LIST namespace (server answer, not decoded): median {}",
+        ms(pct(&times, 0.5))
     );
 }

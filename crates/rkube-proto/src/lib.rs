@@ -14,6 +14,7 @@
 
 pub mod generated;
 pub mod table;
+pub mod transcode;
 mod wire;
 
 use base64::Engine;
@@ -98,9 +99,54 @@ const POINTER_FIELDS: &[&str] = &[
 
 /// The message definition of a full protobuf name.
 pub fn message(name: &str) -> Option<&'static MessageDef> {
-    let all = generated::MESSAGES;
-    all.binary_search_by(|m| m.name.cmp(name)).ok().map(|i| &all[i])
+    static INDEX: std::sync::OnceLock<FastMap<&'static str, &'static MessageDef>> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| generated::MESSAGES.iter().map(|m| (m.name, m)).collect()).get(name).copied()
 }
+
+/// The message a field's type names. Field types point at the table's own name strings, so
+/// they are resolved by address first (no hashing of the name) and by name otherwise.
+pub(crate) fn message_of(name: &'static str) -> Option<&'static MessageDef> {
+    static BY_ADDR: std::sync::OnceLock<FastMap<usize, &'static MessageDef>> = std::sync::OnceLock::new();
+    let by_addr = BY_ADDR.get_or_init(|| {
+        let mut map = FastMap::default();
+        for m in generated::MESSAGES {
+            for f in m.fields {
+                if let Ty::Message(n) = f.ty {
+                    if let Some(target) = message(n) {
+                        map.insert(n.as_ptr() as usize, target);
+                    }
+                }
+            }
+        }
+        map
+    });
+    by_addr.get(&(name.as_ptr() as usize)).copied().or_else(|| message(name))
+}
+
+/// FNV-1a: the indexes are looked up on every nested message, with keys from a fixed
+/// table, so a cheap hash beats SipHash's flood resistance here.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_usize(&mut self, n: usize) {
+        // Addresses: mix the bits once.
+        self.0 = (n as u64 ^ 0xcbf29ce484222325).wrapping_mul(0x100000001b3).rotate_left(29);
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf29ce484222325 } else { self.0 };
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// The protobuf message name of a Kubernetes kind (`("apps", "v1", "Deployment")` ->
 /// `k8s.io.api.apps.v1.Deployment`), if the table has it.
@@ -156,6 +202,11 @@ pub fn to_json(msg: &MessageDef, bytes: &[u8]) -> Result<Value, ProtoError> {
             }
             Label::Optional => {
                 let v = read_value(&mut r, wt, f.ty, f.json)?;
+                // Go drops unset (zero) scalars of non-pointer fields when it writes JSON.
+                if is_zero_scalar(&v) && !POINTER_FIELDS.contains(&f.json) {
+                    out.shift_remove(f.json);
+                    continue;
+                }
                 out.insert(f.json.to_string(), v);
             }
             Label::Repeated => {
@@ -181,9 +232,22 @@ pub fn to_json(msg: &MessageDef, bytes: &[u8]) -> Result<Value, ProtoError> {
             }
         }
     }
-    // Go drops unset (zero) scalars of non-pointer fields when it writes JSON.
-    out.retain(|k, v| !is_zero_scalar(v) || POINTER_FIELDS.contains(&k.as_str()));
     Ok(Value::Object(out))
+}
+
+/// `v` without what protobuf cannot tell from "unset" in Go: zero scalars of non-pointer
+/// fields. A JSON -> protobuf -> JSON round trip equals its input after this.
+pub fn without_unset_zeros(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, x)| !is_zero_scalar(x) || POINTER_FIELDS.contains(&k.as_str()))
+                .map(|(k, x)| (k.clone(), without_unset_zeros(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_unset_zeros).collect()),
+        other => other.clone(),
+    }
 }
 
 fn is_zero_scalar(v: &Value) -> bool {
@@ -237,7 +301,7 @@ fn read_value(r: &mut Reader<'_>, wt: u8, ty: Ty, field: &str) -> Result<Value, 
     match ty {
         Ty::Message(name) => {
             let data = r.bytes()?;
-            let m = message(name).ok_or_else(|| ProtoError::UnknownType(name.to_string()))?;
+            let m = message_of(name).ok_or_else(|| ProtoError::UnknownType(name.to_string()))?;
             to_json(m, data).map_err(|e| match e {
                 ProtoError::Value { field: f, why } => field_err(&format!("{field}.{f}"), why),
                 other => other,
@@ -368,7 +432,7 @@ fn write_message(w: &mut Writer, msg: &MessageDef, v: &Value, path: &str) -> Res
         if f.inline {
             // An embedded struct is written from this object's own fields.
             if let Ty::Message(name) = f.ty {
-                let m = message(name).ok_or_else(|| ProtoError::UnknownType(name.to_string()))?;
+                let m = message_of(name).ok_or_else(|| ProtoError::UnknownType(name.to_string()))?;
                 let mut inner = Writer::default();
                 write_message(&mut inner, m, v, path)?;
                 let bytes = inner.into_inner();
@@ -386,24 +450,38 @@ fn write_message(w: &mut Writer, msg: &MessageDef, v: &Value, path: &str) -> Res
             }
             continue;
         }
-        let p = if path.is_empty() { f.json.to_string() } else { format!("{path}.{}", f.json) };
+        // Errors name the field and its parent path (built only when there is an error).
+        let in_field = |e: ProtoError| match e {
+            ProtoError::Value { field, why } => {
+                let here = if path.is_empty() { f.json.to_string() } else { format!("{path}.{}", f.json) };
+                let field = if field.is_empty() { here } else { format!("{here}{field}") };
+                ProtoError::Value { field, why }
+            }
+            other => other,
+        };
         match f.label {
-            Label::Optional => write_field(w, f, fv, &p)?,
+            Label::Optional => write_field(w, f, fv, "").map_err(in_field)?,
             Label::Repeated => {
-                let Value::Array(items) = fv else { return Err(field_err(&p, "expected a list")) };
+                let Value::Array(items) = fv else { return Err(in_field(field_err("", "expected a list"))) };
                 for (i, item) in items.iter().enumerate() {
-                    write_field(w, f, item, &format!("{p}[{i}]"))?;
+                    write_field(w, f, item, "").map_err(|e| match e {
+                        ProtoError::Value { field, why } => in_field(field_err(&format!("[{i}]{field}"), why)),
+                        other => other,
+                    })?;
                 }
             }
             Label::Map(key_ty) => {
-                let Value::Object(m) = fv else { return Err(field_err(&p, "expected a map")) };
+                let Value::Object(m) = fv else { return Err(in_field(field_err("", "expected a map"))) };
                 for (k, item) in m {
                     let mut entry = Writer::default();
                     let key_field = FieldDef { json: "key", tag: 1, ty: key_ty, label: Label::Optional, inline: false };
-                    write_field(&mut entry, &key_field, &Value::String(k.clone()), &p)?;
+                    write_field(&mut entry, &key_field, &Value::String(k.clone()), "").map_err(in_field)?;
                     let val_field = FieldDef { json: "value", tag: 2, ty: f.ty, label: Label::Optional, inline: false };
                     if !item.is_null() {
-                        write_field(&mut entry, &val_field, item, &format!("{p}[{k}]"))?;
+                        write_field(&mut entry, &val_field, item, "").map_err(|e| match e {
+                            ProtoError::Value { field, why } => in_field(field_err(&format!("[{k}]{field}"), why)),
+                            other => other,
+                        })?;
                     }
                     w.len_field(f.tag, &entry.into_inner());
                 }
@@ -448,7 +526,7 @@ fn write_field(w: &mut Writer, f: &FieldDef, v: &Value, path: &str) -> Result<()
             w.fixed32_field(f.tag, (v.as_f64().ok_or_else(|| field_err(path, "expected a number"))? as f32).to_bits())
         }
         Ty::Message(name) => {
-            let m = message(name).ok_or_else(|| ProtoError::UnknownType(name.to_string()))?;
+            let m = message_of(name).ok_or_else(|| ProtoError::UnknownType(name.to_string()))?;
             let mut inner = Writer::default();
             write_message(&mut inner, m, v, path)?;
             w.len_field(f.tag, &inner.into_inner());
@@ -590,16 +668,20 @@ pub fn encode_object(obj: &Value) -> Result<Vec<u8>, ProtoError> {
 /// a 4-byte big-endian length, then a `meta.v1.WatchEvent` without envelope (the stream
 /// serializer is the raw one) whose object is a complete enveloped object.
 pub fn encode_watch_event(event_type: &str, object: &Value) -> Result<Vec<u8>, ProtoError> {
-    let inner = encode_object(object)?;
+    Ok(watch_frame(event_type, &encode_object(object)?))
+}
+
+/// A watch frame around an already encoded (enveloped) object.
+pub fn watch_frame(event_type: &str, inner: &[u8]) -> Vec<u8> {
     let mut raw_ext = Writer::default();
-    raw_ext.len_field(1, &inner);
+    raw_ext.len_field(1, inner);
     let mut ev = Writer::default();
     ev.len_field(1, event_type.as_bytes());
     ev.len_field(2, &raw_ext.into_inner());
     let body = ev.into_inner();
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(&body);
-    Ok(out)
+    out
 }
 
 /// Reads one watch frame's payload back: (type, object).
@@ -620,6 +702,101 @@ pub fn decode_watch_event(payload: &[u8]) -> Result<(String, Value), ProtoError>
         }
     }
     Ok((ty, obj))
+}
+
+/// Writes `k8s\0` + `runtime.Unknown` whose raw bytes `content` appends to the buffer.
+fn envelope_with(
+    api_version: &str,
+    kind: &str,
+    content: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtoError>,
+) -> Result<Vec<u8>, ProtoError> {
+    let mut type_meta = Writer::default();
+    type_meta.len_field(1, api_version.as_bytes());
+    type_meta.len_field(2, kind.as_bytes());
+    let mut head = Writer::default();
+    head.len_field(1, &type_meta.into_inner());
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&head.into_inner());
+    let at = transcode::open(&mut out, 2);
+    content(&mut out)?;
+    transcode::close(&mut out, at);
+    out.extend_from_slice(&[0x1a, 0x00, 0x22, 0x00]);
+    Ok(out)
+}
+
+/// Stored JSON bytes of an object of (apiVersion, kind) as a protobuf body, transcoded
+/// without building a JSON value.
+pub fn encode_json_bytes(api_version: &str, kind: &str, json: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    let (g, v) = split_api_version(api_version);
+    let m =
+        message_for_kind(g, v, kind).ok_or_else(|| ProtoError::UnknownType(format!("{api_version}, Kind={kind}")))?;
+    envelope_with(api_version, kind, |out| transcode::json_to_protobuf(m, json, out))
+}
+
+/// The message bytes (no envelope) of stored JSON for (apiVersion, kind).
+pub fn message_bytes(api_version: &str, kind: &str, json: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    let (g, v) = split_api_version(api_version);
+    let m =
+        message_for_kind(g, v, kind).ok_or_else(|| ProtoError::UnknownType(format!("{api_version}, Kind={kind}")))?;
+    let mut out = Vec::with_capacity(json.len() / 2);
+    transcode::json_to_protobuf(m, json, &mut out)?;
+    Ok(out)
+}
+
+/// A list body from its metadata and its items' encoded messages (see [`message_bytes`]).
+pub fn encode_list_messages(
+    api_version: &str,
+    list_kind: &str,
+    list_meta: &Value,
+    items: &[&[u8]],
+) -> Result<Vec<u8>, ProtoError> {
+    let (g, v) = split_api_version(api_version);
+    let list = message_for_kind(g, v, list_kind).ok_or_else(|| ProtoError::UnknownType(list_kind.to_string()))?;
+    let meta_field =
+        list.fields.iter().find(|f| f.json == "metadata").ok_or_else(|| ProtoError::UnknownType(list_kind.into()))?;
+    let items_field =
+        list.fields.iter().find(|f| f.json == "items").ok_or_else(|| ProtoError::UnknownType(list_kind.into()))?;
+    let Ty::Message(meta_name) = meta_field.ty else { return Err(ProtoError::UnknownType(list_kind.into())) };
+    let meta_msg = message(meta_name).ok_or_else(|| ProtoError::UnknownType(meta_name.into()))?;
+    envelope_with(api_version, list_kind, |out| {
+        let mut w = Writer::default();
+        w.len_field(meta_field.tag, &from_json(meta_msg, list_meta)?);
+        for item in items {
+            w.len_field(items_field.tag, item);
+        }
+        out.extend_from_slice(&w.into_inner());
+        Ok(())
+    })
+}
+
+/// A list body from its metadata and its items' stored JSON bytes (all of `item_kind`).
+pub fn encode_list_bytes(
+    api_version: &str,
+    list_kind: &str,
+    item_kind: &str,
+    list_meta: &Value,
+    items: &[&[u8]],
+) -> Result<Vec<u8>, ProtoError> {
+    let (g, v) = split_api_version(api_version);
+    let list = message_for_kind(g, v, list_kind).ok_or_else(|| ProtoError::UnknownType(list_kind.to_string()))?;
+    let item = message_for_kind(g, v, item_kind).ok_or_else(|| ProtoError::UnknownType(item_kind.to_string()))?;
+    let meta_field =
+        list.fields.iter().find(|f| f.json == "metadata").ok_or_else(|| ProtoError::UnknownType(list_kind.into()))?;
+    let items_field =
+        list.fields.iter().find(|f| f.json == "items").ok_or_else(|| ProtoError::UnknownType(list_kind.into()))?;
+    let Ty::Message(meta_name) = meta_field.ty else { return Err(ProtoError::UnknownType(list_kind.into())) };
+    let meta_msg = message(meta_name).ok_or_else(|| ProtoError::UnknownType(meta_name.into()))?;
+    envelope_with(api_version, list_kind, |out| {
+        let mut w = Writer::default();
+        w.len_field(meta_field.tag, &from_json(meta_msg, list_meta)?);
+        out.extend_from_slice(&w.into_inner());
+        for json in items {
+            let at = transcode::open(out, items_field.tag);
+            transcode::json_to_protobuf(item, json, out)?;
+            transcode::close(out, at);
+        }
+        Ok(())
+    })
 }
 
 /// Whether a kind has a protobuf message (custom resources do not).
