@@ -37,6 +37,23 @@ pub async fn handle(
             }
             _ => None,
         };
+        // In-flight limits (kube-apiserver's max-in-flight filter); watches are long-running
+        // and not counted.
+        let mutating = !matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        let pool = if info.verb == "watch" {
+            None
+        } else if mutating {
+            server.mutating_inflight.clone()
+        } else {
+            server.readonly_inflight.clone()
+        };
+        let _permit = match pool {
+            Some(p) => Some(
+                p.try_acquire_owned()
+                    .map_err(|_| ApiError::too_many_requests("Too many requests, please try again later."))?,
+            ),
+            None => None,
+        };
         let user = authenticate(&server, &parts.headers, cert_user)?;
         authorize(&user, &info)?;
         if info.is_resource {

@@ -53,6 +53,20 @@ pub struct Config {
     pub token_file: Option<authn::TokenFile>,
 }
 
+/// Concurrency limits, as kube-apiserver's `--max-requests-inflight` (read-only requests)
+/// and `--max-mutating-requests-inflight`; 0 means unlimited. Watches are not counted.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_requests_inflight: 400, max_mutating_requests_inflight: 200 }
+    }
+}
+
 /// Everything a request handler needs.
 pub struct ApiServer {
     pub table: ResourceTable,
@@ -64,10 +78,14 @@ pub struct ApiServer {
     pub started: std::time::Instant,
     /// The address clients reach the server at (for discovery's serverAddressByClientCIDRs).
     pub advertise: std::sync::OnceLock<SocketAddr>,
+    /// Permits for read-only and mutating requests in flight (None = unlimited).
+    pub readonly_inflight: Option<Arc<tokio::sync::Semaphore>>,
+    pub mutating_inflight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl ApiServer {
-    pub fn new(store: Arc<dyn Store>, tokens: authn::TokenFile) -> Arc<ApiServer> {
+    pub fn new(store: Arc<dyn Store>, tokens: authn::TokenFile, limits: Limits) -> Arc<ApiServer> {
+        let permits = |n: usize| (n > 0).then(|| Arc::new(tokio::sync::Semaphore::new(n)));
         let table = ResourceTable::default();
         rkube_api::builtin::register_builtins(&table);
         Arc::new(ApiServer {
@@ -79,6 +97,8 @@ impl ApiServer {
             proto_cache: protocache::ProtoCache::default(),
             started: std::time::Instant::now(),
             advertise: std::sync::OnceLock::new(),
+            readonly_inflight: permits(limits.max_requests_inflight),
+            mutating_inflight: permits(limits.max_mutating_requests_inflight),
         })
     }
 }

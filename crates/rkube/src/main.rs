@@ -41,6 +41,12 @@ struct ServerArgs {
     /// Static bearer tokens, kube-apiserver's CSV format: token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// Read-only requests served at once before answering 429 (0 = no limit).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once before answering 429 (0 = no limit).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,7 +94,11 @@ async fn server(args: ServerArgs) -> Result<(), String> {
             Arc::new(s)
         }
     };
-    let api = ApiServer::new(store.clone(), tokens);
+    let limits = rkube_apiserver::Limits {
+        max_requests_inflight: args.max_requests_inflight,
+        max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+    };
+    let api = ApiServer::new(store.clone(), tokens, limits);
     let client_host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
     let client_addr = if addr.is_ipv6() {
         format!("[{client_host}]:{}", addr.port())

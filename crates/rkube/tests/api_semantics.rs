@@ -346,3 +346,48 @@ fn http2_token_users_metrics_and_clean_shutdown() {
     let s2 = Server::start_in(&data, &[]);
     assert_eq!(s2.curl("GET", "/api/v1/namespaces/default/configmaps/kept", None, &[]).0, 200);
 }
+
+/// Past the in-flight limit, requests get 429 TooManyRequests with Retry-After, and a
+/// refused create stores nothing.
+#[test]
+fn inflight_limit_answers_429() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_in(dir.path(), &["--max-mutating-requests-inflight", "1"]);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--http2", "--parallel", "--parallel-immediate", "--parallel-max", "100"])
+        .args(["--cacert", &s.pki("ca.crt"), "--cert", &s.pki("admin.crt"), "--key", &s.pki("admin.key")])
+        .args(["-H", CT, "-d", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"burst-"}}"#])
+        .args(["-o", "/dev/null", "-w", "%{http_code}\n"])
+        .arg(format!("{}/api/v1/namespaces/default/configmaps?n=[1-300]", s.url))
+        .output()
+        .unwrap();
+    let codes: Vec<u16> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(codes.len(), 300, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(codes.iter().all(|c| *c == 201 || *c == 429), "{codes:?}");
+    let created = codes.iter().filter(|c| **c == 201).count();
+    let refused = codes.len() - created;
+    assert!(refused > 0, "a burst of 300 creates over one connection exceeds one in flight");
+    let (_, _, body) = s.curl("GET", "/api/v1/namespaces/default/configmaps?labelSelector=", None, &[]);
+    let stored = parse(&body)["items"].as_array().unwrap().len();
+    assert_eq!(stored, created, "refused creates stored nothing");
+    // The Status itself.
+    let sem_holder = std::process::Command::new("curl")
+        .args(["-sS", "--http2", "--parallel", "--parallel-immediate", "--parallel-max", "100", "-i"])
+        .args(["--cacert", &s.pki("ca.crt"), "--cert", &s.pki("admin.crt"), "--key", &s.pki("admin.key")])
+        .args(["-H", CT, "-d", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"burst-"}}"#])
+        .arg(format!("{}/api/v1/namespaces/default/configmaps?n=[1-300]", s.url))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&sem_holder.stdout);
+    if let Some(i) = text.find("HTTP/2 429") {
+        let rest = &text[i..];
+        assert!(rest.to_lowercase().contains("retry-after: 1"), "{rest}");
+        assert!(
+            rest.contains("\"TooManyRequests\"") && rest.contains("Too many requests, please try again later."),
+            "{rest}"
+        );
+    }
+}
