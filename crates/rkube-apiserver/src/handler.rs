@@ -61,7 +61,8 @@ pub async fn handle(
             registry::handle(&server, &info, &query, &neg, &parts.headers, &user, body).await
         } else {
             // Discovery and OpenAPI documents are served as JSON only.
-            non_resource(&server, &info, &query, &neg.json(), &user).await
+            let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            non_resource(&server, &info, &query, &neg.json(), &user, accept).await
         }
     }
     .await;
@@ -164,6 +165,7 @@ async fn non_resource(
     query: &Query,
     neg: &Negotiated,
     user: &UserInfo,
+    accept: &str,
 ) -> Result<Response<Body>, ApiError> {
     if info.verb != "get" && info.verb != "head" {
         return Err(match info.path.as_str() {
@@ -219,6 +221,14 @@ async fn non_resource(
         ["apis", group] => discovery::api_group(&snap, group).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v)),
         ["apis", group, version] => {
             discovery::resource_list(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
+        }
+        ["openapi", "v2"] => {
+            let docs = server.openapi.get(&snap);
+            if accept.contains("protobuf") {
+                Ok(codec::raw_response(StatusCode::OK, rkube_proto::gnostic::MEDIA_TYPE, docs.v2_protobuf.clone()))
+            } else {
+                ok(&docs.v2_json)
+            }
         }
         ["openapi", "v3"] => ok(&server.openapi.get(&snap).index),
         ["openapi", "v3", rest @ ..] => {

@@ -218,6 +218,49 @@ pub struct Cache {
 pub struct CachedDocs {
     pub index: Value,
     pub docs: std::collections::HashMap<String, Value>,
+    /// The Swagger 2.0 document (`/openapi/v2`), as JSON and in gnostic's protobuf form.
+    pub v2_json: Value,
+    pub v2_protobuf: Vec<u8>,
+}
+
+/// One Swagger 2.0 document for every group-version: the v3 documents' paths (operations with
+/// their Kubernetes extensions) and schemas, with references moved to `#/definitions/`.
+fn v2_document(docs: &std::collections::HashMap<String, Value>) -> Value {
+    let mut paths = Map::new();
+    let mut definitions = Map::new();
+    let mut keys: Vec<&String> = docs.keys().collect();
+    keys.sort();
+    for k in keys {
+        let doc = &docs[k];
+        if let Some(Value::Object(ps)) = doc.get("paths") {
+            for (path, item) in ps {
+                let mut ops = Map::new();
+                for (method, op) in item.as_object().into_iter().flatten() {
+                    let mut o = Map::new();
+                    for key in ["operationId", "x-kubernetes-action", "x-kubernetes-group-version-kind"] {
+                        if let Some(v) = op.get(key) {
+                            o.insert(key.into(), v.clone());
+                        }
+                    }
+                    o.insert("responses".into(), json!({"200": {"description": "OK"}}));
+                    ops.insert(method.clone(), Value::Object(o));
+                }
+                paths.insert(path.clone(), Value::Object(ops));
+            }
+        }
+        if let Some(Value::Object(schemas)) = doc.pointer("/components/schemas") {
+            for (name, schema) in schemas {
+                definitions.entry(name.clone()).or_insert_with(|| schema.clone());
+            }
+        }
+    }
+    let doc = json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": crate::KUBE_GIT_VERSION},
+        "paths": paths,
+        "definitions": definitions,
+    });
+    serde_json::from_str(&doc.to_string().replace("#/components/schemas/", "#/definitions/")).unwrap_or(doc)
 }
 
 impl Cache {
@@ -238,7 +281,9 @@ impl Cache {
             paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash_of(&doc))}));
             docs.insert(p, doc);
         }
-        let built = std::sync::Arc::new(CachedDocs { index: json!({"paths": paths}), docs });
+        let v2_json = v2_document(&docs);
+        let v2_protobuf = rkube_proto::gnostic::document(&v2_json);
+        let built = std::sync::Arc::new(CachedDocs { index: json!({"paths": paths}), docs, v2_json, v2_protobuf });
         *guard = Some((key, built.clone()));
         built
     }

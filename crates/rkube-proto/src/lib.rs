@@ -13,6 +13,7 @@
 //! Bad input is an error, never a panic.
 
 pub mod generated;
+pub mod gnostic;
 pub mod table;
 pub mod transcode;
 mod wire;

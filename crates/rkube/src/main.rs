@@ -87,13 +87,12 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     let pki = rkube_pki::Pki::load_or_create(&args.data_dir.join("pki"), Some(addr.ip())).map_err(|e| e.to_string())?;
     let tls = rkube_apiserver::serve::tls_config(&pki).map_err(|e| e.to_string())?;
 
-    let store: Arc<dyn Store> = match args.storage {
-        StorageKind::Embedded => {
-            let s = rkube_store::embedded::EmbeddedStore::open(&args.data_dir.join("store.redb"))
-                .map_err(|e| e.to_string())?;
-            Arc::new(s)
-        }
+    let embedded = match args.storage {
+        StorageKind::Embedded => Arc::new(
+            rkube_store::embedded::EmbeddedStore::open(&args.data_dir.join("store.redb")).map_err(|e| e.to_string())?,
+        ),
     };
+    let store: Arc<dyn Store> = embedded.clone();
     let limits = rkube_apiserver::Limits {
         max_requests_inflight: args.max_requests_inflight,
         max_mutating_requests_inflight: args.max_mutating_requests_inflight,
@@ -106,6 +105,11 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         format!("{client_host}:{}", addr.port())
     };
     let _ = api.advertise.set(addr);
+    let (commit_seconds, commit_writes) = (api.metrics.commit_seconds.clone(), api.metrics.commit_batch_writes.clone());
+    embedded.set_commit_observer(Box::new(move |took, writes| {
+        commit_seconds.observe(took.as_secs_f64());
+        commit_writes.observe(writes as f64);
+    }));
     bootstrap(&api).await?;
 
     let kubeconfig = args.data_dir.join("admin.kubeconfig");

@@ -329,6 +329,14 @@ fn http2_token_users_metrics_and_clean_shutdown() {
         assert!(body.contains(metric), "{metric} missing");
     }
     assert!(body.contains("verb=\"list\",resource=\"pods\",code=\"403\""), "request counter by verb, resource, code");
+    // Commits happened (the bootstrap namespaces at least) and were observed.
+    let commits = body
+        .lines()
+        .find(|l| l.starts_with("rkube_storage_commit_duration_seconds_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(commits > 0, "commit latency is recorded:\n{body}");
     assert_eq!(s.curl_anon("GET", "/metrics").0, 403);
 
     // SIGTERM: a clean exit, and the data is there on the next start.
@@ -390,4 +398,35 @@ fn inflight_limit_answers_429() {
             "{rest}"
         );
     }
+}
+
+/// `/openapi/v2` as JSON (Swagger 2.0 with the typed model's definitions) and as gnostic
+/// protobuf for client-go.
+#[test]
+fn openapi_v2_json_and_protobuf() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let (code, _, body) = s.curl("GET", "/openapi/v2", None, &["Accept: application/json"]);
+    assert_eq!(code, 200);
+    let doc = parse(&body);
+    assert_eq!(doc["swagger"], "2.0");
+    let pod = &doc["definitions"]["io.k8s.api.core.v1.Pod"];
+    assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
+    let spec_ref = pod["properties"]["spec"].to_string();
+    assert!(spec_ref.contains("#/definitions/io.k8s.api.core.v1.PodSpec"), "{spec_ref}");
+    let (code, headers, pb) = s.curl_raw(
+        true,
+        "GET",
+        "/openapi/v2",
+        None,
+        &["Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf"],
+    );
+    assert_eq!(code, 200);
+    assert!(headers.contains("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"), "{headers}");
+    // openapi.v2.Document: field 1 (swagger) = "2.0", and the definitions carry the GVK.
+    assert_eq!(&pb[..5], b"\x0a\x032.0");
+    assert!(pb.windows(22).any(|w| w == b"io.k8s.api.core.v1.Pod"));
+    assert!(pb.windows(31).any(|w| w == b"x-kubernetes-group-version-kind"));
 }

@@ -156,9 +156,8 @@ fn other_kubectl_versions_apply_and_get() {
             continue;
         }
         let s = Server::start();
-        // kubectl 1.27 validates on the client with OpenAPI v2, which it only reads as
-        // protobuf (the protobuf work is a later issue); newer kubectl validates on the server.
-        let validate = if v == "1.27" { "--validate=false" } else { "--validate=true" };
+        // kubectl 1.27 reads /openapi/v2 (protobuf) to decide how to validate.
+        let validate = "--validate=true";
         let out = s.kubectl_bin(&bin, &["apply", validate, "-f", &manifest()]);
         assert!(out.status.success(), "kubectl {v} apply: {}", String::from_utf8_lossy(&out.stderr));
         let out = s.kubectl_bin(&bin, &["apply", validate, "-f", &manifest()]);

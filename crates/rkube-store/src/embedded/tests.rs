@@ -129,3 +129,21 @@ async fn concurrent_writers_get_distinct_contiguous_revisions() {
         assert_eq!(w.next().await.unwrap().revision(), expected);
     }
 }
+
+#[tokio::test]
+async fn refuses_a_data_format_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    open(&dir).close().await;
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(META_FORMAT, FORMAT_VERSION + 1).unwrap();
+        txn.commit().unwrap();
+    }
+    match EmbeddedStore::open(&path) {
+        Err(StoreError::Io(m)) => assert!(m.contains("format version"), "{m}"),
+        Err(other) => panic!("unexpected error {other:?}"),
+        Ok(_) => panic!("opened a store of an unknown format"),
+    }
+}
