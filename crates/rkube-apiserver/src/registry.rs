@@ -177,12 +177,25 @@ impl<'a> Ctx<'a> {
                 self.def.kind
             ))
         })?;
-        self.check_object(&mut obj)?;
+        // A protobuf body was decoded field by field through the message table: its values
+        // have their fields' types and it cannot carry unknown fields, so the typed round trip
+        // JSON bodies need would only repeat that work.
+        self.check_type_meta(&mut obj)?;
+        if format != BodyFormat::Protobuf {
+            self.canonicalize(&mut obj)?;
+        }
         Ok(obj)
     }
 
     /// Type checks a decoded object (from a body or a patch result) and canonicalizes it.
     fn check_object(&mut self, obj: &mut Value) -> ApiResult<()> {
+        self.check_type_meta(obj)?;
+        self.canonicalize(obj)
+    }
+
+    /// `kind` and `apiVersion` match the URL's resource (defaulted when absent); metadata
+    /// is an object.
+    fn check_type_meta(&mut self, obj: &mut Value) -> ApiResult<()> {
         let def = self.def.clone();
         let Some(m) = obj.as_object_mut() else {
             return Err(ApiError::bad_request(format!(
@@ -219,6 +232,13 @@ impl<'a> Ctx<'a> {
         if m.get("metadata").is_none_or(Value::is_null) {
             m.insert("metadata".into(), json!({}));
         }
+        Ok(())
+    }
+
+    /// The typed model's view of the object: type errors are a 400, unknown fields are
+    /// dropped, reported per `fieldValidation`.
+    fn canonicalize(&mut self, obj: &mut Value) -> ApiResult<()> {
+        let def = self.def.clone();
         let typed = def.strategy.canonicalize(obj).map_err(|e| self.cannot_handle(&def.kind, &def.version, &e))?;
         let unknown = unknown_fields(obj, &typed);
         if !unknown.is_empty() {
