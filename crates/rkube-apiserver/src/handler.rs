@@ -55,7 +55,7 @@ pub async fn handle(
             None => None,
         };
         let user = authenticate(&server, &parts.headers, cert_user)?;
-        authorize(&user, &info)?;
+        crate::authz::authorize(&server, &user, &info)?;
         if info.is_resource {
             let body = body.transpose()?.unwrap_or_default();
             registry::handle(&server, &info, &query, &neg, &parts.headers, &user, body).await
@@ -98,65 +98,6 @@ fn authenticate(
         }
     }
     Ok(cert_user.unwrap_or_else(UserInfo::anonymous))
-}
-
-fn public_path(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
-        || path.starts_with("/healthz/")
-        || path.starts_with("/livez/")
-        || path.starts_with("/readyz/")
-}
-
-fn discovery_path(path: &str) -> bool {
-    path == "/api"
-        || path == "/apis"
-        || path.starts_with("/api/")
-        || path.starts_with("/apis/")
-        || path.starts_with("/openapi/")
-}
-
-/// Until RBAC is enforced: `system:masters` may do anything; every user may read health
-/// and version; authenticated users may read discovery and OpenAPI (what the
-/// `system:discovery` role grants).
-pub fn authorize(user: &UserInfo, info: &RequestInfo) -> Result<(), ApiError> {
-    if user.in_group("system:masters") {
-        return Ok(());
-    }
-    if !info.is_resource {
-        if public_path(&info.path) || (!user.is_anonymous() && discovery_path(&info.path) && info.verb == "get") {
-            return Ok(());
-        }
-        return Err(ApiError::forbidden_path(&user.name, &info.verb, &info.path));
-    }
-    Err(forbidden_resource(user, info))
-}
-
-/// kube-apiserver's Forbidden message for a resource request.
-pub fn forbidden_resource(user: &UserInfo, info: &RequestInfo) -> ApiError {
-    let qualified =
-        if info.group.is_empty() { info.resource.clone() } else { format!("{}.{}", info.resource, info.group) };
-    let subject = match &info.name {
-        Some(n) => format!("{qualified} \"{n}\" is forbidden"),
-        None => format!("{qualified} is forbidden"),
-    };
-    let resource = match &info.subresource {
-        Some(s) => format!("{}/{}", info.resource, s),
-        None => info.resource.clone(),
-    };
-    let scope = match &info.namespace {
-        Some(ns) => format!("in the namespace \"{ns}\""),
-        None => "at the cluster scope".to_string(),
-    };
-    let msg = format!(
-        "{subject}: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
-        user.name, info.verb, info.group
-    );
-    ApiError::new(403, "Forbidden", msg).with_details(rkube_api::status::Details {
-        name: info.name.clone().unwrap_or_default(),
-        group: info.group.clone(),
-        kind: info.resource.clone(),
-        causes: vec![],
-    })
 }
 
 async fn non_resource(

@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod authn;
+pub mod authz;
 pub mod codec;
 pub mod discovery;
 pub mod handler;
@@ -74,6 +75,7 @@ pub struct ApiServer {
     pub tokens: authn::TokenFile,
     pub metrics: metrics::Metrics,
     pub openapi: openapi::Cache,
+    pub authz: authz::Authorizer,
     pub proto_cache: protocache::ProtoCache,
     pub started: std::time::Instant,
     /// The address clients reach the server at (for discovery's serverAddressByClientCIDRs).
@@ -94,6 +96,7 @@ impl ApiServer {
             tokens,
             metrics: metrics::Metrics::new(),
             openapi: openapi::Cache::default(),
+            authz: authz::Authorizer::default(),
             proto_cache: protocache::ProtoCache::default(),
             started: std::time::Instant::now(),
             advertise: std::sync::OnceLock::new(),

@@ -147,5 +147,7 @@ async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), String> {
                 .map_err(|e| format!("bootstrap namespace {ns}: {e}"))?;
         }
     }
+    rkube_apiserver::authz::bootstrap(api).await.map_err(|e| format!("bootstrap RBAC policy: {e}"))?;
+    rkube_apiserver::authz::start(api.clone()).await;
     Ok(())
 }

@@ -1,0 +1,146 @@
+//! Authorization: RBAC (`rkube_rbac`) over a policy snapshot kept current from the store.
+//!
+//! At start the bootstrap policy (cluster-admin, admin/edit/view, system:discovery, ...) is
+//! created where missing. A task watches the RBAC key prefix; after each burst of changes it
+//! rebuilds the snapshot and does the cluster-role aggregation controller's job (writing the
+//! aggregated rules into ClusterRoles with an aggregationRule). Requests read the snapshot
+//! through an `Arc`, so a decision takes no lock beyond one pointer read.
+
+use std::sync::{Arc, RwLock};
+
+use rkube_api::ApiError;
+use rkube_rbac::{Attributes, Decision, Policy, User};
+use rkube_store::{ListOptions, Op, Store};
+use serde_json::Value;
+
+use crate::authn::UserInfo;
+use crate::request_info::RequestInfo;
+use crate::ApiServer;
+
+const RBAC_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+
+pub struct Authorizer {
+    policy: RwLock<Arc<Policy>>,
+}
+
+impl Default for Authorizer {
+    fn default() -> Self {
+        Authorizer { policy: RwLock::new(Arc::new(Policy::new(vec![], vec![], vec![], vec![]))) }
+    }
+}
+
+fn values(store: &dyn Store, plural: &str) -> Vec<Value> {
+    store
+        .list(&format!("{RBAC_PREFIX}{plural}/"), &ListOptions::default())
+        .map(|l| l.items.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
+        .unwrap_or_default()
+}
+
+impl Authorizer {
+    pub fn snapshot(&self) -> Arc<Policy> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rebuilds the snapshot from the store.
+    pub fn rebuild(&self, store: &dyn Store) {
+        let policy = Policy::new(
+            values(store, "roles"),
+            values(store, "clusterroles"),
+            values(store, "rolebindings"),
+            values(store, "clusterrolebindings"),
+        );
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+}
+
+pub fn rbac_user(u: &UserInfo) -> User {
+    User { name: u.name.clone(), uid: u.uid.clone(), groups: u.groups.clone() }
+}
+
+pub fn attributes(info: &RequestInfo) -> Attributes {
+    Attributes {
+        verb: info.verb.clone(),
+        is_resource: info.is_resource,
+        namespace: info.namespace.clone().unwrap_or_default(),
+        api_group: info.group.clone(),
+        resource: info.resource.clone(),
+        subresource: info.subresource.clone().unwrap_or_default(),
+        name: info.name.clone().unwrap_or_default(),
+        path: info.path.clone(),
+    }
+}
+
+/// The RBAC decision for a request; a denial is kube-apiserver's Forbidden Status.
+pub fn authorize(server: &ApiServer, user: &UserInfo, info: &RequestInfo) -> Result<(), ApiError> {
+    let attrs = attributes(info);
+    let ru = rbac_user(user);
+    match server.authz.snapshot().authorize(&ru, &attrs) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => {
+            let message = rkube_rbac::forbidden_message_with_reason(&ru, &attrs, &reason);
+            let details = if info.is_resource {
+                rkube_api::status::Details {
+                    name: info.name.clone().unwrap_or_default(),
+                    group: info.group.clone(),
+                    kind: info.resource.clone(),
+                    causes: vec![],
+                }
+            } else {
+                rkube_api::status::Details::default()
+            };
+            Err(ApiError::new(403, "Forbidden", message).with_details(details))
+        }
+    }
+}
+
+/// Creates the bootstrap ClusterRoles and ClusterRoleBindings that are missing.
+pub async fn bootstrap(server: &Arc<ApiServer>) -> Result<(), ApiError> {
+    for (plural, objects) in [
+        ("clusterroles", rkube_rbac::bootstrap_cluster_roles()),
+        ("clusterrolebindings", rkube_rbac::bootstrap_cluster_role_bindings()),
+    ] {
+        for obj in objects {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            if server.store.get(&format!("{RBAC_PREFIX}{plural}/{name}")).is_some() {
+                continue;
+            }
+            crate::registry::create_internal(server, "rbac.authorization.k8s.io", "v1", plural, None, obj).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes aggregated rules into ClusterRoles whose aggregationRule selects changed roles.
+async fn aggregate(store: &Arc<dyn Store>) {
+    let roles = values(store.as_ref(), "clusterroles");
+    for updated in rkube_rbac::aggregate(&roles) {
+        let Some(name) = updated.pointer("/metadata/name").and_then(Value::as_str) else { continue };
+        let key = format!("{RBAC_PREFIX}clusterroles/{name}");
+        let Some(kv) = store.get(&key) else { continue };
+        let op = Op::Update { key, expected: Some(kv.mod_revision), value: crate::registry::stamp(updated) };
+        if let Err(e) = store.txn(op).await {
+            // A concurrent change: the watch brings it back here.
+            tracing::debug!(error = %e, "cluster role aggregation write skipped");
+        }
+    }
+}
+
+/// Builds the first snapshot, aggregates, and keeps both current from a watch.
+pub async fn start(server: Arc<ApiServer>) {
+    let store = server.store.clone();
+    aggregate(&store).await;
+    server.authz.rebuild(store.as_ref());
+    let from = store.revision();
+    let Ok(mut watcher) = store.watch(RBAC_PREFIX, from) else {
+        tracing::error!("cannot watch RBAC objects; the policy will not follow changes");
+        return;
+    };
+    tokio::spawn(async move {
+        while watcher.next().await.is_some() {
+            // Coalesce a burst of changes into one rebuild.
+            while watcher.try_next().is_some() {}
+            aggregate(&store).await;
+            server.authz.rebuild(store.as_ref());
+        }
+    });
+}

@@ -1,0 +1,89 @@
+//! RBAC enforced by the real server (issue 4's seed scenarios, with a token-file user standing
+//! in for a service account until service-account tokens land): denied by default with
+//! Kubernetes' message, a RoleBinding to `view` grants reads in its namespace only, a
+//! ClusterRoleBinding like the seeds' `permissive-binding` grants everything, a binding to a
+//! missing role grants nothing and says why.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{require, wait_for, Server};
+use serde_json::Value;
+
+const CT: &str = "Content-Type: application/json";
+
+#[test]
+fn rbac_decides_what_a_token_may_do() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
+    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
+    let bob = |method: &str, path: &str, body: Option<&[u8]>| {
+        let (code, _, body) = s.curl_as(false, method, path, body, &["Authorization: Bearer bobtoken", CT]);
+        (code, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+    };
+    let (code, st) = bob("GET", "/api/v1/namespaces/default/pods", None);
+    assert_eq!(code, 403);
+    assert_eq!(
+        st["message"],
+        "pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    assert_eq!((st["details"]["kind"].as_str(), st["details"]["group"].as_str()), (Some("pods"), None));
+    assert_eq!(bob("GET", "/apis/batch/v1", None).0, 200, "system:discovery");
+
+    // A RoleBinding to the aggregated `view` ClusterRole, in `default` only.
+    let rb = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"bob-view"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},
+        "subjects":[{"kind":"User","name":"bob","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    assert_eq!(
+        s.curl("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", Some(rb), &[CT]).0,
+        201
+    );
+    assert!(wait_for(Duration::from_secs(5), || bob("GET", "/api/v1/namespaces/default/pods", None).0 == 200));
+    assert_eq!(bob("GET", "/api/v1/namespaces/kube-system/pods", None).0, 403);
+    let (code, st) = bob(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(st["message"], "configmaps is forbidden: User \"bob\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\"");
+
+    // A binding to a missing Role grants nothing and the answer says why.
+    let missing = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"dangling"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"nope"},
+        "subjects":[{"kind":"Group","name":"devs","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    assert_eq!(
+        s.curl("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/rolebindings", Some(missing), &[CT])
+            .0,
+        201
+    );
+    assert!(wait_for(Duration::from_secs(5), || {
+        let (code, st) = bob("GET", "/api/v1/namespaces/kube-public/pods", None);
+        code == 403
+            && st["message"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with(": RBAC: role.rbac.authorization.k8s.io \"nope\" not found")
+    }));
+
+    // The seeds' permissive binding: cluster-admin for a group.
+    let crb = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"permissive-binding"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+        "subjects":[{"kind":"Group","name":"devs","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    assert_eq!(s.curl("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", Some(crb), &[CT]).0, 201);
+    assert!(wait_for(Duration::from_secs(5), || bob("GET", "/api/v1/namespaces/kube-system/pods", None).0 == 200));
+    assert_eq!(
+        bob(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#)
+        )
+        .0,
+        201
+    );
+}
