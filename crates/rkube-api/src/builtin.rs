@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core};
+use k8s_openapi::api::{authentication::v1 as authentication, authorization::v1 as authorization};
 use k8s_openapi::api::{events::v1 as events, rbac::v1 as rbac};
 use serde_json::{json, Value};
 
@@ -246,11 +247,55 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["ev"])
         .build(),
+        // Reviews: create-only, answered from the authenticator and the RBAC snapshot.
+        review_row("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false, s(Builtin {
+            typed: Some(typed_roundtrip::<authorization::SelfSubjectAccessReview>),
+            schema: Some(typed_schema::<authorization::SelfSubjectAccessReview>),
+            ephemeral: true,
+            ..Default::default()
+        })),
+        review_row("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", false, s(Builtin {
+            typed: Some(typed_roundtrip::<authorization::SelfSubjectRulesReview>),
+            schema: Some(typed_schema::<authorization::SelfSubjectRulesReview>),
+            ephemeral: true,
+            ..Default::default()
+        })),
+        review_row("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", false, s(Builtin {
+            typed: Some(typed_roundtrip::<authorization::SubjectAccessReview>),
+            schema: Some(typed_schema::<authorization::SubjectAccessReview>),
+            ephemeral: true,
+            ..Default::default()
+        })),
+        review_row("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", true, s(Builtin {
+            typed: Some(typed_roundtrip::<authorization::LocalSubjectAccessReview>),
+            schema: Some(typed_schema::<authorization::LocalSubjectAccessReview>),
+            ephemeral: true,
+            ..Default::default()
+        })),
+        review_row("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", false, s(Builtin {
+            typed: Some(typed_roundtrip::<authentication::SelfSubjectReview>),
+            schema: Some(typed_schema::<authentication::SelfSubjectReview>),
+            ephemeral: true,
+            ..Default::default()
+        })),
+        review_row("authentication.k8s.io", "TokenReview", "tokenreviews", false, s(Builtin {
+            typed: Some(typed_roundtrip::<authentication::TokenReview>),
+            schema: Some(typed_schema::<authentication::TokenReview>),
+            ephemeral: true,
+            ..Default::default()
+        })),
     ];
     for r in &mut v {
         r.singular = r.kind.to_lowercase();
     }
     v
+}
+
+fn review_row(group: &str, kind: &str, plural: &str, namespaced: bool, strategy: Arc<Builtin>) -> ResourceDef {
+    ResourceBuilder::new(group, "v1", kind, plural, namespaced, strategy)
+        .verbs(&["create"])
+        .names(NameRule::PathSegment)
+        .build()
 }
 
 fn workload(kind: &str, plural: &str, short: &[&str], scale: bool, strategy: Arc<Builtin>) -> ResourceDef {

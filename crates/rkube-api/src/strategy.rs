@@ -56,6 +56,11 @@ pub trait Strategy: Send + Sync {
     fn deletion(&self, _obj: &Value, _grace: Option<i64>, _exists: Exists<'_>) -> Deletion {
         Deletion::Immediate
     }
+    /// Create-only resources that are answered, not stored (access reviews, token reviews):
+    /// the API server computes the answer's `status`.
+    fn ephemeral(&self) -> bool {
+        false
+    }
     /// The JSON pointer of the field [`Strategy::allocate`] fills, if any.
     fn allocated_field(&self) -> Option<&'static str> {
         None
@@ -85,6 +90,8 @@ pub struct Builtin {
     /// A unique field filled at create: (JSON pointer, allocator).
     pub allocation: Option<(&'static str, Allocator)>,
     pub deletion: Option<DeletionHook>,
+    /// Answered, not stored (see [`Strategy::ephemeral`]).
+    pub ephemeral: bool,
     /// Field-selector names and the JSON path each reads.
     pub fields: &'static [(&'static str, &'static [&'static str])],
 }
@@ -122,6 +129,7 @@ impl Default for Builtin {
             initial_status: None,
             allocation: None,
             deletion: None,
+            ephemeral: false,
             fields: &[],
         }
     }
@@ -157,6 +165,9 @@ impl Strategy for Builtin {
     }
     fn allocated_field(&self) -> Option<&'static str> {
         self.allocation.map(|(p, _)| p)
+    }
+    fn ephemeral(&self) -> bool {
+        self.ephemeral
     }
     fn openapi_schema(&self, gen: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
         self.schema.map(|f| f(gen))

@@ -144,3 +144,70 @@ pub async fn start(server: Arc<ApiServer>) {
         }
     });
 }
+
+/// Impersonation (`Impersonate-User`, `Impersonate-Group`, `Impersonate-Uid` headers, what
+/// `kubectl --as/--as-group` send): each requested identity must be allowed by the
+/// `impersonate` verb, then the request proceeds as that user.
+pub fn impersonate(server: &ApiServer, user: UserInfo, headers: &http::HeaderMap) -> Result<UserInfo, ApiError> {
+    let get_all = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+    };
+    let target = get_all("impersonate-user").into_iter().next();
+    let groups = get_all("impersonate-group");
+    let uid = get_all("impersonate-uid").into_iter().next();
+    if target.is_none() {
+        if !groups.is_empty() || uid.is_some() {
+            return Err(ApiError::internal("requested impersonation of groups or uid without impersonating a user"));
+        }
+        return Ok(user);
+    }
+    let target = target.unwrap_or_default();
+    let policy = server.authz.snapshot();
+    let ru = rbac_user(&user);
+    let check = |resource: &str, group: &str, namespace: &str, name: &str| -> Result<(), ApiError> {
+        let attrs = Attributes {
+            verb: "impersonate".into(),
+            is_resource: true,
+            namespace: namespace.into(),
+            api_group: group.into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            name: name.into(),
+            path: String::new(),
+        };
+        match policy.authorize(&ru, &attrs) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => {
+                Err(ApiError::new(403, "Forbidden", rkube_rbac::forbidden_message_with_reason(&ru, &attrs, &reason))
+                    .with_details(rkube_api::status::Details {
+                        name: name.into(),
+                        group: group.into(),
+                        kind: resource.into(),
+                        causes: vec![],
+                    }))
+            }
+        }
+    };
+    let mut out_groups = groups.clone();
+    match target.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+        Some((ns, name)) => {
+            check("serviceaccounts", "", ns, name)?;
+            out_groups.push("system:serviceaccounts".into());
+            out_groups.push(format!("system:serviceaccounts:{ns}"));
+        }
+        None => check("users", "", "", &target)?,
+    }
+    for g in &groups {
+        check("groups", "", "", g)?;
+    }
+    if let Some(u) = &uid {
+        check("uids", "authentication.k8s.io", "", u)?;
+    }
+    if target == "system:anonymous" {
+        if !out_groups.iter().any(|g| g == "system:unauthenticated") {
+            out_groups.push("system:unauthenticated".into());
+        }
+        return Ok(UserInfo { name: target, uid: uid.unwrap_or_default(), groups: out_groups });
+    }
+    Ok(UserInfo::authenticated(target, uid.unwrap_or_default(), out_groups))
+}

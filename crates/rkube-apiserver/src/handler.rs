@@ -55,6 +55,7 @@ pub async fn handle(
             None => None,
         };
         let user = authenticate(&server, &parts.headers, cert_user)?;
+        let user = crate::authz::impersonate(&server, user, &parts.headers)?;
         crate::authz::authorize(&server, &user, &info)?;
         if info.is_resource {
             let body = body.transpose()?.unwrap_or_default();

@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod protocache;
 pub mod registry;
 pub mod request_info;
+pub mod review;
 pub mod serve;
 pub mod watch;
 

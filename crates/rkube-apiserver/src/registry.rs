@@ -360,6 +360,12 @@ pub async fn handle(
         ("get", Some(_)) => ctx.get(),
         ("list", _) => ctx.list(),
         ("watch", _) => crate::watch::watch(&ctx).await,
+        ("create", None) if def.strategy.ephemeral() => {
+            let format = codec::body_format(headers)?;
+            let obj = ctx.decode_object(&body, format)?;
+            let answered = crate::review::answer(server, user, &def.kind, info.namespace.as_deref(), obj)?;
+            Ok(ctx.respond_value(StatusCode::CREATED, &answered))
+        }
         ("create", None) => {
             let raw = body.clone();
             let format = codec::body_format(headers)?;

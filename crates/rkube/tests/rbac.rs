@@ -87,3 +87,46 @@ fn rbac_decides_what_a_token_may_do() {
         201
     );
 }
+
+/// `kubectl auth can-i` (SelfSubjectAccessReview), `--list` (SelfSubjectRulesReview),
+/// `auth whoami` (SelfSubjectReview) and impersonation with `--as`/`--as-group`.
+#[test]
+fn kubectl_auth_reviews_and_impersonation() {
+    if !require("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
+    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
+    let as_bob = |args: &[&str]| {
+        let mut full = vec!["--kubeconfig=/dev/null", "--token=bobtoken"];
+        let server = format!("--server={}", s.url);
+        let ca = format!("--certificate-authority={}", s.pki("ca.crt"));
+        full.push(&server);
+        full.push(&ca);
+        full.extend_from_slice(args);
+        let out = std::process::Command::new("kubectl").args(&full).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(s.kubectl_ok(&["auth", "can-i", "delete", "nodes"]).trim(), "yes");
+    let (_, out, _) = as_bob(&["auth", "can-i", "list", "pods"]);
+    assert_eq!(out, "no");
+    let (_, out, _) = as_bob(&["auth", "whoami"]);
+    assert!(out.contains("bob") && out.contains("devs"), "{out}");
+    let (_, out, _) = as_bob(&["auth", "can-i", "--list"]);
+    assert!(out.contains("selfsubjectaccessreviews.authorization.k8s.io") && out.contains("[/api/*]"), "{out}");
+    // The admin impersonates bob: bob's answers.
+    assert_eq!(s.kubectl(&["auth", "can-i", "list", "pods", "--as=bob"]).stdout, b"no\n");
+    assert_eq!(s.kubectl(&["auth", "can-i", "list", "pods", "--as=bob", "--as-group=system:masters"]).stdout, b"yes\n");
+    let who = s.kubectl_ok(&["auth", "whoami", "--as=system:serviceaccount:default:default"]);
+    assert!(who.contains("system:serviceaccounts:default"), "{who}");
+    // bob may not impersonate anyone.
+    let (code, _, err) = as_bob(&["get", "pods", "--as=alice"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("users \"alice\" is forbidden: User \"bob\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"), "{err}");
+}
