@@ -19,6 +19,7 @@
 pub mod authn;
 pub mod authz;
 pub mod codec;
+pub mod controllers;
 pub mod discovery;
 pub mod handler;
 pub mod metrics;
@@ -81,6 +82,8 @@ pub struct ApiServer {
     pub started: std::time::Instant,
     /// The address clients reach the server at (for discovery's serverAddressByClientCIDRs).
     pub advertise: std::sync::OnceLock<SocketAddr>,
+    /// The cluster CA certificate (PEM), published in every namespace.
+    pub ca_pem: std::sync::OnceLock<String>,
     /// Permits for read-only and mutating requests in flight (None = unlimited).
     pub readonly_inflight: Option<Arc<tokio::sync::Semaphore>>,
     pub mutating_inflight: Option<Arc<tokio::sync::Semaphore>>,
@@ -101,6 +104,7 @@ impl ApiServer {
             proto_cache: protocache::ProtoCache::default(),
             started: std::time::Instant::now(),
             advertise: std::sync::OnceLock::new(),
+            ca_pem: std::sync::OnceLock::new(),
             readonly_inflight: permits(limits.max_requests_inflight),
             mutating_inflight: permits(limits.max_mutating_requests_inflight),
         })

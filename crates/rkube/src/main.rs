@@ -105,6 +105,7 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         format!("{client_host}:{}", addr.port())
     };
     let _ = api.advertise.set(addr);
+    let _ = api.ca_pem.set(pki.ca_cert_pem.clone());
     let (commit_seconds, commit_writes) = (api.metrics.commit_seconds.clone(), api.metrics.commit_batch_writes.clone());
     embedded.set_commit_observer(Box::new(move |took, writes| {
         commit_seconds.observe(took.as_secs_f64());
@@ -149,5 +150,6 @@ async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), String> {
     }
     rkube_apiserver::authz::bootstrap(api).await.map_err(|e| format!("bootstrap RBAC policy: {e}"))?;
     rkube_apiserver::authz::start(api.clone()).await;
+    rkube_apiserver::controllers::start(api.clone()).await;
     Ok(())
 }

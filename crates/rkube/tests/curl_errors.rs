@@ -127,8 +127,11 @@ fn bad_inputs_get_kubernetes_status_and_store_nothing() {
     assert_matches_reference(&status(&body), "errors/bad-field-strict-400.json");
 
     // Nothing above was stored.
+    // (The namespace holds only the root CA ConfigMap its controller publishes.)
     let (_, _, body) = s.curl("GET", CM, None, &[]);
-    assert_eq!(status(&body)["items"], json!([]), "{body}");
+    let names: Vec<_> =
+        status(&body)["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
+    assert_eq!(names, [json!("kube-root-ca.crt")], "{body}");
 
     // Warn stores the object without the field and says so in a Warning header.
     let (code, headers, body) = s.curl(
@@ -177,7 +180,8 @@ fn crud_list_pagination_and_selectors() {
     let (_, _, body) = s.curl("GET", &format!("{CM}?limit=2"), None, &[]);
     let page = status(&body);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
-    assert_eq!(page["metadata"]["remainingItemCount"], 3);
+    // Five of ours plus the namespace's kube-root-ca.crt.
+    assert_eq!(page["metadata"]["remainingItemCount"], 4);
     let mut names: Vec<String> =
         page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
     let mut cont = page["metadata"]["continue"].as_str().unwrap().to_string();
@@ -194,7 +198,7 @@ fn crud_list_pagination_and_selectors() {
             _ => break,
         }
     }
-    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4", "kube-root-ca.crt"]);
     let (_, _, body) = s.curl("GET", &format!("{CM}?labelSelector=n%3D1"), None, &[]);
     let got: Vec<_> =
         status(&body)["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
@@ -228,7 +232,7 @@ fn crud_list_pagination_and_selectors() {
     let (_, _, body) = s.curl("GET", CM, None, &[]);
     let left: Vec<_> =
         status(&body)["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
-    assert_eq!(left, [json!("c2"), json!("c4"), json!("c9")]);
+    assert_eq!(left, [json!("c2"), json!("c4"), json!("c9"), json!("kube-root-ca.crt")]);
 }
 
 #[test]

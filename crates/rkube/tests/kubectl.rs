@@ -207,3 +207,36 @@ fn explain_and_edit() {
     ]);
     assert_eq!(img, "busybox:1.36 2");
 }
+
+/// Every namespace gets the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap
+/// holding the cluster CA, and gets them back when they are deleted.
+#[test]
+fn namespaces_get_default_service_account_and_root_ca() {
+    if !require("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let s = Server::start();
+    let sas = s.kubectl_ok(&[
+        "get",
+        "serviceaccounts",
+        "-A",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}",
+    ]);
+    for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+        assert!(sas.contains(&format!("{ns}/default")), "{sas}");
+    }
+    let ns = s.dir.join("ns.yaml");
+    std::fs::write(&ns, "apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh}\n").unwrap();
+    s.kubectl_ok(&["apply", "-f", ns.to_str().unwrap()]);
+    let ca = std::fs::read_to_string(s.pki("ca.crt")).unwrap();
+    assert!(common::wait_for(Duration::from_secs(5), || {
+        s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "fresh", "-o", "jsonpath={.data.ca\\.crt}"]).stdout
+            == ca.as_bytes()
+    }));
+    s.kubectl_ok(&["delete", "serviceaccount", "default", "-n", "fresh"]);
+    assert!(common::wait_for(Duration::from_secs(5), || s
+        .kubectl(&["get", "sa", "default", "-n", "fresh"])
+        .status
+        .success()));
+}

@@ -26,7 +26,9 @@ def main(kubeconfig):
 
     def watcher():
         w = watch.Watch()
-        for ev in w.stream(core.list_namespaced_config_map, "py", resource_version=start_rv, timeout_seconds=10):
+        # The namespace also gets kube-root-ca.crt from its controller; watch ours only.
+        stream = w.stream(core.list_namespaced_config_map, "py", resource_version=start_rv, label_selector="app=x", timeout_seconds=10)
+        for ev in stream:
             events.append((ev["type"], ev["object"].metadata.name))
             if ev["type"] == "DELETED":
                 w.stop()

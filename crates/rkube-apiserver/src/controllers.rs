@@ -1,0 +1,90 @@
+//! In-process controllers, each a loop over a store watch that writes through the same
+//! registry path a client request takes (so defaults, validation and watch events are the
+//! same as for any write):
+//! - service accounts: every namespace has a `default` ServiceAccount;
+//! - root CA publisher: every namespace has the `kube-root-ca.crt` ConfigMap with the CA.
+//!
+//! Both recreate their object when it is deleted and leave terminating namespaces alone.
+
+use std::sync::Arc;
+
+use rkube_store::{ListOptions, Store};
+use serde_json::{json, Value};
+
+use crate::registry::{create_internal, parse_stored};
+use crate::ApiServer;
+
+const NAMESPACES: &str = "/registry/core/namespaces/";
+const SERVICE_ACCOUNTS: &str = "/registry/core/serviceaccounts/";
+const CONFIG_MAPS: &str = "/registry/core/configmaps/";
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+
+fn live_namespaces(store: &dyn Store) -> Vec<String> {
+    store
+        .list(NAMESPACES, &ListOptions::default())
+        .map(|l| {
+            l.items
+                .iter()
+                .filter_map(|kv| parse_stored(kv).ok())
+                .filter(|ns| ns.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null))
+                .filter_map(|ns| ns.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Makes sure every live namespace has its default ServiceAccount and root CA ConfigMap.
+async fn reconcile(server: &Arc<ApiServer>) {
+    for ns in live_namespaces(server.store.as_ref()) {
+        if server.store.get(&format!("{SERVICE_ACCOUNTS}{ns}/default")).is_none() {
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+            if let Err(e) = create_internal(server, "", "v1", "serviceaccounts", Some(&ns), sa).await {
+                tracing::debug!(namespace = %ns, error = %e, "default service account not created");
+            }
+        }
+        if server.store.get(&format!("{CONFIG_MAPS}{ns}/{ROOT_CA_CONFIGMAP}")).is_none() {
+            if let Some(ca) = server.ca_pem.get() {
+                let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": ROOT_CA_CONFIGMAP, "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+                    "data": {"ca.crt": ca}});
+                if let Err(e) = create_internal(server, "", "v1", "configmaps", Some(&ns), cm).await {
+                    tracing::debug!(namespace = %ns, error = %e, "root CA configmap not created");
+                }
+            }
+        }
+    }
+}
+
+/// Runs the controllers: once now (so they are in place when the server starts serving), then
+/// after every change to namespaces, service accounts or config maps.
+pub async fn start(server: Arc<ApiServer>) {
+    reconcile(&server).await;
+    let store = server.store.clone();
+    let from = store.revision();
+    let watches = [NAMESPACES, SERVICE_ACCOUNTS, CONFIG_MAPS].map(|p| store.watch(p, from));
+    let mut watchers = Vec::new();
+    for w in watches {
+        match w {
+            Ok(w) => watchers.push(w),
+            Err(e) => {
+                tracing::error!(error = %e, "controllers cannot watch; they will not follow changes");
+                return;
+            }
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    for mut w in watchers {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while w.next().await.is_some() {
+                let _ = tx.try_send(());
+            }
+        });
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            reconcile(&server).await;
+        }
+    });
+}
