@@ -117,6 +117,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             ..Default::default()
         }))
         .short(&["sa"])
+        .subresources(&[Token])
         .build(),
         ResourceBuilder::new("", "v1", "Node", "nodes", false, s(Builtin {
             typed: Some(typed_roundtrip::<core::Node>),

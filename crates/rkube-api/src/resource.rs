@@ -23,6 +23,8 @@ pub enum Subresource {
     Binding,
     /// `/finalize` (namespaces): updates `spec.finalizers`.
     Finalize,
+    /// `/token` (serviceaccounts): a TokenRequest, answered with a signed token.
+    Token,
 }
 
 impl Subresource {
@@ -32,6 +34,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Token => "token",
         }
     }
 
@@ -41,6 +44,7 @@ impl Subresource {
             "scale" => Some(Subresource::Scale),
             "binding" => Some(Subresource::Binding),
             "finalize" => Some(Subresource::Finalize),
+            "token" => Some(Subresource::Token),
             _ => None,
         }
     }
@@ -49,7 +53,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding => &["create"],
+            Subresource::Binding | Subresource::Token => &["create"],
             Subresource::Finalize => &["update"],
         }
     }
@@ -60,6 +64,7 @@ impl Subresource {
             Subresource::Status | Subresource::Finalize => None,
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
+            Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
         }
     }
 }

@@ -95,7 +95,10 @@ fn authenticate(
         if let Some(token) = value.strip_prefix("Bearer ").map(str::trim) {
             // A presented token must be valid: kube-apiserver answers 401 rather than
             // falling back to anonymous.
-            return server.tokens.lookup(token).cloned().ok_or_else(ApiError::unauthorized);
+            if let Some(u) = server.tokens.lookup(token) {
+                return Ok(u.clone());
+            }
+            return crate::tokens::authenticate(server, token).ok_or_else(ApiError::unauthorized);
         }
     }
     Ok(cert_user.unwrap_or_else(UserInfo::anonymous))

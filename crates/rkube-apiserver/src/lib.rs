@@ -29,6 +29,7 @@ pub mod registry;
 pub mod request_info;
 pub mod review;
 pub mod serve;
+pub mod tokens;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -82,6 +83,8 @@ pub struct ApiServer {
     pub started: std::time::Instant,
     /// The address clients reach the server at (for discovery's serverAddressByClientCIDRs).
     pub advertise: std::sync::OnceLock<SocketAddr>,
+    /// Signs and verifies service-account tokens.
+    pub sa_tokens: std::sync::OnceLock<tokens::TokenIssuer>,
     /// The cluster CA certificate (PEM), published in every namespace.
     pub ca_pem: std::sync::OnceLock<String>,
     /// Permits for read-only and mutating requests in flight (None = unlimited).
@@ -105,6 +108,7 @@ impl ApiServer {
             started: std::time::Instant::now(),
             advertise: std::sync::OnceLock::new(),
             ca_pem: std::sync::OnceLock::new(),
+            sa_tokens: std::sync::OnceLock::new(),
             readonly_inflight: permits(limits.max_requests_inflight),
             mutating_inflight: permits(limits.max_mutating_requests_inflight),
         })

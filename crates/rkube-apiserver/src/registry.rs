@@ -372,6 +372,18 @@ pub async fn handle(
             let obj = ctx.decode_object(&raw, format)?;
             ctx.create(obj).await
         }
+        ("create", Some(Subresource::Token)) => {
+            let format = codec::body_format(headers)?;
+            let req = if body.is_empty() {
+                json!({})
+            } else {
+                codec::decode(format, &body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding TokenRequest: {e}")))?
+            };
+            let ns = info.namespace.as_deref().unwrap_or("");
+            let answered = crate::tokens::request(server, ns, info.name.as_deref().unwrap_or(""), req)?;
+            Ok(ctx.respond_value(StatusCode::CREATED, &answered))
+        }
         ("create", Some(Subresource::Binding)) => {
             let raw = body.clone();
             let format = codec::body_format(headers)?;

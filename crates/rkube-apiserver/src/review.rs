@@ -111,9 +111,11 @@ pub fn answer(
         }
         "TokenReview" => {
             let token = str_at(&spec, "/token");
-            match server.tokens.lookup(token) {
+            let found = server.tokens.lookup(token).cloned().or_else(|| crate::tokens::authenticate(server, token));
+            match found {
                 Some(u) => {
-                    json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups}})
+                    json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups},
+                    "audiences": [crate::tokens::ISSUER]})
                 }
                 None => json!({"user": {}, "error": "invalid bearer token"}),
             }

@@ -54,6 +54,11 @@ pub struct Pki {
     pub serving_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// The service-account token signing key (ECDSA P-256 for ES256, PKCS#8 PEM) and its
+    /// public key. ES256 rather than RS256: a P-256 key is generated in microseconds, an RSA
+    /// key in tens of milliseconds of the first start; verifiers handle both.
+    pub sa_key_pem: String,
+    pub sa_pub_pem: String,
 }
 
 fn validity(params: &mut CertificateParams, years: i32) {
@@ -151,6 +156,15 @@ impl Pki {
                 (c, k)
             }
         };
+        let (sa_key_pem, sa_pub_pem) = match (read(&p("sa.key"))?, read(&p("sa.pub"))?) {
+            (Some(k), Some(pubk)) => (k, pubk),
+            _ => {
+                let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                write_file(&p("sa.key"), &key.serialize_pem(), 0o600)?;
+                write_file(&p("sa.pub"), &key.public_key_pem(), 0o644)?;
+                (key.serialize_pem(), key.public_key_pem())
+            }
+        };
         Ok(Pki {
             dir: dir.to_path_buf(),
             ca_cert_pem,
@@ -159,6 +173,8 @@ impl Pki {
             serving_key_pem: serving.1,
             admin_cert_pem: admin.0,
             admin_key_pem: admin.1,
+            sa_key_pem,
+            sa_pub_pem,
         })
     }
 

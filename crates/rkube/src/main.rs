@@ -106,6 +106,8 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     };
     let _ = api.advertise.set(addr);
     let _ = api.ca_pem.set(pki.ca_cert_pem.clone());
+    let issuer = rkube_apiserver::tokens::TokenIssuer::new(&pki.sa_key_pem, &pki.sa_pub_pem)?;
+    let _ = api.sa_tokens.set(issuer);
     let (commit_seconds, commit_writes) = (api.metrics.commit_seconds.clone(), api.metrics.commit_batch_writes.clone());
     embedded.set_commit_observer(Box::new(move |took, writes| {
         commit_seconds.observe(took.as_secs_f64());

@@ -130,3 +130,65 @@ fn kubectl_auth_reviews_and_impersonation() {
     assert_ne!(code, Some(0));
     assert!(err.contains("users \"alice\" is forbidden: User \"bob\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"), "{err}");
 }
+
+/// `kubectl create token` (TokenRequest) and the tokens' life: what the token may do is RBAC's
+/// answer for its service account; expiry rules; a token bound to a pod dies with the pod;
+/// garbage, tampered and other-audience tokens are 401.
+#[test]
+fn service_account_tokens() {
+    if !require("kubectl", &["version", "--client"]) || !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let token = s.kubectl_ok(&["create", "token", "default"]).trim().to_string();
+    let with = |t: &str, path: &str| {
+        let (code, _, body) = s.curl_as(false, "GET", path, None, &[&format!("Authorization: Bearer {t}")]);
+        (code, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+    };
+    assert_eq!(with(&token, "/api").0, 200);
+    let (code, st) = with(&token, "/api/v1/namespaces/default/pods");
+    assert_eq!(code, 403);
+    assert_eq!(st["message"], "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"");
+    // The seeds' permissive binding.
+    let crb = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"permissive-binding"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+        "subjects":[{"kind":"Group","name":"system:serviceaccounts","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    assert_eq!(s.curl("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", Some(crb), &[CT]).0, 201);
+    assert!(wait_for(Duration::from_secs(5), || with(&token, "/api/v1/namespaces/default/pods").0 == 200));
+
+    // Expiry rules.
+    let out = s.kubectl(&["create", "token", "default", "--duration=5m"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not specify a duration less than 10 minutes"));
+    assert!(s.kubectl(&["create", "token", "default", "--duration=10m"]).status.success());
+
+    // Bad tokens.
+    assert_eq!(with("garbage", "/api").0, 401);
+    let mut tampered = token.clone();
+    tampered.pop();
+    assert_eq!(with(&tampered, "/api").0, 401);
+    let other =
+        s.kubectl_ok(&["create", "token", "default", "--audience=https://elsewhere.example"]).trim().to_string();
+    assert_eq!(with(&other, "/api").0, 401, "a token for another audience");
+
+    // Bound to a pod: valid while the pod lives.
+    let pod =
+        br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+    assert_eq!(s.curl("POST", "/api/v1/namespaces/default/pods", Some(pod), &[CT]).0, 201);
+    let bound = s
+        .kubectl_ok(&["create", "token", "default", "--bound-object-kind=Pod", "--bound-object-name=p"])
+        .trim()
+        .to_string();
+    assert_eq!(with(&bound, "/api").0, 200);
+    let review =
+        format!(r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{bound}"}}}}"#);
+    let (code, _, body) = s.curl("POST", "/apis/authentication.k8s.io/v1/tokenreviews", Some(review.as_bytes()), &[CT]);
+    assert_eq!(code, 201);
+    let tr: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(tr["status"]["authenticated"], true, "{body}");
+    assert_eq!(tr["status"]["user"]["username"], "system:serviceaccount:default:default");
+    s.kubectl_ok(&["delete", "pod", "p", "--wait=true"]);
+    assert_eq!(with(&bound, "/api").0, 401, "a token bound to a deleted pod is revoked");
+    // Deleting the service account revokes its tokens (the controller makes a new one with another uid).
+    s.kubectl_ok(&["delete", "serviceaccount", "default"]);
+    assert!(wait_for(Duration::from_secs(5), || with(&token, "/api").0 == 401));
+}

@@ -1,0 +1,192 @@
+//! Service-account tokens: TokenRequest (`POST .../serviceaccounts/{name}/token`, what
+//! `kubectl create token` sends) issues ES256 JWTs with Kubernetes' claims; authentication
+//! verifies them (signature, issuer, audience, time) and that the service account, and the
+//! pod or secret the token is bound to, still exist with the same uid.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rkube_api::{ApiError, ApiResult, FieldError};
+use serde_json::{json, Value};
+
+use crate::authn::UserInfo;
+use crate::registry::parse_stored;
+use crate::ApiServer;
+
+/// The issuer and default audience of every token (kube-apiserver's usual
+/// `--service-account-issuer`).
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// kube-apiserver's expiry rules.
+const EXPIRATION_DEFAULT_SECONDS: i64 = 3600;
+const EXPIRATION_MIN_SECONDS: i64 = 600;
+/// The expiration the ServiceAccount admission asks for; such tokens warn after an hour
+/// (`warnafter`) but stay valid longer, as kube-apiserver's extended expiration does.
+const EXPIRATION_PROJECTED_SECONDS: i64 = 3607;
+const EXTENDED_EXPIRATION_SECONDS: i64 = 365 * 24 * 3600;
+
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    kid: String,
+}
+
+impl TokenIssuer {
+    pub fn new(key_pem: &str, pub_pem: &str) -> Result<TokenIssuer, String> {
+        let encoding = EncodingKey::from_ec_pem(key_pem.as_bytes()).map_err(|e| format!("signing key: {e}"))?;
+        let decoding = DecodingKey::from_ec_pem(pub_pem.as_bytes()).map_err(|e| format!("public key: {e}"))?;
+        // The key id: a hash of the public key, stable for the key.
+        let der: Vec<u8> = pub_pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>().into_bytes();
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in der {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_be_bytes());
+        Ok(TokenIssuer { encoding, decoding, kid })
+    }
+
+    fn sign(&self, claims: &Value) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| e.to_string())
+    }
+
+    fn verify(&self, token: &str) -> Result<Value, String> {
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[ISSUER]);
+        v.validate_nbf = true;
+        v.leeway = 0;
+        jsonwebtoken::decode::<Value>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| e.to_string())
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn get_object(server: &ApiServer, key: &str) -> Option<Value> {
+    server.store.get(key).and_then(|kv| parse_stored(&kv).ok())
+}
+
+/// Answers a TokenRequest for service account `name` in `namespace`.
+pub fn request(server: &ApiServer, namespace: &str, name: &str, mut req: Value) -> ApiResult<Value> {
+    let issuer = server.sa_tokens.get().ok_or_else(|| ApiError::internal("no service-account signing key"))?;
+    let sa = get_object(server, &format!("/registry/core/serviceaccounts/{namespace}/{name}"))
+        .ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
+    let sa_uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let spec = req.get("spec").cloned().unwrap_or(json!({}));
+    let seconds = spec.get("expirationSeconds").and_then(Value::as_i64).unwrap_or(EXPIRATION_DEFAULT_SECONDS);
+    let invalid = |errs: Vec<FieldError>| ApiError::invalid("authentication.k8s.io", "TokenRequest", name, errs);
+    if seconds < EXPIRATION_MIN_SECONDS {
+        return Err(invalid(vec![FieldError::invalid(
+            "spec.expirationSeconds",
+            json!(seconds),
+            "may not specify a duration less than 10 minutes",
+        )]));
+    }
+    if seconds > 1 << 32 {
+        return Err(invalid(vec![FieldError::invalid(
+            "spec.expirationSeconds",
+            json!(seconds),
+            "may not specify a duration larger than 2^32 seconds",
+        )]));
+    }
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| vec![ISSUER.to_string()]);
+    let iat = now();
+    let (exp, warnafter) = if seconds == EXPIRATION_PROJECTED_SECONDS {
+        (iat + EXTENDED_EXPIRATION_SECONDS, Some(iat + seconds))
+    } else {
+        (iat + seconds, None)
+    };
+    let mut k8s = json!({"namespace": namespace, "serviceaccount": {"name": name, "uid": sa_uid}});
+    if let Some(bound) = spec.get("boundObjectRef").filter(|b| b.is_object()) {
+        let kind = bound.get("kind").and_then(Value::as_str).unwrap_or("");
+        let bname = bound.get("name").and_then(Value::as_str).unwrap_or("");
+        let (plural, field) = match kind {
+            "Pod" => ("pods", "pod"),
+            "Secret" => ("secrets", "secret"),
+            other => {
+                return Err(invalid(vec![FieldError::not_supported(
+                    "spec.boundObjectRef.kind",
+                    json!(other),
+                    &["Pod", "Secret"],
+                )]))
+            }
+        };
+        let obj = get_object(server, &format!("/registry/core/{plural}/{namespace}/{bname}"))
+            .ok_or_else(|| ApiError::not_found("", plural, bname))?;
+        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        if let Some(want) = bound.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+            if want != uid {
+                return Err(ApiError::conflict("", plural, bname, &format!("the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated")));
+            }
+        }
+        k8s[field] = json!({"name": bname, "uid": uid});
+        if kind == "Pod" {
+            if let Some(node) = obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                if let Some(n) = get_object(server, &format!("/registry/core/nodes/{node}")) {
+                    k8s["node"] =
+                        json!({"name": node, "uid": n.pointer("/metadata/uid").cloned().unwrap_or(json!(""))});
+                }
+            }
+        }
+    }
+    if let Some(w) = warnafter {
+        k8s["warnafter"] = json!(w);
+    }
+    let claims = json!({
+        "aud": audiences,
+        "exp": exp,
+        "iat": iat,
+        "iss": ISSUER,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "kubernetes.io": k8s,
+        "nbf": iat,
+        "sub": format!("system:serviceaccount:{namespace}:{name}"),
+    });
+    let token = issuer.sign(&claims).map_err(ApiError::internal)?;
+    let expiration =
+        chrono::DateTime::from_timestamp(iat + seconds, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    req["apiVersion"] = json!("authentication.k8s.io/v1");
+    req["kind"] = json!("TokenRequest");
+    req["metadata"] = json!({"name": name, "namespace": namespace, "creationTimestamp": null});
+    req["spec"] = json!({"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef").cloned().unwrap_or(Value::Null)});
+    req["status"] = json!({"token": token, "expirationTimestamp": expiration});
+    Ok(req)
+}
+
+/// Authenticates a service-account token, or None if it is not one of ours or no longer
+/// valid (the caller answers 401).
+pub fn authenticate(server: &ApiServer, token: &str) -> Option<UserInfo> {
+    let claims = server.sa_tokens.get()?.verify(token).ok()?;
+    let k8s = claims.get("kubernetes.io")?;
+    let ns = k8s.get("namespace")?.as_str()?;
+    let sa_name = k8s.pointer("/serviceaccount/name")?.as_str()?;
+    let sa_uid = k8s.pointer("/serviceaccount/uid")?.as_str()?;
+    let sa = get_object(server, &format!("/registry/core/serviceaccounts/{ns}/{sa_name}"))?;
+    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(sa_uid) {
+        return None;
+    }
+    for (field, plural) in [("pod", "pods"), ("secret", "secrets")] {
+        if let Some(bound) = k8s.get(field) {
+            let name = bound.get("name")?.as_str()?;
+            let obj = get_object(server, &format!("/registry/core/{plural}/{ns}/{name}"))?;
+            if obj.pointer("/metadata/uid") != bound.get("uid") {
+                return None;
+            }
+            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return None;
+            }
+        }
+    }
+    Some(UserInfo::authenticated(
+        format!("system:serviceaccount:{ns}:{sa_name}"),
+        sa_uid.to_string(),
+        vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")],
+    ))
+}
