@@ -88,3 +88,46 @@ pub async fn start(server: Arc<ApiServer>) {
         }
     });
 }
+
+/// The `kubernetes` Service in `default` (ClusterIP 10.96.0.1, port 443) and its Endpoints
+/// pointing at this server, as kube-apiserver's bootstrap controller keeps them; the
+/// Endpoints are rewritten when the server's address changed since the last start.
+pub async fn publish_kubernetes_service(server: &Arc<ApiServer>, addr: std::net::SocketAddr) {
+    let ip = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let port = addr.port();
+    if server.store.get("/registry/core/services/default/kubernetes").is_none() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": rkube_pki::KUBERNETES_SERVICE_IP, "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+        if let Err(e) = create_internal(server, "", "v1", "services", Some("default"), svc).await {
+            tracing::warn!(error = %e, "the kubernetes Service was not created");
+        }
+    }
+    let subsets = json!([{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
+    let key = "/registry/core/endpoints/default/kubernetes";
+    match server.store.get(key) {
+        None => {
+            let ep = json!({"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": subsets});
+            if let Err(e) = create_internal(server, "", "v1", "endpoints", Some("default"), ep).await {
+                tracing::warn!(error = %e, "the kubernetes Endpoints were not created");
+            }
+        }
+        Some(kv) => {
+            let Ok(mut ep) = parse_stored(&kv) else { return };
+            if ep.get("subsets") != Some(&subsets) {
+                ep["subsets"] = subsets;
+                let op = rkube_store::Op::Update {
+                    key: key.to_string(),
+                    expected: Some(kv.mod_revision),
+                    value: crate::registry::stamp(ep),
+                };
+                if let Err(e) = server.store.txn(op).await {
+                    tracing::warn!(error = %e, "the kubernetes Endpoints were not updated");
+                }
+            }
+        }
+    }
+}

@@ -167,6 +167,13 @@ async fn non_resource(
         ["apis", group, version] => {
             discovery::resource_list(&snap, group, version).map_or_else(|| Err(ApiError::no_route()), |v| ok(&v))
         }
+        [".well-known", "openid-configuration"] => {
+            let addr = server.advertise.get().map(|a| a.to_string()).unwrap_or_default();
+            ok(&crate::tokens::openid_configuration(&format!("https://{addr}")))
+        }
+        ["openid", "v1", "jwks"] => {
+            Ok(codec::with_content_type(StatusCode::OK, "application/jwk-set+json", &crate::tokens::jwks(server), neg))
+        }
         ["openapi", "v2"] => {
             let docs = server.openapi.get(&snap);
             if accept.contains("protobuf") {

@@ -27,6 +27,8 @@ pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
     kid: String,
+    /// The public key as a JWK (for `/openid/v1/jwks`).
+    jwk: Value,
 }
 
 impl TokenIssuer {
@@ -41,7 +43,18 @@ impl TokenIssuer {
             h = h.wrapping_mul(0x100000001b3);
         }
         let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_be_bytes());
-        Ok(TokenIssuer { encoding, decoding, kid })
+        // A P-256 SubjectPublicKeyInfo ends with the uncompressed point 04 || X || Y.
+        let spki = base64::engine::general_purpose::STANDARD
+            .decode(pub_pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+            .map_err(|e| format!("public key: {e}"))?;
+        if spki.len() < 65 || spki[spki.len() - 65] != 4 {
+            return Err("public key: not an uncompressed P-256 point".into());
+        }
+        let point = &spki[spki.len() - 64..];
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwk = json!({"use": "sig", "kty": "EC", "kid": kid, "crv": "P-256", "alg": "ES256",
+            "x": b64(&point[..32]), "y": b64(&point[32..])});
+        Ok(TokenIssuer { encoding, decoding, kid, jwk })
     }
 
     fn sign(&self, claims: &Value) -> Result<String, String> {
@@ -189,4 +202,21 @@ pub fn authenticate(server: &ApiServer, token: &str) -> Option<UserInfo> {
         sa_uid.to_string(),
         vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")],
     ))
+}
+
+/// `/.well-known/openid-configuration` for an API server reached at `server_url`.
+pub fn openid_configuration(server_url: &str) -> Value {
+    json!({
+        "issuer": ISSUER,
+        "jwks_uri": format!("{server_url}/openid/v1/jwks"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    })
+}
+
+/// `/openid/v1/jwks`: the key that verifies service-account tokens.
+pub fn jwks(server: &ApiServer) -> Value {
+    let keys: Vec<Value> = server.sa_tokens.get().map(|t| t.jwk.clone()).into_iter().collect();
+    json!({"keys": keys})
 }

@@ -114,6 +114,7 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         commit_writes.observe(writes as f64);
     }));
     bootstrap(&api).await?;
+    rkube_apiserver::controllers::publish_kubernetes_service(&api, addr).await;
 
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{client_addr}")).map_err(|e| e.to_string())?;

@@ -192,3 +192,45 @@ fn service_account_tokens() {
     s.kubectl_ok(&["delete", "serviceaccount", "default"]);
     assert!(wait_for(Duration::from_secs(5), || with(&token, "/api").0 == 401));
 }
+
+/// OIDC discovery: an outside verifier checks a token with nothing but the published JWKS;
+/// the `kubernetes` Service and Endpoints point at this server.
+#[test]
+fn oidc_discovery_and_kubernetes_service() {
+    if !require("kubectl", &["version", "--client"]) || !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let token = s.kubectl_ok(&["create", "token", "default"]).trim().to_string();
+    let auth = format!("Authorization: Bearer {token}");
+    let (code, _, body) = s.curl_as(false, "GET", "/.well-known/openid-configuration", None, &[&auth]);
+    assert_eq!(code, 200);
+    let conf: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(conf["issuer"], "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(conf["jwks_uri"], format!("{}/openid/v1/jwks", s.url));
+    let (code, _, body) = s.curl_as(false, "GET", "/openid/v1/jwks", None, &[&auth]);
+    assert_eq!(code, 200);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&body).unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("the token's key is published");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&["https://kubernetes.default.svc.cluster.local"]);
+    let claims = jsonwebtoken::decode::<Value>(&token, &key, &v).unwrap().claims;
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    assert_eq!(claims["kubernetes.io"]["serviceaccount"]["name"], "default");
+    // Anonymous callers may not read them (kube-apiserver's default).
+    assert_eq!(s.curl_anon("GET", "/openid/v1/jwks").0, 403);
+
+    let svc = s.kubectl_ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].port}"]);
+    assert_eq!(svc, "10.96.0.1 443");
+    let port = s.url.rsplit(':').next().unwrap();
+    let ep = s.kubectl_ok(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+    ]);
+    assert_eq!(ep, format!("127.0.0.1:{port}"));
+}
