@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use crate::resource::{ResourceBuilder, ResourceDef, ResourceTable, Subresource, VERBS_NO_DELETECOLLECTION};
 use crate::selector::LabelSelector;
 use crate::status::FieldError;
-use crate::strategy::{ensure_map, get_str, set_default, typed_roundtrip, typed_schema, Builtin, Deletion, Exists};
+use crate::strategy::{
+    ensure_map, get_str, set_default, typed_roundtrip, typed_schema, Builtin, Deletion, Exists, Lookup,
+};
 use crate::validation::{self, NameRule};
 
 /// Registers every built-in resource.
@@ -62,6 +64,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             validate_update: validate_pod_update,
             initial_status: Some(pod_initial_status),
             deletion: Some(pod_deletion),
+            admit: Some(admit_service_account),
             fields: POD_FIELDS,
             ..Default::default()
         }))
@@ -461,6 +464,75 @@ fn pod_deletion(pod: &Value, grace: Option<i64>, exists: Exists<'_>) -> Deletion
     } else {
         Deletion::Immediate
     }
+}
+
+/// Where a pod's service-account credentials are mounted.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission step: the pod runs as a service account that must exist
+/// (`default` unless named), and unless the pod or its service account turns automounting
+/// off, every container mounts the `kube-api-access-*` projected volume (token, CA, namespace)
+/// at [`SERVICE_ACCOUNT_MOUNT_PATH`].
+fn admit_service_account(pod: &mut Value, lookup: Lookup<'_>) -> Result<(), String> {
+    let ns = get_str(pod, &["metadata", "namespace"]).unwrap_or("").to_string();
+    let spec = ensure_map(pod, &["spec"]);
+    let sa_name = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| spec.get("serviceAccount").and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(sa_name));
+    spec.insert("serviceAccount".into(), json!(sa_name));
+    let Some(sa) = lookup("serviceaccounts", &ns, &sa_name) else {
+        return Err(format!("error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"));
+    };
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| sa.get("automountServiceAccountToken").and_then(Value::as_bool))
+        .unwrap_or(true);
+    let mounted = ["containers", "initContainers"].iter().any(|list| {
+        spec.get(*list).and_then(Value::as_array).into_iter().flatten().any(|c| {
+            c.get("volumeMounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|m| m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT_PATH))
+        })
+    });
+    if !automount || mounted {
+        return Ok(());
+    }
+    const SUFFIX_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| SUFFIX_CHARS[*b as usize % SUFFIX_CHARS.len()] as char)
+        .collect();
+    let volume_name = format!("kube-api-access-{suffix}");
+    let volume = json!({"name": volume_name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"items": [{"key": "ca.crt", "path": "ca.crt"}], "name": "kube-root-ca.crt"}},
+        {"downwardAPI": {"items": [{"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}, "path": "namespace"}]}},
+    ]}});
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    if let Some(v) = volumes.as_array_mut() {
+        v.push(volume);
+    }
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                if let Some(c) = c.as_object_mut() {
+                    let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+                    if let Some(m) = mounts.as_array_mut() {
+                        m.push(json!({"mountPath": SERVICE_ACCOUNT_MOUNT_PATH, "name": volume_name, "readOnly": true}));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn pod_initial_status(o: &Value) -> Value {

@@ -26,6 +26,9 @@ pub enum Deletion {
 /// Whether an object exists: (plural of a core/v1 cluster-scoped resource, name).
 pub type Exists<'a> = &'a dyn Fn(&str, &str) -> bool;
 
+/// Reads an object at create admission: (plural of a core/v1 resource, namespace, name).
+pub type Lookup<'a> = &'a dyn Fn(&str, &str, &str) -> Option<Value>;
+
 /// The behaviour of one resource.
 pub trait Strategy: Send + Sync {
     /// Decodes through the typed model and re-encodes: type errors become `Err` (a 400),
@@ -50,6 +53,11 @@ pub trait Strategy: Send + Sync {
     /// Fills fields that must be unique across all objects of the resource (a Service's
     /// cluster IP). `taken` says whether a value is in use by another object.
     fn allocate(&self, _obj: &mut Value, _taken: &dyn Fn(&str) -> bool) -> Result<(), FieldError> {
+        Ok(())
+    }
+    /// Admission on create, after defaulting: may change the object, or refuse it with the
+    /// reason (the API server answers 403 Forbidden with it).
+    fn admit(&self, _obj: &mut Value, _lookup: Lookup<'_>) -> Result<(), String> {
         Ok(())
     }
     /// How deleting `obj` proceeds, given the grace period the client asked for.
@@ -92,6 +100,7 @@ pub struct Builtin {
     pub deletion: Option<DeletionHook>,
     /// Answered, not stored (see [`Strategy::ephemeral`]).
     pub ephemeral: bool,
+    pub admit: Option<AdmitHook>,
     /// Field-selector names and the JSON path each reads.
     pub fields: &'static [(&'static str, &'static [&'static str])],
 }
@@ -106,6 +115,9 @@ pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 pub fn typed_schema<T: schemars::JsonSchema>(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
     gen.subschema_for::<T>()
 }
+
+/// Admits a new object (see [`Strategy::admit`]).
+pub type AdmitHook = fn(&mut Value, Lookup<'_>) -> Result<(), String>;
 
 /// Decides how a delete proceeds (see [`Strategy::deletion`]).
 pub type DeletionHook = fn(&Value, Option<i64>, Exists<'_>) -> Deletion;
@@ -130,6 +142,7 @@ impl Default for Builtin {
             allocation: None,
             deletion: None,
             ephemeral: false,
+            admit: None,
             fields: &[],
         }
     }
@@ -168,6 +181,12 @@ impl Strategy for Builtin {
     }
     fn ephemeral(&self) -> bool {
         self.ephemeral
+    }
+    fn admit(&self, obj: &mut Value, lookup: Lookup<'_>) -> Result<(), String> {
+        match self.admit {
+            Some(f) => f(obj, lookup),
+            None => Ok(()),
+        }
     }
     fn openapi_schema(&self, gen: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
         self.schema.map(|f| f(gen))

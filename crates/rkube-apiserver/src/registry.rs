@@ -478,6 +478,46 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// The resource's own admission step (e.g. the ServiceAccount admission for pods), with
+    /// read access to the store. A missing `default` ServiceAccount is waited for briefly:
+    /// its controller creates it right after the namespace (deviation: kube-apiserver refuses
+    /// at once; waiting spares clients that create a namespace and a pod back to back).
+    async fn admit_by_strategy(&self, obj: &mut Value) -> ApiResult<()> {
+        let store = self.server.store.clone();
+        let lookup = move |plural: &str, ns: &str, name: &str| -> Option<Value> {
+            store.get(&format!("/registry/core/{plural}/{ns}/{name}")).and_then(|kv| parse_stored(&kv).ok())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let mut candidate = obj.clone();
+            match self.def.strategy.admit(&mut candidate, &lookup) {
+                Ok(()) => {
+                    *obj = candidate;
+                    return Ok(());
+                }
+                Err(reason) => {
+                    let waiting_for_default = reason.contains("serviceaccount \"default\" not found");
+                    if waiting_for_default && std::time::Instant::now() < deadline {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                    return Err(ApiError::new(
+                        403,
+                        "Forbidden",
+                        format!("{} \"{name}\" is forbidden: {reason}", self.def.plural),
+                    )
+                    .with_details(rkube_api::status::Details {
+                        name: name.into(),
+                        group: self.def.group.clone(),
+                        kind: self.def.plural.clone(),
+                        causes: vec![],
+                    }));
+                }
+            }
+        }
+    }
+
     pub async fn create(&mut self, mut obj: Value) -> ApiResult<Response<Body>> {
         let def = self.def.clone();
         let dry = self.dry_run()?;
@@ -528,6 +568,7 @@ impl<'a> Ctx<'a> {
             }
         }
         self.admit_create(&obj)?;
+        self.admit_by_strategy(&mut obj).await?;
         if let Some(pointer) = def.strategy.allocated_field() {
             let existing = self
                 .server

@@ -437,3 +437,52 @@ fn openapi_v2_json_and_protobuf() {
     assert!(pb.windows(22).any(|w| w == b"io.k8s.api.core.v1.Pod"));
     assert!(pb.windows(31).any(|w| w == b"x-kubernetes-group-version-kind"));
 }
+
+/// The pod of shared/reference/.../objects/input.yaml, created here, reads back with exactly
+/// the spec kube-apiserver gave it (pod-defaulted.json): defaults, the DefaultTolerationSeconds
+/// tolerations and the ServiceAccount admission's projected volume; the volume's random
+/// suffix is the only difference allowed. Automount off (pod or service account) and a
+/// missing service account behave as in Kubernetes.
+#[test]
+fn pod_spec_matches_kube_apiserver_and_service_account_admission() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"minimal","labels":{"app":"demo"}},
+        "spec":{"containers":[{"name":"main","image":"busybox","command":["sleep","3600"]}]}}"#;
+    let (code, _, body) = s.curl("POST", pods, Some(pod), &[CT]);
+    assert_eq!(code, 201, "{body}");
+    let got = parse(&body);
+    let want = common::reference("objects/pod-defaulted.json");
+    let vol = got["spec"]["volumes"][0]["name"].as_str().unwrap().to_string();
+    assert!(vol.starts_with("kube-api-access-") && vol.len() == "kube-api-access-".len() + 5, "{vol}");
+    let want_vol = want["spec"]["volumes"][0]["name"].as_str().unwrap().to_string();
+    let normalized = serde_json::to_string(&got["spec"]).unwrap().replace(&vol, &want_vol);
+    assert_eq!(parse(&normalized), want["spec"]);
+    assert_eq!(got["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+
+    // automountServiceAccountToken: false on the pod, then on the service account.
+    let off = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"off"},
+        "spec":{"automountServiceAccountToken":false,"containers":[{"name":"c","image":"i"}]}}"#;
+    let (_, _, body) = s.curl("POST", pods, Some(off), &[CT]);
+    assert!(parse(&body)["spec"].get("volumes").is_none(), "{body}");
+    let sa = br#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"demo-sa"},"automountServiceAccountToken":false}"#;
+    assert_eq!(s.curl("POST", "/api/v1/namespaces/default/serviceaccounts", Some(sa), &[CT]).0, 201);
+    let with_sa = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"withsa"},
+        "spec":{"serviceAccountName":"demo-sa","containers":[{"name":"c","image":"i"}]}}"#;
+    let (_, _, body) = s.curl("POST", pods, Some(with_sa), &[CT]);
+    let v = parse(&body);
+    assert_eq!((v["spec"]["serviceAccount"].as_str(), v["spec"].get("volumes")), (Some("demo-sa"), None), "{body}");
+
+    // A service account that does not exist.
+    let missing = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"nosa"},
+        "spec":{"serviceAccountName":"ghost","containers":[{"name":"c","image":"i"}]}}"#;
+    let (code, _, body) = s.curl("POST", pods, Some(missing), &[CT]);
+    assert_eq!(code, 403);
+    assert_eq!(
+        parse(&body)["message"],
+        "pods \"nosa\" is forbidden: error looking up service account default/ghost: serviceaccount \"ghost\" not found"
+    );
+}
