@@ -2,7 +2,9 @@
 //! registry path a client request takes (so defaults, validation and watch events are the
 //! same as for any write):
 //! - service accounts: every namespace has a `default` ServiceAccount;
-//! - root CA publisher: every namespace has the `kube-root-ca.crt` ConfigMap with the CA.
+//! - root CA publisher: every namespace has the `kube-root-ca.crt` ConfigMap with the CA;
+//! - token controller: a `kubernetes.io/service-account-token` Secret naming a service
+//!   account gets `token`, `ca.crt` and `namespace` (and the service account's uid).
 //!
 //! Both recreate their object when it is deleted and leave terminating namespaces alone.
 
@@ -17,6 +19,7 @@ use crate::ApiServer;
 const NAMESPACES: &str = "/registry/core/namespaces/";
 const SERVICE_ACCOUNTS: &str = "/registry/core/serviceaccounts/";
 const CONFIG_MAPS: &str = "/registry/core/configmaps/";
+const SECRETS: &str = "/registry/core/secrets/";
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
@@ -56,13 +59,63 @@ async fn reconcile(server: &Arc<ApiServer>) {
     }
 }
 
+/// Fills service-account token Secrets that have no token yet.
+async fn fill_token_secrets(server: &Arc<ApiServer>) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let Ok(list) = server.store.list(SECRETS, &ListOptions::default()) else { return };
+    for kv in list.items {
+        let Ok(mut secret) = parse_stored(&kv) else { continue };
+        if secret.get("type").and_then(Value::as_str) != Some("kubernetes.io/service-account-token") {
+            continue;
+        }
+        if secret.pointer("/data/token").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+            continue;
+        }
+        let ns = secret.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = secret.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let Some(sa_name) = secret
+            .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        // The service account must exist (kube-controller-manager deletes the Secret
+        // otherwise; here it waits for it).
+        let Some(sa) =
+            server.store.get(&format!("{SERVICE_ACCOUNTS}{ns}/{sa_name}")).and_then(|kv| parse_stored(&kv).ok())
+        else {
+            continue;
+        };
+        let sa_uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let (Some(issuer), Some(ca)) = (server.sa_tokens.get(), server.ca_pem.get()) else { return };
+        let Ok(token) = issuer.legacy_token(&ns, &name, &sa_name, &sa_uid) else { continue };
+        let data = rkube_api::strategy::ensure_map(&mut secret, &["data"]);
+        data.insert("token".into(), json!(b64(&token)));
+        data.insert("ca.crt".into(), json!(b64(ca)));
+        data.insert("namespace".into(), json!(b64(&ns)));
+        rkube_api::strategy::ensure_map(&mut secret, &["metadata", "annotations"])
+            .insert("kubernetes.io/service-account.uid".into(), json!(sa_uid));
+        let op = rkube_store::Op::Update {
+            key: kv.key.to_string(),
+            expected: Some(kv.mod_revision),
+            value: crate::registry::stamp(secret),
+        };
+        if let Err(e) = server.store.txn(op).await {
+            tracing::debug!(error = %e, "token secret not filled; retried on the next change");
+        }
+    }
+}
+
 /// Runs the controllers: once now (so they are in place when the server starts serving), then
 /// after every change to namespaces, service accounts or config maps.
 pub async fn start(server: Arc<ApiServer>) {
     reconcile(&server).await;
+    fill_token_secrets(&server).await;
     let store = server.store.clone();
     let from = store.revision();
-    let watches = [NAMESPACES, SERVICE_ACCOUNTS, CONFIG_MAPS].map(|p| store.watch(p, from));
+    let watches = [NAMESPACES, SERVICE_ACCOUNTS, CONFIG_MAPS, SECRETS].map(|p| store.watch(p, from));
     let mut watchers = Vec::new();
     for w in watches {
         match w {
@@ -85,6 +138,7 @@ pub async fn start(server: Arc<ApiServer>) {
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             reconcile(&server).await;
+            fill_token_secrets(&server).await;
         }
     });
 }

@@ -199,10 +199,62 @@ pub fn request(server: &ApiServer, namespace: &str, name: &str, mut req: Value) 
     Ok(req)
 }
 
+/// The issuer of legacy (Secret-stored, non-expiring) service-account tokens.
+pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
+impl TokenIssuer {
+    /// A legacy token for a `kubernetes.io/service-account-token` Secret.
+    pub fn legacy_token(&self, namespace: &str, secret: &str, sa_name: &str, sa_uid: &str) -> Result<String, String> {
+        self.sign(&json!({
+            "iss": LEGACY_ISSUER,
+            "kubernetes.io/serviceaccount/namespace": namespace,
+            "kubernetes.io/serviceaccount/secret.name": secret,
+            "kubernetes.io/serviceaccount/service-account.name": sa_name,
+            "kubernetes.io/serviceaccount/service-account.uid": sa_uid,
+            "sub": format!("system:serviceaccount:{namespace}:{sa_name}"),
+        }))
+    }
+
+    fn verify_legacy(&self, token: &str) -> Option<Value> {
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_issuer(&[LEGACY_ISSUER]);
+        v.validate_aud = false;
+        v.validate_exp = false;
+        v.required_spec_claims.clear();
+        jsonwebtoken::decode::<Value>(token, &self.decoding, &v).ok().map(|d| d.claims)
+    }
+}
+
+/// A legacy token is valid while its Secret holds it and its service account has the uid it
+/// names.
+fn authenticate_legacy(server: &ApiServer, token: &str) -> Option<UserInfo> {
+    let claims = server.sa_tokens.get()?.verify_legacy(token)?;
+    let ns = claims.get("kubernetes.io/serviceaccount/namespace")?.as_str()?;
+    let secret_name = claims.get("kubernetes.io/serviceaccount/secret.name")?.as_str()?;
+    let sa_name = claims.get("kubernetes.io/serviceaccount/service-account.name")?.as_str()?;
+    let sa_uid = claims.get("kubernetes.io/serviceaccount/service-account.uid")?.as_str()?;
+    let secret = get_object(server, &format!("/registry/core/secrets/{ns}/{secret_name}"))?;
+    let stored = secret.pointer("/data/token").and_then(Value::as_str)?;
+    if base64::engine::general_purpose::STANDARD.decode(stored).ok()? != token.as_bytes() {
+        return None;
+    }
+    let sa = get_object(server, &format!("/registry/core/serviceaccounts/{ns}/{sa_name}"))?;
+    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(sa_uid) {
+        return None;
+    }
+    Some(UserInfo::authenticated(
+        format!("system:serviceaccount:{ns}:{sa_name}"),
+        sa_uid.to_string(),
+        vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")],
+    ))
+}
+
 /// Authenticates a service-account token, or None if it is not one of ours or no longer
 /// valid (the caller answers 401).
 pub fn authenticate(server: &ApiServer, token: &str) -> Option<UserInfo> {
-    let claims = server.sa_tokens.get()?.verify(token).ok()?;
+    let Ok(claims) = server.sa_tokens.get()?.verify(token) else {
+        return authenticate_legacy(server, token);
+    };
     let k8s = claims.get("kubernetes.io")?;
     let ns = k8s.get("namespace")?.as_str()?;
     let sa_name = k8s.pointer("/serviceaccount/name")?.as_str()?;

@@ -234,3 +234,39 @@ fn oidc_discovery_and_kubernetes_service() {
     ]);
     assert_eq!(ep, format!("127.0.0.1:{port}"));
 }
+
+/// The seeds' legacy flow: a `kubernetes.io/service-account-token` Secret gets a token (and
+/// ca.crt, namespace) from the token controller; the token works until the Secret is deleted.
+#[test]
+fn legacy_service_account_token_secrets() {
+    if !require("kubectl", &["version", "--client"]) || !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let secret = s.dir.join("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: default-token\n  annotations: {kubernetes.io/service-account.name: default}\ntype: kubernetes.io/service-account-token\n",
+    )
+    .unwrap();
+    s.kubectl_ok(&["apply", "-f", secret.to_str().unwrap()]);
+    let mut encoded = String::new();
+    assert!(wait_for(Duration::from_secs(5), || {
+        encoded = s.kubectl_ok(&["get", "secret", "default-token", "-o", "jsonpath={.data.token}"]);
+        !encoded.is_empty()
+    }));
+    use base64::Engine;
+    let token = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap()).unwrap();
+    let ns = s.kubectl_ok(&["get", "secret", "default-token", "-o", "jsonpath={.data.namespace}"]);
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(ns.trim()).unwrap(), b"default");
+    let with = |path: &str| s.curl_as(false, "GET", path, None, &[&format!("Authorization: Bearer {token}")]);
+    assert_eq!(with("/api").0, 200);
+    let (code, _, body) = with("/api/v1/namespaces/default/pods");
+    assert_eq!(code, 403);
+    assert!(
+        body.contains("User \\\"system:serviceaccount:default:default\\\" cannot list resource \\\"pods\\\""),
+        "{body}"
+    );
+    s.kubectl_ok(&["delete", "secret", "default-token"]);
+    assert_eq!(with("/api").0, 401, "deleting the Secret revokes its token");
+}
