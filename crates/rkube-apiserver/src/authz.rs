@@ -211,3 +211,39 @@ pub fn impersonate(server: &ApiServer, user: UserInfo, headers: &http::HeaderMap
     }
     Ok(UserInfo::authenticated(target, uid.unwrap_or_default(), out_groups))
 }
+
+/// Admission for writes: RBAC objects may only grant what the writer holds (or what
+/// `escalate`/`bind` allow), and bindings must name an existing role; kube-apiserver's RBAC
+/// storage does the same. Other resources pass.
+pub fn admit_write(
+    server: &ApiServer,
+    user: &UserInfo,
+    def: &rkube_api::ResourceDef,
+    namespace: &str,
+    request_name: &str,
+    object: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    if def.group != "rbac.authorization.k8s.io" {
+        return Ok(());
+    }
+    let write = rkube_rbac::RbacWrite { resource: &def.plural, namespace, request_name, object, old_object: old };
+    rkube_rbac::check_rbac_write(&server.authz.snapshot(), &rbac_user(user), &write).map_err(|e| match e {
+        rkube_rbac::RbacWriteError::Forbidden { resource, name, message } => ApiError::new(403, "Forbidden", message)
+            .with_details(rkube_api::status::Details {
+                name,
+                group: "rbac.authorization.k8s.io".into(),
+                kind: resource,
+                causes: vec![],
+            }),
+        rkube_rbac::RbacWriteError::RoleNotFound { kind, name, message } => ApiError::new(404, "NotFound", message)
+            .with_details(rkube_api::status::Details {
+                name,
+                group: "rbac.authorization.k8s.io".into(),
+                kind,
+                causes: vec![],
+            }),
+        rkube_rbac::RbacWriteError::BadRequest(m) => ApiError::bad_request(m),
+        rkube_rbac::RbacWriteError::Internal(m) => ApiError::internal(m),
+    })
+}

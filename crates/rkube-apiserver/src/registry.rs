@@ -587,6 +587,8 @@ impl<'a> Ctx<'a> {
                 .map_err(|e| ApiError::invalid(&def.group, &def.kind, &name, vec![e]))?;
         }
         self.validate(&obj, None)?;
+        let ns = self.ns().unwrap_or("").to_string();
+        crate::authz::admit_write(self.server, self.user, &def, &ns, "", &obj, None)?;
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         if dry {
             return Ok(self.respond_value(StatusCode::CREATED, &obj));
@@ -704,6 +706,8 @@ impl<'a> Ctx<'a> {
             let Some(prepared) = self.prepare_update(&old, new, sub)? else {
                 return Ok(self.respond_object(StatusCode::OK, &kv));
             };
+            let ns = self.ns().unwrap_or("").to_string();
+            crate::authz::admit_write(self.server, self.user, &def, &ns, &name, &prepared, Some(&old))?;
             if dry {
                 return Ok(self.respond_value(StatusCode::OK, &prepared));
             }

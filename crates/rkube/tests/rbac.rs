@@ -270,3 +270,51 @@ fn legacy_service_account_token_secrets() {
     s.kubectl_ok(&["delete", "secret", "default-token"]);
     assert_eq!(with("/api").0, 401, "deleting the Secret revokes its token");
 }
+
+/// Privilege-escalation prevention: a user may create Roles only with rules it holds, and
+/// bindings must name an existing role.
+#[test]
+fn rbac_writes_cannot_escalate() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
+    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
+    // bob may manage Roles in `default` and read pods there; nothing more.
+    let role = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"role-admin"},
+        "rules":[{"apiGroups":["rbac.authorization.k8s.io"],"resources":["roles","rolebindings"],"verbs":["create","get","list"]},
+                 {"apiGroups":[""],"resources":["pods"],"verbs":["get","list"]}]}"#;
+    let rb =
+        br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"bob-role-admin"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"role-admin"},
+        "subjects":[{"kind":"User","name":"bob","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles";
+    assert_eq!(s.curl("POST", roles, Some(role), &[CT]).0, 201);
+    assert_eq!(
+        s.curl("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", Some(rb), &[CT]).0,
+        201
+    );
+    let bob = |path: &str, body: &[u8]| {
+        let (code, _, body) = s.curl_as(false, "POST", path, Some(body), &["Authorization: Bearer bobtoken", CT]);
+        (code, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+    };
+    let held = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"readers"},
+        "rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]}]}"#;
+    assert!(wait_for(Duration::from_secs(5), || bob(roles, held).0 == 201));
+    let more = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"deleters"},
+        "rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["delete"]}]}"#;
+    let (code, st) = bob(roles, more);
+    assert_eq!(code, 403);
+    let msg = st["message"].as_str().unwrap_or("");
+    assert!(msg.contains("is attempting to grant RBAC permissions not currently held"), "{msg}");
+    assert!(msg.contains("Verbs:[\"delete\"]"), "{msg}");
+    assert_eq!(s.curl("GET", &format!("{roles}/deleters"), None, &[]).0, 404, "nothing stored");
+    // A binding to a Role that does not exist.
+    let dangling = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"x"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"nope"},
+        "subjects":[{"kind":"User","name":"carol","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    let (code, _) = bob("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", dangling);
+    assert_eq!(code, 404);
+}
