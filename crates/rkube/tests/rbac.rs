@@ -318,3 +318,43 @@ fn rbac_writes_cannot_escalate() {
     let (code, _) = bob("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", dangling);
     assert_eq!(code, 404);
 }
+
+/// Seed 004: a Role `demo-role` (get/list/watch pods) bound to the `default` service account
+/// lets its token read pods in that namespace only; `kubectl auth can-i --list` as that
+/// service account shows the rule.
+#[test]
+fn demo_role_for_the_default_service_account() {
+    if !require("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let s = Server::start();
+    let manifest = s.dir.join("demo.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: demo-role, namespace: default}\nrules:\n- apiGroups: [\"\"]\n  resources: [pods]\n  verbs: [get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: demo-role-binding, namespace: default}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: demo-role}\nsubjects:\n- {kind: ServiceAccount, name: default, namespace: default}\n",
+    )
+    .unwrap();
+    s.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let token = s.kubectl_ok(&["create", "token", "default"]).trim().to_string();
+    let as_sa = |args: &[&str]| {
+        let server = format!("--server={}", s.url);
+        let ca = format!("--certificate-authority={}", s.pki("ca.crt"));
+        let tok = format!("--token={token}");
+        let mut full = vec!["--kubeconfig=/dev/null", server.as_str(), ca.as_str(), tok.as_str()];
+        full.extend_from_slice(args);
+        std::process::Command::new("kubectl").args(&full).output().unwrap()
+    };
+    assert!(wait_for(Duration::from_secs(5), || as_sa(&["get", "pods", "-n", "default"]).status.success()));
+    let denied = as_sa(&["get", "pods", "-n", "kube-system"]);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains(
+        "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\" in API group \"\" in the namespace \"kube-system\""
+    ));
+    let list = String::from_utf8_lossy(&as_sa(&["auth", "can-i", "--list", "-n", "default"]).stdout).into_owned();
+    let pods_line = list.lines().find(|l| l.starts_with("pods ")).unwrap_or_else(|| panic!("{list}"));
+    assert!(pods_line.contains("[get list watch]"), "{pods_line}");
+    assert_eq!(
+        String::from_utf8_lossy(&as_sa(&["auth", "can-i", "delete", "pods", "-n", "default"]).stdout).trim(),
+        "no"
+    );
+}
