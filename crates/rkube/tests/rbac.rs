@@ -358,3 +358,30 @@ fn demo_role_for_the_default_service_account() {
         "no"
     );
 }
+
+/// SubjectAccessReview and LocalSubjectAccessReview: the admin asks about another subject.
+#[test]
+fn subject_access_reviews() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let sar = br#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
+        "spec":{"user":"system:serviceaccount:default:default","groups":["system:serviceaccounts"],
+                "resourceAttributes":{"namespace":"default","verb":"list","resource":"pods"}}}"#;
+    let (code, _, body) = s.curl("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", Some(sar), &[CT]);
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"]["allowed"], false);
+    let local = br#"{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","metadata":{"namespace":"default"},
+        "spec":{"user":"someone","groups":["system:masters"],"resourceAttributes":{"verb":"delete","resource":"nodes"}}}"#;
+    let (code, _, body) = s.curl(
+        "POST",
+        "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews",
+        Some(local),
+        &[CT],
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"]["allowed"], true);
+    let bad = br#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"resourceAttributes":{"verb":"get","resource":"pods"}}}"#;
+    assert_eq!(s.curl("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", Some(bad), &[CT]).0, 422);
+}
