@@ -37,7 +37,8 @@ struct State {
     next_bookmark: tokio::time::Instant,
     deadline: tokio::time::Instant,
     store: Arc<dyn rkube_store::Store>,
-    _gauge: GaugeGuard,
+    /// The server (for the encoding cache); dropping it counts the watcher out.
+    server: GaugeGuard,
 }
 
 struct GaugeGuard(Arc<crate::ApiServer>);
@@ -83,14 +84,23 @@ impl State {
         line(event_type, object.to_string().as_bytes())
     }
 
-    fn encode(&self, event_type: &str, raw: &[u8], parsed: Option<&Value>) -> Bytes {
+    /// A stored object's event. Protobuf encodings come from the server's (key, revision)
+    /// cache, so an event is transcoded once however many watchers receive it.
+    fn encode_kv(&self, event_type: &str, kv: &rkube_store::KeyValue, parsed: Option<&Value>) -> Bytes {
         if self.protobuf {
-            // Stored bytes are transcoded without parsing.
-            match rkube_proto::encode_json_bytes(&self.def.api_version(), &self.def.kind, raw) {
-                Ok(inner) => return Bytes::from(rkube_proto::watch_frame(event_type, &inner)),
+            let api_version = self.def.api_version();
+            match self.server.0.proto_cache.message(kv, &api_version, &self.def.kind) {
+                Ok(msg) => {
+                    let inner = rkube_proto::encode_envelope(&api_version, &self.def.kind, &msg);
+                    return Bytes::from(rkube_proto::watch_frame(event_type, &inner));
+                }
                 Err(e) => tracing::warn!(error = %e, "stored object has no protobuf form; sent as JSON"),
             }
         }
+        self.encode(event_type, &kv.value, parsed)
+    }
+
+    fn encode(&self, event_type: &str, raw: &[u8], parsed: Option<&Value>) -> Bytes {
         if self.table {
             if let Some(v) = parsed {
                 let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
@@ -109,7 +119,7 @@ impl State {
                 (EventType::Put, Some(_)) => "MODIFIED",
                 (EventType::Delete, _) => "DELETED",
             };
-            return Some(self.encode(t, &e.kv.value, None));
+            return Some(self.encode_kv(t, &e.kv, None));
         }
         let cur: Value = serde_json::from_slice(&e.kv.value).ok()?;
         let cur_match = self.matches(&cur);
@@ -131,7 +141,7 @@ impl State {
                 (false, false) => return None,
             },
         };
-        Some(self.encode(t, &e.kv.value, Some(&cur)))
+        Some(self.encode_kv(t, &e.kv, Some(&cur)))
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -202,7 +212,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         next_bookmark: tokio::time::Instant::now() + BOOKMARK_INTERVAL,
         deadline: tokio::time::Instant::now() + timeout,
         store: store.clone(),
-        _gauge: GaugeGuard(ctx.server.clone()),
+        server: GaugeGuard(ctx.server.clone()),
     };
     let initial_state = match (send_initial, rv) {
         (Some(true), _) => true,
@@ -219,7 +229,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
                     continue;
                 }
             }
-            let l = state.encode("ADDED", &kv.value, parsed.as_ref());
+            let l = state.encode_kv("ADDED", kv, parsed.as_ref());
             state.pending.push_back(l);
         }
         if send_initial == Some(true) {

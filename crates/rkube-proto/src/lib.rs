@@ -770,36 +770,6 @@ pub fn encode_list_messages(
     })
 }
 
-/// A list body from its metadata and its items' stored JSON bytes (all of `item_kind`).
-pub fn encode_list_bytes(
-    api_version: &str,
-    list_kind: &str,
-    item_kind: &str,
-    list_meta: &Value,
-    items: &[&[u8]],
-) -> Result<Vec<u8>, ProtoError> {
-    let (g, v) = split_api_version(api_version);
-    let list = message_for_kind(g, v, list_kind).ok_or_else(|| ProtoError::UnknownType(list_kind.to_string()))?;
-    let item = message_for_kind(g, v, item_kind).ok_or_else(|| ProtoError::UnknownType(item_kind.to_string()))?;
-    let meta_field =
-        list.fields.iter().find(|f| f.json == "metadata").ok_or_else(|| ProtoError::UnknownType(list_kind.into()))?;
-    let items_field =
-        list.fields.iter().find(|f| f.json == "items").ok_or_else(|| ProtoError::UnknownType(list_kind.into()))?;
-    let Ty::Message(meta_name) = meta_field.ty else { return Err(ProtoError::UnknownType(list_kind.into())) };
-    let meta_msg = message(meta_name).ok_or_else(|| ProtoError::UnknownType(meta_name.into()))?;
-    envelope_with(api_version, list_kind, |out| {
-        let mut w = Writer::default();
-        w.len_field(meta_field.tag, &from_json(meta_msg, list_meta)?);
-        out.extend_from_slice(&w.into_inner());
-        for json in items {
-            let at = transcode::open(out, items_field.tag);
-            transcode::json_to_protobuf(item, json, out)?;
-            transcode::close(out, at);
-        }
-        Ok(())
-    })
-}
-
 /// Whether a kind has a protobuf message (custom resources do not).
 pub fn has_message(group: &str, version: &str, kind: &str) -> bool {
     message_for_kind(group, version, kind).is_some()

@@ -212,7 +212,8 @@ fn transcoder_agrees_with_value_encoder() {
         assert_eq!(normalize(&decode_object(&fast).unwrap()), normalize(&obj), "{f}");
     }
     let item = serde_json::to_vec(&reference("pod-defaulted.json")).unwrap();
-    let list = encode_list_bytes("v1", "PodList", "Pod", &json!({"resourceVersion": "9"}), &[&item, &item]).unwrap();
+    let msg = message_bytes("v1", "Pod", &item).unwrap();
+    let list = encode_list_messages("v1", "PodList", &json!({"resourceVersion": "9"}), &[&msg, &msg]).unwrap();
     let back = decode_object(&list).unwrap();
     assert_eq!(back["metadata"]["resourceVersion"], "9");
     assert_eq!(back["items"].as_array().unwrap().len(), 2);

@@ -100,13 +100,7 @@ fn kubectl_auth_reviews_and_impersonation() {
     std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
     let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
     let as_bob = |args: &[&str]| {
-        let mut full = vec!["--kubeconfig=/dev/null", "--token=bobtoken"];
-        let server = format!("--server={}", s.url);
-        let ca = format!("--certificate-authority={}", s.pki("ca.crt"));
-        full.push(&server);
-        full.push(&ca);
-        full.extend_from_slice(args);
-        let out = std::process::Command::new("kubectl").args(&full).output().unwrap();
+        let out = s.kubectl_token("bobtoken", args);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -336,14 +330,7 @@ fn demo_role_for_the_default_service_account() {
     .unwrap();
     s.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
     let token = s.kubectl_ok(&["create", "token", "default"]).trim().to_string();
-    let as_sa = |args: &[&str]| {
-        let server = format!("--server={}", s.url);
-        let ca = format!("--certificate-authority={}", s.pki("ca.crt"));
-        let tok = format!("--token={token}");
-        let mut full = vec!["--kubeconfig=/dev/null", server.as_str(), ca.as_str(), tok.as_str()];
-        full.extend_from_slice(args);
-        std::process::Command::new("kubectl").args(&full).output().unwrap()
-    };
+    let as_sa = |args: &[&str]| s.kubectl_token(&token, args);
     assert!(wait_for(Duration::from_secs(5), || as_sa(&["get", "pods", "-n", "default"]).status.success()));
     let denied = as_sa(&["get", "pods", "-n", "kube-system"]);
     assert!(!denied.status.success());

@@ -68,6 +68,19 @@ impl Server {
         self.kubectl_bin("kubectl", args)
     }
 
+    /// kubectl authenticating with a bearer token only (no kubeconfig), as an in-cluster
+    /// client or a script would.
+    pub fn kubectl_token(&self, token: &str, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig=/dev/null")
+            .arg(format!("--server={}", self.url))
+            .arg(format!("--certificate-authority={}", self.pki("ca.crt")))
+            .arg(format!("--token={token}"))
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
     /// kubectl that must succeed; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
