@@ -12,7 +12,7 @@ use crate::resource::{ResourceBuilder, ResourceDef, ResourceTable, Subresource, 
 use crate::selector::LabelSelector;
 use crate::status::FieldError;
 use crate::strategy::{
-    ensure_map, get_str, set_default, typed_roundtrip, typed_schema, Builtin, Deletion, Exists, Lookup,
+    ensure_map, get_str, set_default, typed_roundtrip, typed_schema, Builtin, Deletion, Exists, Lookup, Refusal,
 };
 use crate::validation::{self, NameRule};
 
@@ -473,7 +473,7 @@ pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/ser
 /// (`default` unless named), and unless the pod or its service account turns automounting
 /// off, every container mounts the `kube-api-access-*` projected volume (token, CA, namespace)
 /// at [`SERVICE_ACCOUNT_MOUNT_PATH`].
-fn admit_service_account(pod: &mut Value, lookup: Lookup<'_>) -> Result<(), String> {
+fn admit_service_account(pod: &mut Value, lookup: Lookup<'_>) -> Result<(), Refusal> {
     let ns = get_str(pod, &["metadata", "namespace"]).unwrap_or("").to_string();
     let spec = ensure_map(pod, &["spec"]);
     let sa_name = spec
@@ -486,7 +486,11 @@ fn admit_service_account(pod: &mut Value, lookup: Lookup<'_>) -> Result<(), Stri
     spec.insert("serviceAccountName".into(), json!(sa_name));
     spec.insert("serviceAccount".into(), json!(sa_name));
     let Some(sa) = lookup("serviceaccounts", &ns, &sa_name) else {
-        return Err(format!("error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"));
+        return Err(Refusal {
+            reason: format!("error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"),
+            // The service-account controller creates `default` right after the namespace.
+            retry: sa_name == "default",
+        });
     };
     let automount = spec
         .get("automountServiceAccountToken")

@@ -26,6 +26,16 @@ pub enum Deletion {
 /// Whether an object exists: (plural of a core/v1 cluster-scoped resource, name).
 pub type Exists<'a> = &'a dyn Fn(&str, &str) -> bool;
 
+/// Why admission refused an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason, as the Forbidden message words it.
+    pub reason: String,
+    /// A controller is expected to create what is missing shortly (the `default`
+    /// ServiceAccount of a new namespace): the caller may retry for a bounded time.
+    pub retry: bool,
+}
+
 /// Reads an object at create admission: (plural of a core/v1 resource, namespace, name).
 pub type Lookup<'a> = &'a dyn Fn(&str, &str, &str) -> Option<Value>;
 
@@ -57,7 +67,7 @@ pub trait Strategy: Send + Sync {
     }
     /// Admission on create, after defaulting: may change the object, or refuse it with the
     /// reason (the API server answers 403 Forbidden with it).
-    fn admit(&self, _obj: &mut Value, _lookup: Lookup<'_>) -> Result<(), String> {
+    fn admit(&self, _obj: &mut Value, _lookup: Lookup<'_>) -> Result<(), Refusal> {
         Ok(())
     }
     /// How deleting `obj` proceeds, given the grace period the client asked for.
@@ -117,7 +127,7 @@ pub fn typed_schema<T: schemars::JsonSchema>(gen: &mut schemars::SchemaGenerator
 }
 
 /// Admits a new object (see [`Strategy::admit`]).
-pub type AdmitHook = fn(&mut Value, Lookup<'_>) -> Result<(), String>;
+pub type AdmitHook = fn(&mut Value, Lookup<'_>) -> Result<(), Refusal>;
 
 /// Decides how a delete proceeds (see [`Strategy::deletion`]).
 pub type DeletionHook = fn(&Value, Option<i64>, Exists<'_>) -> Deletion;
@@ -182,7 +192,7 @@ impl Strategy for Builtin {
     fn ephemeral(&self) -> bool {
         self.ephemeral
     }
-    fn admit(&self, obj: &mut Value, lookup: Lookup<'_>) -> Result<(), String> {
+    fn admit(&self, obj: &mut Value, lookup: Lookup<'_>) -> Result<(), Refusal> {
         match self.admit {
             Some(f) => f(obj, lookup),
             None => Ok(()),

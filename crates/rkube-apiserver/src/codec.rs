@@ -237,25 +237,6 @@ pub fn bytes_response(status: StatusCode, raw: Bytes, n: &Negotiated) -> Respons
     base_response(status, "application/json").body(full(raw)).unwrap_or_else(|_| internal_fallback())
 }
 
-/// A stored object of (apiVersion, kind): its JSON bytes as they are, or transcoded to
-/// protobuf without parsing them into a value.
-pub fn stored_response(
-    status: StatusCode,
-    raw: Bytes,
-    api_version: &str,
-    kind: &str,
-    n: &Negotiated,
-) -> Response<Body> {
-    if n.protobuf {
-        if let Ok(pb) = rkube_proto::encode_json_bytes(api_version, kind, &raw) {
-            return base_response(status, rkube_proto::MEDIA_TYPE)
-                .body(full(pb))
-                .unwrap_or_else(|_| internal_fallback());
-        }
-    }
-    bytes_response(status, raw, n)
-}
-
 pub fn raw_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
     base_response(status, content_type).body(full(body)).unwrap_or_else(|_| internal_fallback())
 }

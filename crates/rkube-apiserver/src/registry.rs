@@ -292,7 +292,7 @@ impl<'a> Ctx<'a> {
                 return self.finish(codec::json_response(status, &t, self.neg));
             }
         }
-        self.finish(codec::stored_response(status, raw, &self.def.api_version(), &self.def.kind, self.neg))
+        self.finish(codec::bytes_response(status, raw, self.neg))
     }
 
     fn respond_value(&self, status: StatusCode, v: &Value) -> Response<Body> {
@@ -479,9 +479,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// The resource's own admission step (e.g. the ServiceAccount admission for pods), with
-    /// read access to the store. A missing `default` ServiceAccount is waited for briefly:
-    /// its controller creates it right after the namespace (deviation: kube-apiserver refuses
-    /// at once; waiting spares clients that create a namespace and a pod back to back).
+    /// read access to the store. A refusal the hook marks as retryable (what a controller is
+    /// about to create, like a new namespace's `default` ServiceAccount) is retried for up to
+    /// 2 s (deviation: kube-apiserver refuses at once; waiting spares clients that create a
+    /// namespace and a pod back to back).
     async fn admit_by_strategy(&self, obj: &mut Value) -> ApiResult<()> {
         let store = self.server.store.clone();
         let lookup = move |plural: &str, ns: &str, name: &str| -> Option<Value> {
@@ -489,15 +490,11 @@ impl<'a> Ctx<'a> {
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
-            let mut candidate = obj.clone();
-            match self.def.strategy.admit(&mut candidate, &lookup) {
-                Ok(()) => {
-                    *obj = candidate;
-                    return Ok(());
-                }
-                Err(reason) => {
-                    let waiting_for_default = reason.contains("serviceaccount \"default\" not found");
-                    if waiting_for_default && std::time::Instant::now() < deadline {
+            // In place: a hook's changes before it refuses are idempotent, so a retry is safe.
+            match self.def.strategy.admit(obj, &lookup) {
+                Ok(()) => return Ok(()),
+                Err(rkube_api::strategy::Refusal { reason, retry }) => {
+                    if retry && std::time::Instant::now() < deadline {
                         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                         continue;
                     }

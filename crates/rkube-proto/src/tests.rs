@@ -15,19 +15,22 @@ fn normalize(v: &Value) -> Value {
     without_unset_zeros(v)
 }
 
+/// Objects as kube-apiserver returned them (shared/reference/.../objects).
+const REFERENCE_OBJECTS: &[&str] = &[
+    "pod-defaulted.json",
+    "deployment-defaulted.json",
+    "service-defaulted.json",
+    "job-defaulted.json",
+    "cronjob-defaulted.json",
+    "daemonset-defaulted.json",
+    "configmap-kube-root-ca.json",
+    "serviceaccount-default.json",
+];
+
 /// Real objects as kube-apiserver returned them survive JSON -> protobuf -> JSON.
 #[test]
 fn reference_objects_round_trip() {
-    for f in [
-        "pod-defaulted.json",
-        "deployment-defaulted.json",
-        "service-defaulted.json",
-        "job-defaulted.json",
-        "cronjob-defaulted.json",
-        "daemonset-defaulted.json",
-        "configmap-kube-root-ca.json",
-        "serviceaccount-default.json",
-    ] {
+    for f in REFERENCE_OBJECTS {
         let obj = reference(f);
         let bytes = encode_object(&obj).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(bytes.starts_with(MAGIC));
@@ -197,14 +200,7 @@ fn embedded_structs_are_flat_in_json() {
 /// The streaming transcoder writes what the value-based encoder writes (decoded alike).
 #[test]
 fn transcoder_agrees_with_value_encoder() {
-    for f in [
-        "pod-defaulted.json",
-        "deployment-defaulted.json",
-        "service-defaulted.json",
-        "job-defaulted.json",
-        "cronjob-defaulted.json",
-        "daemonset-defaulted.json",
-    ] {
+    for f in REFERENCE_OBJECTS {
         let obj = reference(f);
         let api_version = obj["apiVersion"].as_str().unwrap();
         let kind = obj["kind"].as_str().unwrap();

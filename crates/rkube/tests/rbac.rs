@@ -13,15 +13,22 @@ use serde_json::Value;
 
 const CT: &str = "Content-Type: application/json";
 
+/// A server whose token file knows `bobtoken`: user `bob` in group `devs`. The directory
+/// lives as long as the returned guard.
+fn server_with_bob() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
+    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
+    (dir, s)
+}
+
 #[test]
 fn rbac_decides_what_a_token_may_do() {
     if !require("curl", &["--version"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
-    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
+    let (_dir, s) = server_with_bob();
     let bob = |method: &str, path: &str, body: Option<&[u8]>| {
         let (code, _, body) = s.curl_as(false, method, path, body, &["Authorization: Bearer bobtoken", CT]);
         (code, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
@@ -95,10 +102,7 @@ fn kubectl_auth_reviews_and_impersonation() {
     if !require("kubectl", &["version", "--client"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
-    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
+    let (_dir, s) = server_with_bob();
     let as_bob = |args: &[&str]| {
         let out = s.kubectl_token("bobtoken", args);
         (
@@ -272,10 +276,7 @@ fn rbac_writes_cannot_escalate() {
     if !require("curl", &["--version"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
-    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
+    let (_dir, s) = server_with_bob();
     // bob may manage Roles in `default` and read pods there; nothing more.
     let role = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"role-admin"},
         "rules":[{"apiGroups":["rbac.authorization.k8s.io"],"resources":["roles","rolebindings"],"verbs":["create","get","list"]},
