@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the API server.
     Server(ServerArgs),
+    /// Run a proxy to the Kubernetes API server (a drop-in for `kubectl proxy`).
+    Proxy(Box<rkube_proxy::ProxyArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,11 +52,19 @@ struct ServerArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The proxy logs like kubectl proxy: warnings and errors, each filter decision at -v=3.
+    let default_filter = match &cli.command {
+        Command::Server(_) => "info",
+        Command::Proxy(p) if p.verbosity >= 3 => "debug",
+        Command::Proxy(_) => "warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -64,6 +74,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Proxy(args) => runtime.block_on(rkube_proxy::run(*args)).map_err(|e| format!("error: {e}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
