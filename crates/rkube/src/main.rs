@@ -65,7 +65,13 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The proxy runs on one thread: a sidecar's request path is short, and one thread keeps
+    // it free of cross-thread wake-ups (lower latency) and small (one malloc arena).
+    let runtime = match &cli.command {
+        Command::Proxy(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Command::Server(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rkube: cannot start the runtime: {e}");

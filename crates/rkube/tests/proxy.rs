@@ -504,7 +504,7 @@ fn client_disconnect_frees_the_upstream_watch() {
 
 /// An upgrade-capable stand-in for the kubelet's exec/port-forward endpoint (rkube has no
 /// node agent yet): answers 101 and echoes upper-cased; any other request gets back the
-/// request line and headers it received, as JSON.
+/// request line, headers and the proxy's source port, as JSON, on a keep-alive connection.
 const ECHO_UPSTREAM: &str = r#"
 import json, socket, sys, threading
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -513,24 +513,28 @@ s.bind(("127.0.0.1", 0)); s.listen(16)
 print(s.getsockname()[1], flush=True)
 def handle(c):
     f = c.makefile("rb")
-    line = f.readline().decode().strip()
-    headers = []
     while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n", b""):
+        line = f.readline().decode().strip()
+        if not line:
             break
-        headers.append(h.decode().strip())
-    low = {h.split(":", 1)[0].lower(): h.split(":", 1)[1].strip() for h in headers}
-    if "upgrade" in low:
-        c.sendall(("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n" % low["upgrade"]).encode())
+        headers = []
         while True:
-            data = f.read1(65536)
-            if not data:
+            h = f.readline()
+            if h in (b"\r\n", b"\n", b""):
                 break
-            c.sendall(data.upper())
-    else:
-        body = json.dumps({"line": line, "headers": headers}).encode()
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            headers.append(h.decode().strip())
+        low = {h.split(":", 1)[0].lower(): h.split(":", 1)[1].strip() for h in headers}
+        if "upgrade" in low:
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n" % low["upgrade"]).encode())
+            while True:
+                data = f.read1(65536)
+                if not data:
+                    break
+                c.sendall(data.upper())
+            break
+        f.read(int(low.get("content-length", "0")))
+        body = json.dumps({"line": line, "headers": headers, "peer_port": c.getpeername()[1]}).encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     c.close()
 while True:
     c, _ = s.accept()
@@ -595,6 +599,15 @@ fn upgrades_and_hop_by_hop_headers() {
     assert!(sent.iter().any(|h| h == "x-kept: yes"), "{sent:?}");
     assert!(sent.iter().any(|h| h == "x-forwarded-for: 127.0.0.1"), "{sent:?}");
     assert!(sent.iter().any(|h| h.starts_with("host: 127.0.0.1:")), "{sent:?}");
+
+    // Sequential requests reuse one upstream connection.
+    let ports: std::collections::BTreeSet<u64> = (0..5)
+        .map(|_| {
+            let r = get(&p.addr, "/api");
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["peer_port"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(ports.len(), 1, "upstream connections were not reused: {ports:?}");
 
     // Port-forward style upgrade (allowed by the default filter): 101, then bytes both ways.
     let mut c = TcpStream::connect(&p.addr).unwrap();
