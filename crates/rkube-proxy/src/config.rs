@@ -85,6 +85,12 @@ pub enum Credential {
         token: String,
         file: Option<PathBuf>,
     },
+    /// An exec credential plugin and what its first run returned.
+    Exec {
+        plugin: crate::exec::ExecPlugin,
+        token: Option<String>,
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+    },
     Basic {
         username: String,
         password: String,
@@ -356,9 +362,9 @@ fn direct_config(kc: &Kubeconfig, flags: &ConnectionFlags, env: &Environment) ->
         cluster.certificate_authority_data.as_deref(),
         cluster.certificate_authority.as_deref(),
     )?;
-    if user.exec.is_some() || user.auth_provider.is_some() {
+    if user.auth_provider.is_some() {
         return Err(format!(
-            "the kubeconfig user {user_name:?} uses an exec or auth-provider credential plugin, which rkube proxy does not run yet; use --token, a tokenFile or a client certificate"
+            "the kubeconfig user {user_name:?} uses an auth-provider plugin (removed from kubectl in 1.26); use an exec plugin, --token, a tokenFile or a client certificate"
         ));
     }
     let token = user.token.as_ref().map(|t| t.expose_secret().to_string()).filter(|t| !t.is_empty());
@@ -377,6 +383,15 @@ fn direct_config(kc: &Kubeconfig, flags: &ConnectionFlags, env: &Environment) ->
             _ => Credential::None,
         },
     };
+    // As in client-go, a token or basic auth from the kubeconfig wins over an exec plugin.
+    let mut exec_identity = None;
+    if let (Credential::None, Some(exec)) = (&config.credential, &user.exec) {
+        let cluster_info = json_cluster(&config, &cluster);
+        let plugin = crate::exec::ExecPlugin::from_config(exec, Some(cluster_info))?;
+        let first = plugin.run()?;
+        exec_identity = first.client_identity.clone();
+        config.credential = Credential::Exec { plugin, token: first.token, expires: first.expires };
+    }
     let cert = data_or_file(
         "client-certificate",
         user.client_certificate_data.as_deref(),
@@ -389,11 +404,30 @@ fn direct_config(kc: &Kubeconfig, flags: &ConnectionFlags, env: &Environment) ->
     )?;
     config.client_identity = match (cert, key) {
         (Some(c), Some(k)) => Some((c, k)),
-        (None, None) => None,
+        (None, None) => exec_identity,
         (Some(_), None) => return Err(format!("client-key-data or client-key must be specified for {user_name:?} to use the clientCert authentication method")),
         (None, Some(_)) => return Err(format!("client-cert-data or client-cert must be specified for {user_name:?} to use the clientCert authentication method")),
     };
     Ok(config)
+}
+
+/// The `cluster` an exec plugin gets with `provideClusterInfo: true`.
+fn json_cluster(config: &RestConfig, cluster: &Cluster) -> serde_json::Value {
+    let mut c = serde_json::json!({"server": config.host});
+    if let Some(ca) = &config.ca_pem {
+        use base64::Engine;
+        c["certificate-authority-data"] = base64::engine::general_purpose::STANDARD.encode(ca).into();
+    }
+    if config.insecure {
+        c["insecure-skip-tls-verify"] = true.into();
+    }
+    if let Some(n) = &config.server_name {
+        c["tls-server-name"] = n.clone().into();
+    }
+    if let Some(ext) = cluster.extensions.iter().flatten().find(|e| e.name == "client.authentication.k8s.io/exec") {
+        c["config"] = ext.extension.clone();
+    }
+    c
 }
 
 /// client-go's `rest.InClusterConfig` with the overrides clientcmd applies to it.

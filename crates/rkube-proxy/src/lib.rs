@@ -11,10 +11,12 @@
 //!   dial error);
 //! - the client's `Authorization` header is dropped and the proxy's credentials sent
 //!   (client-go would forward the client's own header unchanged);
-//! - no interactive username/password prompt when the kubeconfig has no credentials;
-//!   exec and auth-provider credential plugins are refused with a clear error at start-up.
+//! - no interactive username/password prompt when the kubeconfig has no credentials, and
+//!   exec plugins never get a terminal; auth-provider plugins (gone from kubectl since 1.26)
+//!   are refused with a clear error at start-up.
 
 pub mod config;
+pub mod exec;
 pub mod filter;
 pub mod gohttp;
 pub mod static_files;
@@ -169,7 +171,9 @@ impl Proxy {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            // HTTP/1.0 may omit Host; Go then filters on an empty host.
+            .or_else(|| (req.version() == http::Version::HTTP_10).then(String::new));
         let Some(host) = host else {
             let mut r = gohttp::text(StatusCode::BAD_REQUEST, "400 Bad Request: missing required Host header".into());
             r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));

@@ -92,10 +92,59 @@ impl TokenFile {
     }
 }
 
+/// A token from an exec plugin, refreshed by running the plugin again once it expires
+/// (or after a 401). One refresh at a time; requests wait for it.
+struct ExecToken {
+    plugin: crate::exec::ExecPlugin,
+    state: Mutex<(Option<HeaderValue>, Option<chrono::DateTime<chrono::Utc>>)>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl ExecToken {
+    fn current(&self) -> Option<Option<HeaderValue>> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.1 {
+            Some(exp) if exp <= chrono::Utc::now() => None,
+            _ => Some(s.0.clone()),
+        }
+    }
+
+    async fn header(&self) -> Option<HeaderValue> {
+        if let Some(h) = self.current() {
+            return h;
+        }
+        let _one = self.refresh.lock().await;
+        if let Some(h) = self.current() {
+            return h;
+        }
+        let plugin = self.plugin.clone();
+        match tokio::task::spawn_blocking(move || plugin.run()).await {
+            Ok(Ok(c)) => {
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                *s = (c.token.as_deref().and_then(bearer), c.expires);
+                s.0.clone()
+            }
+            Ok(Err(e)) => {
+                tracing::error!("exec credential plugin: {e}");
+                self.state.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+            }
+            Err(e) => {
+                tracing::error!("exec credential plugin: {e}");
+                self.state.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+            }
+        }
+    }
+
+    fn expire_now(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(chrono::Utc::now());
+    }
+}
+
 enum Auth {
     None,
     Static(HeaderValue),
     File(TokenFile),
+    Exec(ExecToken),
 }
 
 /// One API server and how to reach it.
@@ -287,6 +336,11 @@ impl Upstream {
                     checked: Instant::now(),
                 }),
             }),
+            Credential::Exec { plugin, token, expires } => Auth::Exec(ExecToken {
+                plugin: plugin.clone(),
+                state: Mutex::new((token.as_deref().and_then(bearer), *expires)),
+                refresh: tokio::sync::Mutex::new(()),
+            }),
             Credential::Basic { username, password } => {
                 use base64::Engine;
                 let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
@@ -329,17 +383,17 @@ impl Upstream {
     /// The headers the API server gets: the client's, less hop-by-hop and credentials, plus
     /// ours (as client-go's round trippers add them: impersonation only when the client set
     /// none, a User-Agent only when the client sent none).
-    fn outbound_headers(&self, h: &mut HeaderMap, peer: Option<IpAddr>) {
+    async fn outbound_headers(&self, h: &mut HeaderMap, peer: Option<IpAddr>) {
         h.remove(header::HOST);
         h.remove(header::AUTHORIZATION);
-        match &self.auth {
-            Auth::None => {}
-            Auth::Static(v) => {
-                h.insert(header::AUTHORIZATION, v.clone());
-            }
-            Auth::File(f) => {
-                h.insert(header::AUTHORIZATION, f.header());
-            }
+        let auth = match &self.auth {
+            Auth::None => None,
+            Auth::Static(v) => Some(v.clone()),
+            Auth::File(f) => Some(f.header()),
+            Auth::Exec(e) => e.header().await,
+        };
+        if let Some(v) = auth {
+            h.insert(header::AUTHORIZATION, v);
         }
         if !self.impersonate.is_empty() && !h.contains_key("impersonate-user") {
             for (n, v) in &self.impersonate {
@@ -361,8 +415,10 @@ impl Upstream {
 
     fn saw_status(&self, status: StatusCode) {
         if status == StatusCode::UNAUTHORIZED {
-            if let Auth::File(f) = &self.auth {
-                f.recheck_now();
+            match &self.auth {
+                Auth::File(f) => f.recheck_now(),
+                Auth::Exec(e) => e.expire_now(),
+                _ => {}
             }
         }
     }
@@ -390,7 +446,7 @@ impl Upstream {
         };
         parts.version = http::Version::HTTP_11;
         remove_hop_by_hop(&mut parts.headers);
-        self.outbound_headers(&mut parts.headers, peer);
+        self.outbound_headers(&mut parts.headers, peer).await;
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => {
                 self.saw_status(resp.status());
@@ -436,7 +492,7 @@ impl Upstream {
         let connection = parts.headers.get(header::CONNECTION).cloned();
         let upgrade = parts.headers.get(header::UPGRADE).cloned();
         remove_hop_by_hop(&mut parts.headers);
-        self.outbound_headers(&mut parts.headers, peer);
+        self.outbound_headers(&mut parts.headers, peer).await;
         if let (Some(c), Some(u)) = (connection, upgrade) {
             parts.headers.insert(header::CONNECTION, c);
             parts.headers.insert(header::UPGRADE, u);

@@ -609,6 +609,17 @@ fn upgrades_and_hop_by_hop_headers() {
         .collect();
     assert_eq!(ports.len(), 1, "upstream connections were not reused: {ports:?}");
 
+    // A server URL with a path: ignored by default (as kubectl, with a warning), appended
+    // with --append-server-path.
+    let line = |flags: &[&str]| {
+        let p = Proxy::rkube(&kubeconfig, flags);
+        let r = get(&p.addr, "/api/v1?x=1");
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["line"].as_str().unwrap().to_string()
+    };
+    let with_path = format!("--server={}/base/", echo.1);
+    assert_eq!(line(&[&with_path]), "GET /api/v1?x=1 HTTP/1.1");
+    assert_eq!(line(&[&with_path, "--append-server-path"]), "GET /base/api/v1?x=1 HTTP/1.1");
+
     // Port-forward style upgrade (allowed by the default filter): 101, then bytes both ways.
     let mut c = TcpStream::connect(&p.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -708,4 +719,66 @@ fn unix_socket_flags_and_bad_input() {
     }
     assert_eq!(get(&p.addr, "/a%zz").status, 400);
     assert_eq!(get(&p.addr, "/api").status, 200);
+}
+
+/// A kubeconfig whose user is an exec credential plugin (as with GKE, EKS, AKS): the plugin
+/// runs at start-up, its token is used, and it runs again once the token expires.
+#[test]
+fn exec_credential_plugin() {
+    if !require("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let s = Server::start();
+    s.kubectl_ok(&["create", "serviceaccount", "plugin"]);
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "plugin-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:plugin",
+    ]);
+    let token = s.kubectl_ok(&["create", "token", "plugin"]).trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let plugin = dir.path().join("plugin.sh");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\necho run >> {d}/runs\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > {d}/info\n\
+             printf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"%s\"}}}}' \
+             {token} \"$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\n\
+             clusters:\n- name: k\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\n\
+             users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n      provideClusterInfo: true\n",
+            s.url,
+            s.pki("ca.crt"),
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    let p = Proxy::rkube(&kubeconfig, &[]);
+    let runs = || std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default().lines().count();
+    assert_eq!(runs(), 1, "the plugin runs once at start-up");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("info")).unwrap()).unwrap();
+    assert_eq!(info["spec"]["interactive"], false);
+    assert_eq!(info["spec"]["cluster"]["server"], s.url.as_str());
+    let r = get(&p.addr, "/api/v1/namespaces/default/configmaps");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http(&p.addr, "DELETE", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", "localhost", &[], b"");
+    assert_eq!(r.status, 403, "the plugin's identity (view only) is used: {}", r.text());
+    assert!(r.text().contains("system:serviceaccount:default:plugin"), "{}", r.text());
+    // After the expiry the next request runs the plugin again.
+    std::thread::sleep(Duration::from_millis(3100));
+    assert_eq!(get(&p.addr, "/api/v1/namespaces/default/configmaps").status, 200);
+    assert_eq!(runs(), 2, "the plugin ran again after its token expired");
 }
