@@ -276,16 +276,16 @@ fn curl_and_kubectl_through_the_proxy() {
     let mut watch = Command::new("kubectl")
         .arg("--kubeconfig=/dev/null")
         .arg(&server)
-        .args(["get", "configmaps", "-w", "--output-watch-events"])
+        .args(["get", "pods", "-w", "--output-watch-events"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let out = kubectl(&["create", "configmap", "through-proxy", "--from-literal=k=v"]);
+    let out = kubectl(&["run", "through-proxy", "--image=busybox", "--restart=Never"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = kubectl(&["get", "configmap", "through-proxy", "-o", "jsonpath={.data.k}"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "v");
-    let out = kubectl(&["delete", "configmap", "through-proxy"]);
+    let out = kubectl(&["get", "pod", "through-proxy", "-o", "jsonpath={.spec.containers[0].image}"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "busybox");
+    let out = kubectl(&["delete", "pod", "through-proxy"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The watch stream flows through as events happen.
     let reader = BufReader::new(watch.stdout.take().unwrap());
@@ -663,6 +663,26 @@ fn upgrades_and_hop_by_hop_headers() {
         b"",
     );
     assert_eq!((r.status, r.text().as_str()), (403, "Forbidden\n"));
+
+    // With the exec rule lifted, a WebSocket exec upgrade passes through like port-forward.
+    let open = Proxy::rkube(&kubeconfig, &[&format!("--server={}", echo.1), "--reject-paths="]);
+    let mut c = TcpStream::connect(&open.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET /api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut byte).unwrap(), 1, "closed in the 101 head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).to_ascii_lowercase().contains("upgrade: websocket"));
+    c.write_all(b"ws bytes").unwrap();
+    let mut got = [0u8; 8];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"WS BYTES");
 }
 
 #[test]
