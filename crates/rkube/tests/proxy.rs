@@ -562,6 +562,21 @@ fn echo_upstream() -> Echo {
     Echo(child, format!("http://127.0.0.1:{}", line.trim()))
 }
 
+/// Sends an upgrade request on a fresh connection and reads the response head (up to the
+/// blank line, byte by byte so no upgraded bytes are consumed); returns it lower-cased.
+fn upgrade_head(addr: &str, request: &str) -> (TcpStream, String) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut byte).unwrap(), 1, "closed in the response head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    (c, String::from_utf8_lossy(&head).to_ascii_lowercase())
+}
+
 #[test]
 fn upgrades_and_hop_by_hop_headers() {
     if !require("python3", &["--version"]) {
@@ -621,25 +636,10 @@ fn upgrades_and_hop_by_hop_headers() {
     assert_eq!(line(&[&with_path, "--append-server-path"]), "GET /base/api/v1?x=1 HTTP/1.1");
 
     // Port-forward style upgrade (allowed by the default filter): 101, then bytes both ways.
-    let mut c = TcpStream::connect(&p.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        c,
-        "POST /api/v1/namespaces/a/pods/p/portforward HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            c.read(&mut byte).unwrap(),
-            1,
-            "connection closed in the 101 head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let (mut c, head) = upgrade_head(
+        &p.addr,
+        "POST /api/v1/namespaces/a/pods/p/portforward HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n",
+    );
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(
         head.contains("upgrade: spdy/3.1") && head.contains("x-stream-protocol-version: v4.channel.k8s.io"),
@@ -666,19 +666,11 @@ fn upgrades_and_hop_by_hop_headers() {
 
     // With the exec rule lifted, a WebSocket exec upgrade passes through like port-forward.
     let open = Proxy::rkube(&kubeconfig, &[&format!("--server={}", echo.1), "--reject-paths="]);
-    let mut c = TcpStream::connect(&open.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        c,
-        "GET /api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(c.read(&mut byte).unwrap(), 1, "closed in the 101 head: {:?}", String::from_utf8_lossy(&head));
-        head.push(byte[0]);
-    }
-    assert!(String::from_utf8_lossy(&head).to_ascii_lowercase().contains("upgrade: websocket"));
+    let (mut c, head) = upgrade_head(
+        &open.addr,
+        "GET /api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
+    );
+    assert!(head.starts_with("http/1.1 101") && head.contains("upgrade: websocket"), "{head}");
     c.write_all(b"ws bytes").unwrap();
     let mut got = [0u8; 8];
     c.read_exact(&mut got).unwrap();
