@@ -251,6 +251,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["ev"])
         .build(),
+        crate::crd::definition_row(),
         // Reviews: create-only, answered from the authenticator and the RBAC snapshot.
         review_row("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false, s(Builtin {
             typed: Some(typed_roundtrip::<authorization::SelfSubjectAccessReview>),

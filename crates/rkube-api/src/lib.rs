@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod builtin;
+pub mod crd;
 pub mod resource;
 pub mod selector;
 pub mod status;

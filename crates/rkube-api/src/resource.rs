@@ -256,6 +256,18 @@ impl ResourceTable {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Removes every version of `group`'s `plural` (a deleted CustomResourceDefinition).
+    pub fn unregister(&self, group: &str, plural: &str) {
+        let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let old = guard.clone();
+        let resources: Vec<Arc<ResourceDef>> =
+            old.resources.iter().filter(|r| !(r.group == group && r.plural == plural)).cloned().collect();
+        let groups = old.groups.iter().filter(|g| resources.iter().any(|r| &r.group == *g)).cloned().collect();
+        let by_path =
+            resources.iter().map(|r| ((r.group.clone(), r.version.clone(), r.plural.clone()), r.clone())).collect();
+        *guard = Arc::new(TableSnapshot { resources, by_path, groups });
+    }
+
     /// Adds (or replaces) a resource.
     pub fn register(&self, def: ResourceDef) {
         let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());

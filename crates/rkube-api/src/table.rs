@@ -98,6 +98,9 @@ enum Printer {
     CronJob,
     RoleBinding,
     Lease,
+    /// Custom resources without additionalPrinterColumns: Name and Age (a "date" column shown
+    /// as a duration), as kube-apiserver's custom resource table convertor prints them.
+    Custom,
     Default,
 }
 
@@ -121,6 +124,8 @@ fn printer(group: &str, kind: &str) -> Printer {
         ("batch", "CronJob") => Printer::CronJob,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => Printer::RoleBinding,
         ("coordination.k8s.io", "Lease") => Printer::Lease,
+        // Groups a CustomResourceDefinition may claim (see rkube_api::crd).
+        (g, _) if crate::crd::is_custom_group(g) => Printer::Custom,
         // Role, ClusterRole and everything else: Kubernetes has no printer for them.
         _ => Printer::Default,
     }
@@ -518,6 +523,7 @@ pub fn columns(group: &str, kind: &str) -> Vec<Column> {
             ),
             age_col(),
         ],
+        Printer::Custom => vec![name_col(), col("Age", "date", CREATED_DESC, 0)],
         Printer::Default => vec![name_col(), col("Created At", "date", CREATED_DESC, 0)],
     }
 }
@@ -608,6 +614,7 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Va
         Printer::CronJob => cronjob_cells(obj, now),
         Printer::RoleBinding => rolebinding_cells(obj, now),
         Printer::Lease => vec![name(obj), text(obj, &["spec", "holderIdentity"]).into(), age(obj, now)],
+        Printer::Custom => vec![name(obj), age(obj, now)],
         Printer::Default => {
             let created = match get(obj, &["metadata", "creationTimestamp"]) {
                 None => format_rfc3339(zero_time()),
@@ -2095,9 +2102,19 @@ mod tests {
     // ---- the other kinds -------------------------------------------------------------
 
     #[test]
+    fn custom_resources_get_name_and_age() {
+        for group in ["example.com", "stable.example.com", "cluster.x-k8s.io"] {
+            expect_columns(group, "Widget", &[("Name", "string", 0), ("Age", "date", 0)]);
+        }
+        let now = t("2026-11-24T10:00:00Z");
+        let w = json!({"metadata": {"name": "w", "creationTimestamp": "2026-11-24T09:59:10Z"}});
+        assert_eq!(cells("example.com", "Widget", &w, now), vec![json!("w"), json!("50s")]);
+    }
+
+    #[test]
     fn unknown_kinds_and_roles_get_default_columns() {
         for (group, kind) in [
-            ("example.com", "Widget"),
+            ("apiextensions.k8s.io", "CustomResourceDefinition"),
             ("rbac.authorization.k8s.io", "Role"),
             ("rbac.authorization.k8s.io", "ClusterRole"),
             ("", "Widget"),
@@ -2115,7 +2132,7 @@ mod tests {
             vec![json!("r"), json!("2026-11-22T22:27:17Z")]
         );
         let bare = json!({"metadata": {"name": "w"}});
-        assert_eq!(cells("example.com", "Widget", &bare, Utc::now()), vec![json!("w"), json!("0001-01-01T00:00:00Z")]);
+        assert_eq!(cells("", "Widget", &bare, Utc::now()), vec![json!("w"), json!("0001-01-01T00:00:00Z")]);
     }
 
     #[test]

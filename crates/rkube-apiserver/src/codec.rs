@@ -304,6 +304,9 @@ mod tests {
             "Secret": {"data": {"k": "dg=="}, "type": "Opaque"},
             "Role": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
             "Lease": {"spec": {"holderIdentity": "h", "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}},
+            "CustomResourceDefinition": {"spec": {"group": "stable.example.com", "scope": "Namespaced",
+                "names": {"plural": "crontabs", "kind": "CronTab"},
+                "versions": [{"name": "v1", "served": true, "storage": true}]}},
         });
         for def in &snap.resources {
             assert!(rkube_proto::has_message(&def.group, &def.version, &def.kind), "{}", def.kind);

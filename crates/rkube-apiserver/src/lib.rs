@@ -20,6 +20,7 @@ pub mod authn;
 pub mod authz;
 pub mod codec;
 pub mod controllers;
+pub mod crds;
 pub mod discovery;
 pub mod handler;
 pub mod metrics;

@@ -760,6 +760,14 @@ impl<'a> Ctx<'a> {
     }
 
     async fn patch(&mut self, raw: &[u8], format: BodyFormat, sub: Option<Subresource>) -> ApiResult<Response<Body>> {
+        if format == BodyFormat::StrategicMergePatch && rkube_api::crd::is_custom_group(&self.def.group) {
+            // Custom resources have no merge keys; kube-apiserver refuses this patch type.
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
         let patch: Value = match format {
             BodyFormat::JsonPatch | BodyFormat::MergePatch | BodyFormat::StrategicMergePatch => {
                 serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?

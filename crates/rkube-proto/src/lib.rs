@@ -166,6 +166,12 @@ pub fn message_for_kind(group: &str, version: &str, kind: &str) -> Option<&'stat
     // Types every group version carries (DeleteOptions, Status, ...) are meta.v1 messages.
     let name = if meta_kinds.contains(&kind) {
         format!("{META}.{kind}")
+    } else if group.contains('.') && (!group.ends_with(".k8s.io") || group.ends_with(".x-k8s.io")) {
+        // A custom resource's group (a CustomResourceDefinition's): never a protobuf type,
+        // even when its kind shares a name with a built-in one.
+        return None;
+    } else if group == "apiextensions.k8s.io" {
+        format!("k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.{version}.{kind}")
     } else {
         let short = if group.is_empty() { "core" } else { group.strip_suffix(".k8s.io").unwrap_or(group) };
         let short = short.split('.').next().unwrap_or(short);

@@ -225,3 +225,14 @@ fn transcoder_agrees_with_value_encoder() {
     assert!(encode_json_bytes("v1", "Pod", b"{\"spec\": 5}").is_err());
     assert!(encode_json_bytes("v1", "Pod", b"{not json").is_err());
 }
+
+#[test]
+fn custom_groups_never_have_a_message() {
+    assert!(crate::has_message("apps", "v1", "Deployment"));
+    assert!(crate::has_message("apiextensions.k8s.io", "v1", "CustomResourceDefinition"));
+    assert!(crate::has_message("apiextensions.k8s.io", "v1", "CustomResourceDefinitionList"));
+    // A custom resource named like a built-in kind, in a group whose first label matches.
+    assert!(!crate::has_message("apps.example.com", "v1", "Deployment"));
+    assert!(!crate::has_message("stable.example.com", "v1", "CronTab"));
+    assert!(!crate::has_message("cluster.x-k8s.io", "v1beta1", "Cluster"));
+}

@@ -171,5 +171,6 @@ async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), String> {
     rkube_apiserver::authz::bootstrap(api).await.map_err(|e| format!("bootstrap RBAC policy: {e}"))?;
     rkube_apiserver::authz::start(api.clone()).await;
     rkube_apiserver::controllers::start(api.clone()).await;
+    rkube_apiserver::crds::start(api.clone()).await;
     Ok(())
 }
