@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rkube_bench::{client, ms, pct, pod, report, rss_mib, run};
+use rkube_bench::{client, cpu_time, ms, pct, pod, report, rss_mib, run};
 
 #[derive(Parser)]
 #[command(about = "Measure a Kubernetes API server")]
@@ -195,7 +195,7 @@ async fn main() {
         // ABBA order: each format runs once early and once late, so the growth of the store
         // between phases does not favour whichever format goes first.
         for (round, wire) in [Wire::Json, Wire::Protobuf, Wire::Protobuf, Wire::Json].into_iter().enumerate() {
-            wire_phase(&c, wire, round, &a.namespace, &list_ns, conc, a.creates.min(10_000), a.gets, limit).await;
+            wire_phase(&c, wire, round, pid, &a.namespace, &list_ns, conc, a.creates.min(10_000), a.gets, limit).await;
         }
     }
 
@@ -336,6 +336,7 @@ async fn wire_phase(
     c: &kube::Client,
     wire: Wire,
     round: usize,
+    pid: Option<u32>,
     ns: &str,
     list_ns: &str,
     conc: usize,
@@ -357,6 +358,7 @@ async fn wire_phase(
             .collect(),
     );
     let (cl, b) = (c.clone(), base.clone());
+    let cpu_before = pid.and_then(cpu_time);
     let (el, lat, failed) = run(creates, conc, limit, move |i| {
         let c = cl.clone();
         let path = b.clone();
@@ -364,7 +366,11 @@ async fn wire_phase(
         async move { raw(&c, "POST", &path, wire, body).await }
     })
     .await;
-    report(&format!("{tag}: create pods, concurrency {conc}"), lat.len(), el, lat);
+    let done = lat.len();
+    report(&format!("{tag}: create pods, concurrency {conc}"), done, el, lat);
+    if let (Some(a), Some(b)) = (cpu_before, pid.and_then(cpu_time)) {
+        println!("  server CPU per create: {:.1} µs", (b - a).as_secs_f64() * 1e6 / done.max(1) as f64);
+    }
     if failed > 0 {
         println!("  ({failed} failed)");
     }

@@ -13,7 +13,7 @@ use clap::Parser;
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, PostParams};
-use rkube_bench::{client, ms, pct, pod, rss_mib, run};
+use rkube_bench::{client, cpu_time, ms, pct, pod, rss_mib, run};
 
 #[derive(Parser)]
 #[command(about = "Measure rkube proxy next to kubectl proxy")]
@@ -159,15 +159,6 @@ async fn fetch_raw(c: &Raw, url: &str) -> Option<usize> {
         return None;
     }
     Some(resp.into_body().collect().await.ok()?.to_bytes().len())
-}
-
-/// utime + stime of a process, from /proc.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
 }
 
 async fn fetch(c: &kube::Client, path: &str) -> Option<usize> {
