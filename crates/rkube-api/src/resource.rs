@@ -256,12 +256,17 @@ impl ResourceTable {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Removes every version of `group`'s `plural` (a deleted CustomResourceDefinition).
-    pub fn unregister(&self, group: &str, plural: &str) {
+    /// Removes the versions of `group`'s `plural` not in `keep` (all of them for a deleted
+    /// CustomResourceDefinition, the ones no longer served for a changed one).
+    pub fn unregister(&self, group: &str, plural: &str, keep: &[String]) {
         let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let old = guard.clone();
-        let resources: Vec<Arc<ResourceDef>> =
-            old.resources.iter().filter(|r| !(r.group == group && r.plural == plural)).cloned().collect();
+        let resources: Vec<Arc<ResourceDef>> = old
+            .resources
+            .iter()
+            .filter(|r| !(r.group == group && r.plural == plural && !keep.contains(&r.version)))
+            .cloned()
+            .collect();
         let groups = old.groups.iter().filter(|g| resources.iter().any(|r| &r.group == *g)).cloned().collect();
         let by_path =
             resources.iter().map(|r| ((r.group.clone(), r.version.clone(), r.plural.clone()), r.clone())).collect();

@@ -24,21 +24,27 @@ async fn sync(server: &ApiServer, served: &mut Served) {
     for kv in list.items {
         let Ok(def) = parse_stored(&kv) else { continue };
         let rows = crd::rows(&def);
-        let Some(first) = rows.first() else { continue };
-        let id = (first.group.clone(), first.plural.clone());
+        // Identified by the definition, not its rows: one that serves no version keeps its
+        // objects, it just serves nothing.
+        let (Some(group), Some(plural)) = (def.pointer("/spec/group"), def.pointer("/spec/names/plural")) else {
+            continue;
+        };
+        let id = (group.as_str().unwrap_or_default().to_string(), plural.as_str().unwrap_or_default().to_string());
         let spec = def.get("spec").cloned().unwrap_or_default();
         if served.get(&id) != Some(&spec) {
-            // Versions no longer served go first; then the current ones.
-            server.table.unregister(&id.0, &id.1);
+            // The served versions are replaced in place, then the others removed, so a
+            // changed definition's resource is never missing in between.
+            let versions: Vec<String> = rows.iter().map(|r| r.version.clone()).collect();
             for row in rows {
                 server.table.register(row);
             }
+            server.table.unregister(&id.0, &id.1, &versions);
             tracing::info!(group = %id.0, resource = %id.1, "custom resource served");
         }
         wanted.insert(id, spec);
     }
     for gone in served.keys().filter(|id| !wanted.contains_key(*id)).cloned().collect::<Vec<_>>() {
-        server.table.unregister(&gone.0, &gone.1);
+        server.table.unregister(&gone.0, &gone.1, &[]);
         delete_objects(server, &gone.0, &gone.1).await;
         tracing::info!(group = %gone.0, resource = %gone.1, "custom resource removed");
     }

@@ -119,6 +119,18 @@ fn a_definition_becomes_a_served_resource() {
     let out = s.kubectl_ok(&["get", "crontabs", "-o", "name"]);
     assert_eq!(out.trim(), "crontab.stable.example.com/my-new-cron-object");
 
+    // A version that stops being served disappears; its objects stay for when it comes back.
+    let served = |on: bool| {
+        let patch = format!(r#"[{{"op":"replace","path":"/spec/versions/0/served","value":{on}}}]"#);
+        s.kubectl_ok(&["patch", "crd", "crontabs.stable.example.com", "--type=json", "-p", &patch]);
+    };
+    served(false);
+    assert!(wait_for(Duration::from_secs(10), || s.curl("GET", CT_PATH, None, &[]).0 == 404), "still served");
+    served(true);
+    assert!(wait_for(Duration::from_secs(10), || s.curl("GET", CT_PATH, None, &[]).0 == 200), "not served again");
+    let (_, _, items) = s.curl("GET", CT_PATH, None, &[]);
+    assert!(items.contains("my-new-cron-object"), "objects lost while not served: {items}");
+
     // Deleting the definition removes the resource and its objects.
     s.kubectl_ok(&["delete", "crd", "crontabs.stable.example.com"]);
     assert!(
