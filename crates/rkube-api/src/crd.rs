@@ -67,8 +67,11 @@ fn validate_definition(obj: &Value, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::required("spec.group", ""));
     } else if !group.contains('.') {
         errs.push(FieldError::invalid("spec.group", json!(group), "should be a domain with at least one dot"));
-    } else if reserved_group(group) {
-        errs.push(FieldError::invalid("spec.group", json!(group), "this group is served by built-in resources"));
+    } else if reserved_group(group) && obj.pointer("/metadata/annotations/api-approved.kubernetes.io").is_none() {
+        errs.push(FieldError::required(
+            "metadata.annotations[api-approved.kubernetes.io]",
+            "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+        ));
     }
     if name != format!("{plural}.{group}") {
         errs.push(FieldError::invalid("metadata.name", json!(name), "must be spec.names.plural+\".\"+spec.group"));
@@ -116,7 +119,14 @@ fn validate_definition(obj: &Value, errs: &mut Vec<FieldError>) {
 }
 
 fn validate_definition_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
-    for (path, field) in [("/spec/group", "spec.group"), ("/spec/names/plural", "spec.names.plural")] {
+    // Objects are stored under the group, plural and scope, and carry the kind: none of them
+    // may change under existing objects.
+    for (path, field) in [
+        ("/spec/group", "spec.group"),
+        ("/spec/names/plural", "spec.names.plural"),
+        ("/spec/names/kind", "spec.names.kind"),
+        ("/spec/scope", "spec.scope"),
+    ] {
         if new.pointer(path) != old.pointer(path) {
             errs.push(FieldError::invalid(
                 field,
@@ -127,9 +137,8 @@ fn validate_definition_update(new: &Value, old: &Value, errs: &mut Vec<FieldErro
     }
 }
 
-/// Names are accepted and the definition established at once: the rows are registered as
-/// soon as the definition is stored (kube-apiserver's controllers take a moment; kubectl
-/// waits for `Established` either way).
+/// Names are accepted at once; `Established` is added by the controller once the rows are in
+/// the table (see [`established`]), so a client that waits for it can use the resource.
 fn initial_status(obj: &Value) -> Value {
     let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
     let storage: Vec<Value> = obj
@@ -145,10 +154,26 @@ fn initial_status(obj: &Value) -> Value {
         "acceptedNames": names,
         "conditions": [
             {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
         ],
         "storedVersions": storage,
     })
+}
+
+/// The definition with an `Established=True` condition, or `None` if it has one already.
+pub fn established(definition: &Value) -> Option<Value> {
+    let conditions = definition.pointer("/status/conditions").and_then(Value::as_array);
+    if conditions.into_iter().flatten().any(|c| c["type"] == "Established" && c["status"] == "True") {
+        return None;
+    }
+    let mut def = definition.clone();
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let cond = json!({"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                      "message": "the initial names have been accepted", "lastTransitionTime": now});
+    match def.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+        Some(list) => list.push(cond),
+        None => def["status"]["conditions"] = json!([cond]),
+    }
+    Some(def)
 }
 
 /// The behaviour of a custom resource: no typed model, so objects are stored as sent
@@ -235,7 +260,12 @@ mod tests {
         assert_eq!(r.storage_prefix, "/registry/stable.example.com/crontabs/");
         let status = initial_status(&crontab());
         assert_eq!(status["storedVersions"], json!(["v1"]));
-        assert_eq!(status["conditions"][1]["type"], "Established");
+        assert_eq!(status["conditions"][0]["type"], "NamesAccepted");
+        let mut def = crontab();
+        def["status"] = status;
+        let done = established(&def).expect("not yet established");
+        assert_eq!(done["status"]["conditions"][1]["type"], "Established");
+        assert!(established(&done).is_none());
     }
 
     #[test]
@@ -255,5 +285,18 @@ mod tests {
         validate_definition(&core, &mut errs);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(rows(&core).is_empty());
+        // Approved Kubernetes groups (Gateway API and the like) are allowed.
+        core["metadata"]["annotations"] =
+            json!({"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1"});
+        let mut errs = Vec::new();
+        validate_definition(&core, &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        let mut changed = crontab();
+        changed["spec"]["scope"] = json!("Cluster");
+        changed["spec"]["names"]["kind"] = json!("Other");
+        let mut errs = Vec::new();
+        validate_definition_update(&changed, &crontab(), &mut errs);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["spec.names.kind", "spec.scope"]);
     }
 }

@@ -114,7 +114,7 @@ pub fn not_found() -> Response<Body> {
     error(StatusCode::NOT_FOUND, "404 page not found")
 }
 
-fn html_escape(s: &str) -> String {
+pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&#34;").replace('\'', "&#39;")
 }
 
@@ -236,6 +236,9 @@ mod tests {
         assert_eq!(route(&get, "/api", None, "/api/", None), Route::Redirect("/api/".into()));
         assert_eq!(route(&get, "/apis", None, "/api/", None), Route::NotFound);
         assert_eq!(route(&get, "/a b/../c d", None, "/", None), Route::Redirect("/c%20d".into()));
+        // Routing sees the escaped path: an encoded slash is not a separator.
+        assert_eq!(route(&get, "/api/v1/x/%2F/q", None, "/", None), Route::Api);
+        assert_eq!(route(&get, "//api/%2F", None, "/", None), Route::Redirect("/api/%252F".into()));
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         total += n * scale;
         rest = &rest[unit_end..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// The proxy: routing, filter, upstream.
@@ -187,8 +187,15 @@ impl Proxy {
             return r;
         };
         let method = req.method().clone();
-        match gohttp::route(&method, &path, query.as_deref(), &self.api_prefix, self.www.as_ref().map(|w| w.0.as_str()))
-        {
+        // Go 1.22's ServeMux routes and cleans the escaped path (so `%2F` stays a character
+        // of a segment); the filter and the file server see the decoded one.
+        match gohttp::route(
+            &method,
+            &raw_path,
+            query.as_deref(),
+            &self.api_prefix,
+            self.www.as_ref().map(|w| w.0.as_str()),
+        ) {
             Route::Redirect(location) => gohttp::redirect(&method, &location),
             Route::NotFound => gohttp::not_found(),
             Route::Static => {

@@ -142,12 +142,7 @@ fn dir_listing(dir: &Path) -> std::io::Result<String> {
         if n.split('/').next().is_some_and(|first| first.contains(':')) {
             href = format!("./{href}");
         }
-        let shown = n
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&#34;")
-            .replace('\'', "&#39;");
+        let shown = crate::gohttp::html_escape(&n);
         out.push_str(&format!("<a href=\"{href}\">{shown}</a>\n"));
     }
     out.push_str("</pre>\n");

@@ -57,7 +57,11 @@ fn stamp(path: &std::path::Path) -> Option<(u64, u64, SystemTime, u64)> {
     Some((m.dev(), m.ino(), m.modified().ok()?, m.len()))
 }
 
+/// `None` for an empty token: a file caught between truncate and write keeps the last one.
 fn bearer(token: &str) -> Option<HeaderValue> {
+    if token.trim().is_empty() {
+        return None;
+    }
     let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok()?;
     v.set_sensitive(true);
     Some(v)
@@ -118,21 +122,17 @@ impl ExecToken {
             return h;
         }
         let plugin = self.plugin.clone();
-        match tokio::task::spawn_blocking(move || plugin.run()).await {
-            Ok(Ok(c)) => {
-                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                *s = (c.token.as_deref().and_then(bearer), c.expires);
-                s.0.clone()
-            }
-            Ok(Err(e)) => {
-                tracing::error!("exec credential plugin: {e}");
-                self.state.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
-            }
+        let ran = tokio::task::spawn_blocking(move || plugin.run()).await.unwrap_or_else(|e| Err(e.to_string()));
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match ran {
+            Ok(c) => *s = (c.token.as_deref().and_then(bearer), c.expires),
             Err(e) => {
+                // Keep the last token and try again no sooner than in 10 s, not on every request.
                 tracing::error!("exec credential plugin: {e}");
-                self.state.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+                s.1 = Some(chrono::Utc::now() + chrono::Duration::seconds(10));
             }
         }
+        s.0.clone()
     }
 
     fn expire_now(&self) {
