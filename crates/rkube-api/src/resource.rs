@@ -239,6 +239,7 @@ impl TableSnapshot {
                 out.push(r.version.clone());
             }
         }
+        out.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)).then_with(|| a.cmp(b)));
         out
     }
 
@@ -295,7 +296,37 @@ impl ResourceTable {
     }
 }
 
+/// Kubernetes' version priority (higher first in discovery): GA `vN` above `vNbetaM` above
+/// `vNalphaM`, higher numbers first within each; anything else below them all.
+pub fn version_priority(v: &str) -> (u8, u64, u64) {
+    let Some(rest) = v.strip_prefix('v') else { return (0, 0, 0) };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let Ok(major) = rest[..digits].parse::<u64>() else { return (0, 0, 0) };
+    let tail = &rest[digits..];
+    let (class, minor) = match (tail.strip_prefix("beta"), tail.strip_prefix("alpha")) {
+        _ if tail.is_empty() => (3, 0),
+        (Some(m), _) | (None, Some(m)) => match m.parse::<u64>() {
+            Ok(n) => (if tail.starts_with("beta") { 2 } else { 1 }, n),
+            Err(_) => return (0, 0, 0),
+        },
+        (None, None) => return (0, 0, 0),
+    };
+    (class, major, minor)
+}
+
 /// The `kind` and `apiVersion` fields of an object, if present.
 pub fn type_meta(obj: &Value) -> (Option<&str>, Option<&str>) {
     (obj.get("apiVersion").and_then(Value::as_str), obj.get("kind").and_then(Value::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_priority;
+
+    #[test]
+    fn versions_sort_as_kubernetes_orders_them() {
+        let mut v = vec!["v1alpha1", "foo", "v1beta1", "v2beta2", "v1", "v2", "v1beta2", "v11alpha2"];
+        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)).then_with(|| a.cmp(b)));
+        assert_eq!(v, ["v2", "v1", "v2beta2", "v1beta2", "v1beta1", "v11alpha2", "v1alpha1", "foo"]);
+    }
 }

@@ -333,8 +333,9 @@ fn direct_config(kc: &Kubeconfig, flags: &ConnectionFlags, env: &Environment) ->
         None => env.default_server(),
     };
     if !host.contains("://") {
-        // client-go defaults a bare host:port to https.
-        host = format!("https://{host}");
+        // client-go decides TLS before it reads the CA or credentials, so a bare host:port
+        // is plain HTTP with neither (`rest.DefaultServerURL` with defaultTLS false).
+        host = format!("http://{host}");
     }
     let impersonate = user.impersonate.clone().filter(|u| !u.is_empty()).map(|u| Impersonation {
         user: u,
@@ -370,7 +371,13 @@ fn direct_config(kc: &Kubeconfig, flags: &ConnectionFlags, env: &Environment) ->
     let token = user.token.as_ref().map(|t| t.expose_secret().to_string()).filter(|t| !t.is_empty());
     let token_file = user.token_file.clone().filter(|f| !f.is_empty());
     config.credential = match (token, token_file) {
-        (Some(token), file) => Credential::Bearer { token, file: file.map(PathBuf::from) },
+        // With both, client-go's token source reads the file (the inline token only covers a
+        // file it cannot read).
+        (Some(token), Some(file)) => {
+            let from_file = std::fs::read_to_string(&file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+            Credential::Bearer { token: from_file.unwrap_or(token), file: Some(file.into()) }
+        }
+        (Some(token), None) => Credential::Bearer { token, file: None },
         (None, Some(file)) => {
             let token = read_file("token file", &file)?;
             Credential::Bearer { token: String::from_utf8_lossy(&token).trim().to_string(), file: Some(file.into()) }
@@ -583,6 +590,15 @@ mod tests {
         let c = resolve(&ConnectionFlags::default(), &env).unwrap();
         // Relative paths are relative to the kubeconfig's directory.
         assert_eq!(c.credential, Credential::Bearer { token: "from-file".into(), file: Some(dir.path().join("tok")) });
+    }
+
+    #[test]
+    fn bare_host_port_is_plain_http_as_in_client_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags =
+            ConnectionFlags { server: Some("127.0.0.1:9".into()), token: Some("x".into()), ..Default::default() };
+        let c = resolve(&flags, &env_in(dir.path())).unwrap();
+        assert_eq!((c.host.as_str(), &c.credential), ("http://127.0.0.1:9", &Credential::None));
     }
 
     #[test]
