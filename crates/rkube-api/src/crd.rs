@@ -47,15 +47,10 @@ pub fn definition_row() -> ResourceDef {
     .build()
 }
 
-/// Groups that belong to built-in resources; a definition may not claim them.
+/// Groups of Kubernetes' own (no dot, or `*.k8s.io` but not the community's `*.x-k8s.io`):
+/// a definition claims one only with the `api-approved.kubernetes.io` annotation.
 fn reserved_group(group: &str) -> bool {
-    !is_custom_group(group)
-}
-
-/// Whether a group can only be a custom resource's: a domain (with a dot) outside
-/// Kubernetes' own `*.k8s.io` (the community's `*.x-k8s.io` is allowed).
-pub fn is_custom_group(group: &str) -> bool {
-    group.contains('.') && (!group.ends_with(".k8s.io") || group.ends_with(".x-k8s.io"))
+    !group.contains('.') || group.ends_with(".k8s.io") && !group.ends_with(".x-k8s.io")
 }
 
 fn validate_definition(obj: &Value, errs: &mut Vec<FieldError>) {
@@ -222,6 +217,7 @@ pub fn rows(definition: &Value) -> Vec<ResourceDef> {
                 .generation()
                 .build();
             def.singular = singular.clone();
+            def.custom = true;
             Some(def)
         })
         .collect()
@@ -255,7 +251,7 @@ mod tests {
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!((r.group.as_str(), r.version.as_str(), r.kind.as_str()), ("stable.example.com", "v1", "CronTab"));
-        assert!(r.namespaced && r.has_subresource(Subresource::Status) && r.has_generation);
+        assert!(r.namespaced && r.has_subresource(Subresource::Status) && r.has_generation && r.custom);
         assert_eq!(r.short_names, vec!["ct"]);
         assert_eq!(r.storage_prefix, "/registry/stable.example.com/crontabs/");
         let status = initial_status(&crontab());

@@ -89,6 +89,9 @@ pub struct ResourceDef {
     pub name_rule: NameRule,
     /// Whether `metadata.generation` tracks spec changes.
     pub has_generation: bool,
+    /// Added by a CustomResourceDefinition: no typed model, protobuf message, merge keys or
+    /// printer of its own, whatever its group.
+    pub custom: bool,
     /// Whether create/update through the main resource may carry unknown fields through
     /// the typed check (false for built-in types, which prune them).
     pub strategy: Arc<dyn Strategy>,
@@ -174,6 +177,7 @@ impl ResourceBuilder {
             subresources: vec![],
             name_rule: NameRule::Dns1123Subdomain,
             has_generation: false,
+            custom: false,
             strategy,
             storage_prefix: format!("/registry/{storage_group}/{plural}/"),
         })

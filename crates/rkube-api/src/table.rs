@@ -20,6 +20,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::resource::ResourceDef;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -124,8 +125,6 @@ fn printer(group: &str, kind: &str) -> Printer {
         ("batch", "CronJob") => Printer::CronJob,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => Printer::RoleBinding,
         ("coordination.k8s.io", "Lease") => Printer::Lease,
-        // Groups a CustomResourceDefinition may claim (see rkube_api::crd).
-        (g, _) if crate::crd::is_custom_group(g) => Printer::Custom,
         // Role, ClusterRole and everything else: Kubernetes has no printer for them.
         _ => Printer::Default,
     }
@@ -154,7 +153,31 @@ fn images_col() -> Column {
 /// The columns for a kind (group "" for core). Unknown kinds get the default Name +
 /// Created At columns kube-apiserver uses for resources without a printer.
 pub fn columns(group: &str, kind: &str) -> Vec<Column> {
-    match printer(group, kind) {
+    columns_by(printer(group, kind))
+}
+
+/// The printer of a served resource: custom resources (rows a CustomResourceDefinition
+/// added) print Name and Age whatever their group; built-in ones by group and kind.
+fn printer_of(def: &ResourceDef) -> Printer {
+    if def.custom {
+        Printer::Custom
+    } else {
+        printer(&def.group, &def.kind)
+    }
+}
+
+/// A served resource's column definitions, as a Table carries them.
+pub fn column_definitions_of(def: &ResourceDef) -> Value {
+    definitions(columns_by(printer_of(def)))
+}
+
+/// A served resource's cells for one object.
+pub fn cells_of(def: &ResourceDef, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    cells_by(printer_of(def), obj, now)
+}
+
+fn columns_by(p: Printer) -> Vec<Column> {
+    match p {
         Printer::Pod => vec![
             name_col(),
             col("Ready", "string", POD_READY_DESC, 0),
@@ -531,8 +554,12 @@ pub fn columns(group: &str, kind: &str) -> Vec<Column> {
 /// Column definitions as JSON (`{"name","type","format","description","priority"}`), for
 /// the Table's `columnDefinitions`.
 pub fn column_definitions(group: &str, kind: &str) -> Value {
+    definitions(columns(group, kind))
+}
+
+fn definitions(columns: Vec<Column>) -> Value {
     Value::Array(
-        columns(group, kind)
+        columns
             .into_iter()
             .map(|c| {
                 json!({
@@ -549,7 +576,11 @@ pub fn column_definitions(group: &str, kind: &str) -> Value {
 
 /// The cells of one row, in column order. `now` is the server's current time for ages.
 pub fn cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    match printer(group, kind) {
+    cells_by(printer(group, kind), obj, now)
+}
+
+fn cells_by(p: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    match p {
         Printer::Pod => pod_cells(obj, now),
         Printer::Namespace => {
             let phase = match text(obj, &["status", "phase"]) {
@@ -2103,12 +2134,22 @@ mod tests {
 
     #[test]
     fn custom_resources_get_name_and_age() {
+        let definition = |group: &str| {
+            json!({"metadata": {"name": format!("widgets.{group}")},
+                   "spec": {"group": group, "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
+                            "versions": [{"name": "v1", "served": true, "storage": true}]}})
+        };
         for group in ["example.com", "stable.example.com", "cluster.x-k8s.io"] {
-            expect_columns(group, "Widget", &[("Name", "string", 0), ("Age", "date", 0)]);
+            let def = crate::crd::rows(&definition(group)).remove(0);
+            let got: Vec<(String, String, i64)> = columns_by(printer_of(&def))
+                .into_iter()
+                .map(|c| (c.name.to_string(), c.type_.to_string(), c.priority))
+                .collect();
+            assert_eq!(got, vec![("Name".into(), "string".into(), 0), ("Age".into(), "date".into(), 0)], "{group}");
+            let now = t("2026-11-24T10:00:00Z");
+            let w = json!({"metadata": {"name": "w", "creationTimestamp": "2026-11-24T09:59:10Z"}});
+            assert_eq!(cells_of(&def, &w, now), vec![json!("w"), json!("50s")]);
         }
-        let now = t("2026-11-24T10:00:00Z");
-        let w = json!({"metadata": {"name": "w", "creationTimestamp": "2026-11-24T09:59:10Z"}});
-        assert_eq!(cells("example.com", "Widget", &w, now), vec![json!("w"), json!("50s")]);
     }
 
     #[test]

@@ -145,6 +145,12 @@ pub enum BodyFormat {
     Protobuf,
 }
 
+/// Whether a served resource has a protobuf form: built-in kinds with a message; never a
+/// custom resource, whatever its group or kind (kube-apiserver serves those as JSON only).
+pub fn has_protobuf(def: &rkube_api::ResourceDef) -> bool {
+    !def.custom && rkube_proto::has_message(&def.group, &def.version, &def.kind)
+}
+
 pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let essence = ct.split(';').next().unwrap_or("").trim();

@@ -158,9 +158,7 @@ impl<'a> Ctx<'a> {
     /// Decodes a request body into an object of this resource: media type, JSON/YAML,
     /// kind and apiVersion, the typed model, unknown fields per `fieldValidation`.
     fn decode_object(&mut self, raw: &[u8], format: BodyFormat) -> ApiResult<Value> {
-        if format == BodyFormat::Protobuf
-            && !rkube_proto::has_message(&self.def.group, &self.def.version, &self.def.kind)
-        {
+        if format == BodyFormat::Protobuf && !codec::has_protobuf(&self.def) {
             // Custom resources have no protobuf form.
             return Err(ApiError::unsupported_media_type(rkube_proto::MEDIA_TYPE));
         }
@@ -279,7 +277,7 @@ impl<'a> Ctx<'a> {
     /// from the encoding cache).
     fn respond_object(&self, status: StatusCode, kv: &KeyValue) -> Response<Body> {
         let raw = kv.value.clone();
-        if self.neg.protobuf && !self.neg.table {
+        if self.neg.protobuf && !self.neg.table && codec::has_protobuf(&self.def) {
             if let Ok(msg) = self.server.proto_cache.message(kv, &self.def.api_version(), &self.def.kind) {
                 let pb = rkube_proto::encode_envelope(&self.def.api_version(), &self.def.kind, &msg);
                 return self.finish(codec::protobuf_response(status, pb));
@@ -760,7 +758,7 @@ impl<'a> Ctx<'a> {
     }
 
     async fn patch(&mut self, raw: &[u8], format: BodyFormat, sub: Option<Subresource>) -> ApiResult<Response<Body>> {
-        if format == BodyFormat::StrategicMergePatch && rkube_api::crd::is_custom_group(&self.def.group) {
+        if format == BodyFormat::StrategicMergePatch && self.def.custom {
             // Custom resources have no merge keys; kube-apiserver refuses this patch type.
             return Err(ApiError::new(
                 415,
@@ -1119,7 +1117,7 @@ impl<'a> Ctx<'a> {
         if let Some(r) = remaining {
             meta["remainingItemCount"] = json!(r);
         }
-        if self.neg.protobuf && rkube_proto::has_message(&def.group, &def.version, &def.kind) {
+        if self.neg.protobuf && codec::has_protobuf(def) {
             let api_version = def.api_version();
             let encoded: Result<Vec<Bytes>, _> =
                 items.iter().map(|kv| self.server.proto_cache.message(kv, &api_version, &def.kind)).collect();
@@ -1329,7 +1327,7 @@ pub fn to_table(def: &ResourceDef, objs: &[Value], rv: &str, cont: Option<&str>,
     let rows: Vec<Value> = objs
         .iter()
         .map(|o| {
-            let cells = rkube_api::table::cells(&def.group, &def.kind, o, now);
+            let cells = rkube_api::table::cells_of(def, o, now);
             let object = match include {
                 "None" => Value::Null,
                 "Object" => o.clone(),
@@ -1346,7 +1344,7 @@ pub fn to_table(def: &ResourceDef, objs: &[Value], rv: &str, cont: Option<&str>,
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": meta,
-        "columnDefinitions": rkube_api::table::column_definitions(&def.group, &def.kind),
+        "columnDefinitions": rkube_api::table::column_definitions_of(def),
         "rows": rows,
     })
 }

@@ -197,7 +197,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         None => Duration::from_secs(1800 + (uuid::Uuid::new_v4().as_u128() % 1800) as u64),
     };
     let store = ctx.server.store.clone();
-    let protobuf = ctx.neg.protobuf && rkube_proto::has_message(&def.group, &def.version, &def.kind);
+    let protobuf = ctx.neg.protobuf && crate::codec::has_protobuf(&def);
     ctx.server.metrics.watchers.inc();
     let mut state = State {
         def: def.clone(),

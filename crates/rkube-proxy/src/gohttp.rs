@@ -156,10 +156,10 @@ pub fn route(
     api_prefix: &str,
     static_prefix: Option<&str>,
 ) -> Route {
-    let patterns: Vec<(&str, bool)> =
-        std::iter::once((api_prefix, true)).chain(static_prefix.map(|s| (s, false))).collect();
-    let longest =
-        |p: &str| patterns.iter().filter(|(pat, _)| p.starts_with(pat)).max_by_key(|(pat, _)| pat.len()).copied();
+    let patterns = [Some((api_prefix, true)), static_prefix.map(|s| (s, false))];
+    let longest = |p: &str| {
+        patterns.iter().flatten().filter(|(pat, _)| p.starts_with(pat)).max_by_key(|(pat, _)| pat.len()).copied()
+    };
     let with_query = |p: String| match query {
         Some(q) => format!("{}?{q}", escape_path(&p)),
         None => escape_path(&p),
