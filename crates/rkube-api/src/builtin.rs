@@ -548,8 +548,8 @@ fn pod_initial_status(o: &Value) -> Value {
 pub fn qos_class(pod: &Value) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
-    let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
-    for c in &containers {
+    let containers = pod.pointer("/spec/containers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for c in containers {
         let req = c.pointer("/resources/requests").and_then(Value::as_object);
         let lim = c.pointer("/resources/limits").and_then(Value::as_object);
         if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
@@ -868,8 +868,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>, allow
 const RESTART_ALL: &[&str] = &["Always", "OnFailure", "Never"];
 
 fn validate_pod(o: &Value, errs: &mut Vec<FieldError>) {
-    let spec = o.get("spec").cloned().unwrap_or(Value::Null);
-    validate_pod_spec(&spec, "spec", errs, RESTART_ALL);
+    validate_pod_spec(o.get("spec").unwrap_or(&Value::Null), "spec", errs, RESTART_ALL);
 }
 
 fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
@@ -902,7 +901,7 @@ fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
 }
 
 fn validate_service(o: &Value, errs: &mut Vec<FieldError>) {
-    let spec = o.get("spec").cloned().unwrap_or(Value::Null);
+    let spec = o.get("spec").unwrap_or(&Value::Null);
     let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
     let types = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
     if !types.contains(&ty) {
@@ -995,7 +994,7 @@ fn validate_selector_and_template(
     require_selector: bool,
     restart: &[&str],
 ) {
-    let spec = o.pointer(&format!("/{}", spec_path.replace('.', "/"))).cloned().unwrap_or(Value::Null);
+    let spec = o.pointer(&format!("/{}", spec_path.replace('.', "/"))).unwrap_or(&Value::Null);
     let selector = spec.get("selector");
     let template_labels = spec.pointer("/template/metadata/labels").and_then(Value::as_object);
     match selector {
@@ -1021,8 +1020,8 @@ fn validate_selector_and_template(
             }
         },
     }
-    let pod_spec = spec.pointer("/template/spec").cloned().unwrap_or(Value::Null);
-    validate_pod_spec(&pod_spec, &format!("{spec_path}.template.spec"), errs, restart);
+    let pod_spec = spec.pointer("/template/spec").unwrap_or(&Value::Null);
+    validate_pod_spec(pod_spec, &format!("{spec_path}.template.spec"), errs, restart);
     if let Some(r) = spec.get("replicas").and_then(Value::as_i64) {
         if r < 0 {
             errs.push(FieldError::invalid(

@@ -247,7 +247,7 @@ pub fn raw_response(status: StatusCode, content_type: &'static str, body: Vec<u8
     base_response(status, content_type).body(full(body)).unwrap_or_else(|_| internal_fallback())
 }
 
-pub fn protobuf_response(status: StatusCode, pb: Vec<u8>) -> Response<Body> {
+pub fn protobuf_response(status: StatusCode, pb: impl Into<Bytes>) -> Response<Body> {
     base_response(status, rkube_proto::MEDIA_TYPE).body(full(pb)).unwrap_or_else(|_| internal_fallback())
 }
 

@@ -275,11 +275,15 @@ impl<'a> Ctx<'a> {
 
     /// A stored object in the negotiated form (JSON bytes as stored, a Table, or protobuf
     /// from the encoding cache).
+    /// Whether an object answer goes out in protobuf.
+    fn answers_protobuf(&self) -> bool {
+        self.neg.protobuf && !self.neg.table && codec::has_protobuf(&self.def)
+    }
+
     fn respond_object(&self, status: StatusCode, kv: &KeyValue) -> Response<Body> {
         let raw = kv.value.clone();
-        if self.neg.protobuf && !self.neg.table && codec::has_protobuf(&self.def) {
-            if let Ok(msg) = self.server.proto_cache.message(kv, &self.def.api_version(), &self.def.kind) {
-                let pb = rkube_proto::encode_envelope(&self.def.api_version(), &self.def.kind, &msg);
+        if self.answers_protobuf() {
+            if let Ok(pb) = self.server.proto_cache.object(kv, &self.def.api_version(), &self.def.kind) {
                 return self.finish(codec::protobuf_response(status, pb));
             }
         }
@@ -589,13 +593,33 @@ impl<'a> Ctx<'a> {
             return Ok(self.respond_value(StatusCode::CREATED, &obj));
         }
         let key = def.key(self.ns(), &name);
+        let unstored = self.protobuf_answer_from(&obj);
         let kv = self
             .server
             .store
             .txn(Op::Create { key, value: stamp(obj) })
             .await
             .map_err(|e| store_error(&def, &name, e))?;
+        self.cache_protobuf(&kv, unstored);
         Ok(self.respond_object(StatusCode::CREATED, &kv))
+    }
+
+    /// For a write answered in protobuf: the object's message, encoded from the value tree
+    /// about to be stored (cheaper than transcoding the stored JSON bytes afterwards).
+    fn protobuf_answer_from(&self, obj: &Value) -> Option<rkube_proto::Unstored> {
+        if !self.answers_protobuf() {
+            return None;
+        }
+        rkube_proto::Unstored::encode(obj).ok()
+    }
+
+    /// Caches the protobuf body of a stored write (see [`Ctx::protobuf_answer_from`]), so the
+    /// answer and later protobuf reads of this revision splice it.
+    fn cache_protobuf(&self, kv: &KeyValue, unstored: Option<rkube_proto::Unstored>) {
+        if let Some(u) = unstored {
+            let (body, message) = u.finish(&kv.mod_revision.to_string());
+            self.server.proto_cache.put(kv, body, message);
+        }
     }
 
     /// Makes the object to store from the old one and the requested new one: identity and
@@ -712,13 +736,18 @@ impl<'a> Ctx<'a> {
                 prepared.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
             let pending_grace = prepared.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
             let graceful = matches!(self.deletion(&prepared, pending_grace), Deletion::Graceful { .. });
+            let mut unstored = None;
             let op = if deleting && !finalizers_left && !graceful {
                 Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: stamp(prepared) }
             } else {
+                unstored = self.protobuf_answer_from(&prepared);
                 Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(prepared) }
             };
             match self.server.store.txn(op).await {
-                Ok(kv) => return Ok(self.respond_object(StatusCode::OK, &kv)),
+                Ok(kv) => {
+                    self.cache_protobuf(&kv, unstored);
+                    return Ok(self.respond_object(StatusCode::OK, &kv));
+                }
                 Err(StoreError::Conflict { .. }) if pinned_rv.is_none() => continue,
                 Err(e) => return Err(store_error(&def, &name, e)),
             }

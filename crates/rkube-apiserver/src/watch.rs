@@ -89,11 +89,8 @@ impl State {
     fn encode_kv(&self, event_type: &str, kv: &rkube_store::KeyValue, parsed: Option<&Value>) -> Bytes {
         if self.protobuf {
             let api_version = self.def.api_version();
-            match self.server.0.proto_cache.message(kv, &api_version, &self.def.kind) {
-                Ok(msg) => {
-                    let inner = rkube_proto::encode_envelope(&api_version, &self.def.kind, &msg);
-                    return Bytes::from(rkube_proto::watch_frame(event_type, &inner));
-                }
+            match self.server.0.proto_cache.object(kv, &api_version, &self.def.kind) {
+                Ok(inner) => return Bytes::from(rkube_proto::watch_frame(event_type, &inner)),
                 Err(e) => tracing::warn!(error = %e, "stored object has no protobuf form; sent as JSON"),
             }
         }

@@ -95,9 +95,28 @@ where
 
 /// utime + stime of a process, from /proc.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime from a /proc stat file (a process's or a thread's).
+fn stat_cpu(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// utime + stime of a process's threads whose name starts with `prefix` (e.g. the API
+/// server's `rkube-committer`), from /proc.
+pub fn threads_cpu_time(pid: u32, prefix: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let dir = t.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(prefix) {
+            total += stat_cpu(&dir.join("stat").to_string_lossy()).unwrap_or_default();
+        }
+    }
+    Some(total)
 }

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rkube_bench::{client, cpu_time, ms, pct, pod, report, rss_mib, run};
+use rkube_bench::{client, cpu_time, ms, pct, pod, report, rss_mib, run, threads_cpu_time};
 
 #[derive(Parser)]
 #[command(about = "Measure a Kubernetes API server")]
@@ -52,6 +52,16 @@ struct Args {
     /// LIST), at the highest concurrency.
     #[arg(long)]
     wire_compare: bool,
+    /// How many times the wire comparison runs its JSON, protobuf, protobuf, JSON phases
+    /// (each creating `--creates` pods, at most 10,000); the means over all rounds are
+    /// printed at the end.
+    #[arg(long, default_value_t = 1)]
+    wire_rounds: usize,
+    /// The pod the wire comparison creates: `small` (one container, a command) or
+    /// `typical` (what a chart's Deployment stamps out: ports, env, resources, probes,
+    /// mounts, a security context, tolerations).
+    #[arg(long, default_value = "small", value_parser = ["small", "typical"])]
+    wire_pod: String,
     /// Upper bound of any one phase.
     #[arg(long, default_value_t = 180)]
     phase_seconds_max: u64,
@@ -194,8 +204,40 @@ async fn main() {
     if a.wire_compare {
         // ABBA order: each format runs once early and once late, so the growth of the store
         // between phases does not favour whichever format goes first.
-        for (round, wire) in [Wire::Json, Wire::Protobuf, Wire::Protobuf, Wire::Json].into_iter().enumerate() {
-            wire_phase(&c, wire, round, pid, &a.namespace, &list_ns, conc, a.creates.min(10_000), a.gets, limit).await;
+        let mut totals: HashMap<&'static str, Vec<PhaseFigures>> = HashMap::new();
+        let order = [Wire::Json, Wire::Protobuf, Wire::Protobuf, Wire::Json];
+        for (phase, wire) in order.into_iter().cycle().take(4 * a.wire_rounds.max(1)).enumerate() {
+            let shape = WirePod { typical: a.wire_pod == "typical" };
+            let f = wire_phase(
+                &c,
+                wire,
+                shape,
+                phase,
+                pid,
+                &a.namespace,
+                &list_ns,
+                conc,
+                a.creates.min(10_000),
+                a.gets,
+                limit,
+            )
+            .await;
+            totals.entry(wire.name()).or_default().push(f);
+        }
+        for wire in [Wire::Json, Wire::Protobuf] {
+            let fs = totals.get(wire.name()).map(Vec::as_slice).unwrap_or_default();
+            let mean = |f: fn(&PhaseFigures) -> f64| fs.iter().map(f).sum::<f64>() / fs.len().max(1) as f64;
+            println!(
+                "{} over {} phases: creates {:.0}/s, server CPU per create {:.1} µs (API {:.1} µs, committer {:.1} µs), gets {:.0}/s, LIST median {:.2} ms",
+                wire.name(),
+                fs.len(),
+                mean(|f| f.creates_per_s),
+                mean(|f| f.cpu_per_create_us),
+                mean(|f| f.cpu_per_create_us - f.committer_per_create_us),
+                mean(|f| f.committer_per_create_us),
+                mean(|f| f.gets_per_s),
+                mean(|f| f.list_ms),
+            );
         }
     }
 
@@ -331,10 +373,65 @@ async fn raw(c: &kube::Client, method: &str, path: &str, wire: Wire, body: Vec<u
     }
 }
 
+/// The pod a wire phase creates.
+#[derive(Clone, Copy)]
+struct WirePod {
+    typical: bool,
+}
+
+impl WirePod {
+    fn body(self, name: &str) -> serde_json::Value {
+        use serde_json::json;
+        if !self.typical {
+            return json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"app": "bench"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}});
+        }
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name,
+            "labels": {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "bench",
+                       "app.kubernetes.io/version": "1.4.2", "pod-template-hash": "5d8f7c9b6"},
+            "annotations": {"checksum/config": "3f2a9c0d1e4b5a6978c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3"}},
+        "spec": {
+            "containers": [{
+                "name": "web", "image": "registry.example.com/team/web:1.4.2",
+                "args": ["--port=8080", "--log-level=info"],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+                "env": [{"name": "LOG_FORMAT", "value": "json"},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                        {"name": "GOMAXPROCS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 10, "periodSeconds": 10},
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/web", "readOnly": true},
+                                 {"name": "tmp", "mountPath": "/tmp"}],
+                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                    "runAsNonRoot": true, "runAsUser": 10001, "capabilities": {"drop": ["ALL"]}}
+            }],
+            "volumes": [{"name": "config", "configMap": {"name": "web-config"}}, {"name": "tmp", "emptyDir": {}}],
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 30
+        }})
+    }
+}
+
+/// What one wire phase measured.
+struct PhaseFigures {
+    creates_per_s: f64,
+    cpu_per_create_us: f64,
+    committer_per_create_us: f64,
+    gets_per_s: f64,
+    list_ms: f64,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn wire_phase(
     c: &kube::Client,
     wire: Wire,
+    shape: WirePod,
     round: usize,
     pid: Option<u32>,
     ns: &str,
@@ -343,22 +440,17 @@ async fn wire_phase(
     creates: usize,
     gets: usize,
     limit: Duration,
-) {
+) -> PhaseFigures {
     let base = format!("/api/v1/namespaces/{ns}/pods");
     let tag = wire.name();
     // Bodies are encoded before the clock starts: the figure is the server's, not the
     // load generator's encoder sharing the same cores.
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-        (0..creates)
-            .map(|i| {
-                wire.encode(&serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": format!("{}-{round}-{i}", tag.to_lowercase()), "labels": {"app": "bench"}},
-                    "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}))
-            })
-            .collect(),
+        (0..creates).map(|i| wire.encode(&shape.body(&format!("{}-{round}-{i}", tag.to_lowercase())))).collect(),
     );
     let (cl, b) = (c.clone(), base.clone());
     let cpu_before = pid.and_then(cpu_time);
+    let committer_before = pid.and_then(|p| threads_cpu_time(p, "rkube-committer"));
     let (el, lat, failed) = run(creates, conc, limit, move |i| {
         let c = cl.clone();
         let path = b.clone();
@@ -367,9 +459,19 @@ async fn wire_phase(
     })
     .await;
     let done = lat.len();
+    let creates_per_s = done as f64 / el.as_secs_f64();
     report(&format!("{tag}: create pods, concurrency {conc}"), done, el, lat);
+    let per_create = |a: Duration, b: Duration| (b.saturating_sub(a)).as_secs_f64() * 1e6 / done.max(1) as f64;
+    let mut cpu_per_create_us = 0.0;
+    let mut committer_per_create_us = 0.0;
     if let (Some(a), Some(b)) = (cpu_before, pid.and_then(cpu_time)) {
-        println!("  server CPU per create: {:.1} µs", (b - a).as_secs_f64() * 1e6 / done.max(1) as f64);
+        cpu_per_create_us = per_create(a, b);
+        if let (Some(ca), Some(cb)) = (committer_before, pid.and_then(|p| threads_cpu_time(p, "rkube-committer"))) {
+            committer_per_create_us = per_create(ca, cb);
+        }
+        println!(
+            "  server CPU per create: {cpu_per_create_us:.1} µs (committer thread {committer_per_create_us:.1} µs)"
+        );
     }
     if failed > 0 {
         println!("  ({failed} failed)");
@@ -381,6 +483,7 @@ async fn wire_phase(
         async move { raw(&c, "GET", &path, wire, Vec::new()).await }
     })
     .await;
+    let gets_per_s = lat.len() as f64 / el.as_secs_f64();
     report(&format!("{tag}: get pod, concurrency {conc}"), lat.len(), el, lat);
     let list_path = format!("/api/v1/namespaces/{list_ns}/pods");
     let mut times = Vec::new();
@@ -395,4 +498,11 @@ async fn wire_phase(
         "{tag}: list all pods of the LIST namespace (server answer, not decoded): median {}",
         ms(pct(&times, 0.5))
     );
+    PhaseFigures {
+        creates_per_s,
+        cpu_per_create_us,
+        committer_per_create_us,
+        gets_per_s,
+        list_ms: pct(&times, 0.5).as_secs_f64() * 1e3,
+    }
 }

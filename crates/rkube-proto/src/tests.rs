@@ -236,3 +236,89 @@ fn custom_groups_never_have_a_message() {
     assert!(!crate::has_message("stable.example.com", "v1", "CronTab"));
     assert!(!crate::has_message("cluster.x-k8s.io", "v1beta1", "Cluster"));
 }
+
+/// Envelopes and watch frames are byte for byte what prost writes for `runtime.Unknown`
+/// and `meta.v1.WatchEvent`, for short and long type names and payloads.
+#[test]
+fn envelopes_and_frames_agree_with_prost() {
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::WatchEvent;
+    use k8s_pb::apimachinery::pkg::runtime::{RawExtension, TypeMeta, Unknown};
+    let long_kind = "K".repeat(130);
+    for (api_version, kind, raw) in [
+        ("v1", "Pod", vec![1u8, 2, 3]),
+        ("apps/v1", "Deployment", vec![]),
+        ("example.k8s.io/v1", long_kind.as_str(), vec![7u8; 300]),
+    ] {
+        let want = Unknown {
+            type_meta: Some(TypeMeta { api_version: Some(api_version.into()), kind: Some(kind.into()) }),
+            raw: Some(raw.clone()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        let mut expected = MAGIC.to_vec();
+        expected.extend(want.encode_to_vec());
+        let ours = encode_envelope(api_version, kind, &raw);
+        assert_eq!(ours, expected, "{kind}");
+        for ty in ["ADDED", "BOOKMARK"] {
+            let ev = WatchEvent { r#type: Some(ty.into()), object: Some(RawExtension { raw: Some(ours.clone()) }) };
+            let body = ev.encode_to_vec();
+            let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+            framed.extend(body);
+            assert_eq!(watch_frame(ty, &ours), framed);
+        }
+    }
+    // The range of a transcoded body is its message, as `message_bytes` writes it alone.
+    let item = serde_json::to_vec(&reference("pod-defaulted.json")).unwrap();
+    let (body, range) = encode_json_bytes_ranged("v1", "Pod", &item).unwrap();
+    assert_eq!(body[range.clone()], message_bytes("v1", "Pod", &item).unwrap()[..]);
+    assert_eq!(decode_envelope(&body).unwrap().2, &body[range]);
+}
+
+/// Protobuf allows a list's (or map's) elements to be split by other fields: they are
+/// merged, and keys keep the order of their first appearance.
+#[test]
+fn split_repeated_fields_are_merged() {
+    use k8s_pb::api::core::v1 as pb;
+    let c = |name: &str| pb::Container { name: Some(name.into()), ..Default::default() };
+    let mut bytes = pb::PodSpec { containers: vec![c("a")], ..Default::default() }.encode_to_vec();
+    bytes.extend(pb::PodSpec { hostname: Some("h".into()), ..Default::default() }.encode_to_vec());
+    bytes.extend(pb::PodSpec { containers: vec![c("b")], ..Default::default() }.encode_to_vec());
+    bytes.extend(
+        pb::PodSpec { node_selector: [("k".to_string(), "v".to_string())].into(), ..Default::default() }
+            .encode_to_vec(),
+    );
+    bytes.extend(
+        pb::PodSpec { node_selector: [("l".to_string(), "w".to_string())].into(), ..Default::default() }
+            .encode_to_vec(),
+    );
+    let v = to_json(message("k8s.io.api.core.v1.PodSpec").unwrap(), &bytes).unwrap();
+    assert_eq!(
+        serde_json::to_string(&v).unwrap(),
+        r#"{"containers":[{"name":"a"},{"name":"b"}],"hostname":"h","nodeSelector":{"k":"v","l":"w"}}"#
+    );
+}
+
+/// A write's answer encoded from its value before the store gave it a resourceVersion
+/// decodes (ours and prost) to the object as stored, revision included.
+#[test]
+fn unstored_objects_are_finished_with_their_revision() {
+    use k8s_pb::api::core::v1 as pb;
+    let mut pod = reference("pod-defaulted.json");
+    pod["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    let unstored = Unstored::encode(&pod).unwrap();
+    let (body, range) = unstored.finish("4711");
+    pod["metadata"]["resourceVersion"] = json!("4711");
+    assert_eq!(normalize(&decode_object(&body).unwrap()), normalize(&pod));
+    let (api_version, kind, raw) = decode_envelope(&body).unwrap();
+    assert_eq!((api_version.as_str(), kind.as_str(), raw), ("v1", "Pod", &body[range]));
+    let typed = pb::Pod::decode(raw).unwrap();
+    let meta = typed.metadata.unwrap();
+    assert_eq!(meta.resource_version.as_deref(), Some("4711"));
+    assert_eq!(meta.name.as_deref(), pod["metadata"]["name"].as_str());
+    assert_eq!(meta.labels.len(), pod["metadata"]["labels"].as_object().map_or(0, |m| m.len()));
+    // An update's value still carries the old revision: the new one wins.
+    pod["metadata"]["resourceVersion"] = json!("1");
+    let (body, _) = Unstored::encode(&pod).unwrap().finish("2");
+    assert_eq!(decode_object(&body).unwrap()["metadata"]["resourceVersion"], "2");
+    assert!(Unstored::encode(&json!({"apiVersion": "example.com/v1", "kind": "Widget"})).is_err());
+}

@@ -9,19 +9,19 @@
 //! repeated occurrences of a message field, so readers see one embedded message.
 
 use std::fmt;
-use std::sync::OnceLock;
 
 use base64::Engine;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::table::{FieldDef, Label, MessageDef, Ty};
 use crate::{
-    message_of as message, FastMap, ProtoError, FIELDS_V1, INT_OR_STRING, MICRO_TIME, QUANTITY, RAW_EXTENSION, TIME,
+    compiled, message_of as message, FastMap, ProtoError, Special, FIELDS_V1, INT_OR_STRING, MICRO_TIME, QUANTITY,
+    RAW_EXTENSION, TIME,
 };
 
 /// How a JSON key of a message is written.
 #[derive(Clone, Copy)]
-enum Slot {
+pub(crate) enum Slot {
     Direct(&'static FieldDef),
     /// A field of the embedded struct `outer` (flat in JSON).
     Inline {
@@ -30,32 +30,26 @@ enum Slot {
     },
 }
 
-fn index() -> &'static FastMap<&'static str, FastMap<&'static str, Slot>> {
-    static INDEX: OnceLock<FastMap<&'static str, FastMap<&'static str, Slot>>> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut all = FastMap::default();
-        for m in crate::generated::MESSAGES {
-            let mut keys = FastMap::default();
-            for f in m.fields {
-                if f.inline {
-                    if let Ty::Message(name) = f.ty {
-                        if let Some(inner_msg) = message(name) {
-                            for g in inner_msg.fields {
-                                keys.entry(g.json).or_insert(Slot::Inline { outer: f, inner: g });
-                            }
-                        }
+/// The JSON keys of `m`, with the fields of its embedded structs flattened in.
+pub(crate) fn keys_of(m: &'static MessageDef) -> FastMap<&'static str, Slot> {
+    let mut keys = FastMap::default();
+    for f in m.fields {
+        if f.inline {
+            if let Ty::Message(name) = f.ty {
+                if let Some(inner_msg) = message(name) {
+                    for g in inner_msg.fields {
+                        keys.entry(g.json).or_insert(Slot::Inline { outer: f, inner: g });
                     }
-                } else {
-                    keys.insert(f.json, Slot::Direct(f));
                 }
             }
-            all.insert(m.name, keys);
+        } else {
+            keys.insert(f.json, Slot::Direct(f));
         }
-        all
-    })
+    }
+    keys
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -94,7 +88,7 @@ pub(crate) fn close(out: &mut Vec<u8>, at: usize) {
     }
 }
 
-fn bytes_field(out: &mut Vec<u8>, tag: u32, data: &[u8]) {
+pub(crate) fn bytes_field(out: &mut Vec<u8>, tag: u32, data: &[u8]) {
     key(out, tag, crate::wire::LEN);
     varint(out, data.len() as u64);
     out.extend_from_slice(data);
@@ -115,16 +109,16 @@ struct MessageSeed<'a> {
 impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match self.msg.name {
-            TIME | MICRO_TIME => d.deserialize_any(TimeVisitor(self.out)),
-            QUANTITY => d.deserialize_any(QuantityVisitor(self.out)),
-            INT_OR_STRING => d.deserialize_any(IntOrStringVisitor(self.out)),
-            RAW_EXTENSION | FIELDS_V1 => {
+        match compiled(self.msg).map_or(Special::No, |c| c.special) {
+            Special::Time | Special::MicroTime => d.deserialize_any(TimeVisitor(self.out)),
+            Special::Quantity => d.deserialize_any(QuantityVisitor(self.out)),
+            Special::IntOrString => d.deserialize_any(IntOrStringVisitor(self.out)),
+            Special::Raw => {
                 let raw: Box<serde_json::value::RawValue> = serde::Deserialize::deserialize(d)?;
                 bytes_field(self.out, 1, raw.get().as_bytes());
                 Ok(())
             }
-            _ => d.deserialize_map(MessageVisitor { msg: self.msg, out: self.out }),
+            Special::No => d.deserialize_map(MessageVisitor { msg: self.msg, out: self.out }),
         }
     }
 }
@@ -143,7 +137,7 @@ impl<'de> Visitor<'de> for MessageVisitor<'_> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let keys = index().get(self.msg.name);
+        let keys = compiled(self.msg).map(|c| &c.keys);
         while let Some(k) = map.next_key_seed(KeySeed)? {
             match keys.and_then(|ks| ks.get(k.as_str())) {
                 Some(Slot::Direct(f)) => map.next_value_seed(FieldSeed { f, out: self.out })?,

@@ -119,6 +119,16 @@ impl Writer {
         self.buf
     }
 
+    /// Starts a length-delimited field written in place; returns where its length goes.
+    pub fn open(&mut self, tag: u32) -> usize {
+        crate::transcode::open(&mut self.buf, tag)
+    }
+
+    /// Ends a field started by [`Writer::open`].
+    pub fn close(&mut self, at: usize) {
+        crate::transcode::close(&mut self.buf, at)
+    }
+
     fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.buf.push((v as u8) | 0x80);
