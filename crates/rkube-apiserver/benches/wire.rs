@@ -3,21 +3,28 @@
 //! value the registry admits (JSON: parse, the typed round trip, the unknown-field check;
 //! protobuf: the table-driven decode, whose values are already typed), and the answer
 //! (JSON: the stored bytes as they are; protobuf: the value being stored encoded before
-//! the store gives it its revision, finished with it after, and cached for later reads). Everything else a create does is the same for both. Prints
-//! figures; asserts nothing; bounded iterations.
+//! the store gives it its revision, finished with it after, and cached for later reads).
+//! Everything else a create does is the same for both. Prints figures (best of 7
+//! batches); asserts nothing; bounded iterations.
 
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
+/// The best of 7 batches (the machine is shared: the minimum is what the code costs, the
+/// rest is other tenants).
 fn time(label: &str, iters: u32, mut f: impl FnMut()) -> f64 {
-    let t = Instant::now();
-    for _ in 0..iters {
-        f();
+    let batch = (iters / 7).max(1);
+    let mut best = f64::MAX;
+    for _ in 0..7 {
+        let t = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        best = best.min(t.elapsed().as_secs_f64() * 1e6 / batch as f64);
     }
-    let us = t.elapsed().as_secs_f64() * 1e6 / iters as f64;
-    println!("  {label}: {us:.2} µs");
-    us
+    println!("  {label}: {best:.2} µs");
+    best
 }
 
 fn main() {

@@ -33,6 +33,13 @@ pub struct Entry {
     message: Range<usize>,
 }
 
+impl Entry {
+    /// The whole protobuf body (envelope and message).
+    pub fn body(&self) -> Bytes {
+        self.body.clone()
+    }
+}
+
 impl ProtoCache {
     /// The protobuf body (envelope and message) of `kv` as (apiVersion, kind).
     pub fn object(&self, kv: &KeyValue, api_version: &str, kind: &str) -> Result<Bytes, rkube_proto::ProtoError> {

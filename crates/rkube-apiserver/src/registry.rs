@@ -600,8 +600,7 @@ impl<'a> Ctx<'a> {
             .txn(Op::Create { key, value: stamp(obj) })
             .await
             .map_err(|e| store_error(&def, &name, e))?;
-        self.cache_protobuf(&kv, unstored);
-        Ok(self.respond_object(StatusCode::CREATED, &kv))
+        Ok(self.respond_stored(StatusCode::CREATED, &kv, unstored))
     }
 
     /// For a write answered in protobuf: the object's message, encoded from the value tree
@@ -613,13 +612,19 @@ impl<'a> Ctx<'a> {
         rkube_proto::Unstored::encode(obj).ok()
     }
 
-    /// Caches the protobuf body of a stored write (see [`Ctx::protobuf_answer_from`]), so the
-    /// answer and later protobuf reads of this revision splice it.
-    fn cache_protobuf(&self, kv: &KeyValue, unstored: Option<rkube_proto::Unstored>) {
-        if let Some(u) = unstored {
-            let (body, message) = u.finish(&kv.mod_revision.to_string());
-            self.server.proto_cache.put(kv, body, message);
-        }
+    /// Answers a stored write: with its protobuf body when one was encoded before the
+    /// commit (see [`Ctx::protobuf_answer_from`]), which is also cached so later protobuf
+    /// reads of this revision splice it; else as [`Ctx::respond_object`].
+    fn respond_stored(
+        &self,
+        status: StatusCode,
+        kv: &KeyValue,
+        unstored: Option<rkube_proto::Unstored>,
+    ) -> Response<Body> {
+        let Some(u) = unstored else { return self.respond_object(status, kv) };
+        let (body, message) = u.finish(&kv.mod_revision.to_string());
+        let entry = self.server.proto_cache.put(kv, body, message);
+        self.finish(codec::protobuf_response(status, entry.body()))
     }
 
     /// Makes the object to store from the old one and the requested new one: identity and
@@ -744,10 +749,7 @@ impl<'a> Ctx<'a> {
                 Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(prepared) }
             };
             match self.server.store.txn(op).await {
-                Ok(kv) => {
-                    self.cache_protobuf(&kv, unstored);
-                    return Ok(self.respond_object(StatusCode::OK, &kv));
-                }
+                Ok(kv) => return Ok(self.respond_stored(StatusCode::OK, &kv, unstored)),
                 Err(StoreError::Conflict { .. }) if pinned_rv.is_none() => continue,
                 Err(e) => return Err(store_error(&def, &name, e)),
             }

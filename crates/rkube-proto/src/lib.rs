@@ -228,9 +228,11 @@ impl std::hash::Hasher for WordHash {
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<WordHash>>;
 
 /// The protobuf message name of a Kubernetes kind (`("apps", "v1", "Deployment")` ->
-/// `k8s.io.api.apps.v1.Deployment`), if the table has it.
+/// `k8s.io.api.apps.v1.Deployment`), if the table has it. Looked up per request (and per
+/// object answered), so the names are indexed once by (package, version, kind) rather
+/// than formatted each time.
 pub fn message_for_kind(group: &str, version: &str, kind: &str) -> Option<&'static MessageDef> {
-    let meta_kinds = [
+    const META_KINDS: [&str; 9] = [
         "Status",
         "DeleteOptions",
         "Table",
@@ -241,21 +243,48 @@ pub fn message_for_kind(group: &str, version: &str, kind: &str) -> Option<&'stat
         "APIVersions",
         "APIGroup",
     ];
+    const API: &str = "k8s.io.api.";
+    const APIEXTENSIONS: &str = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.";
+    // (package, version, kind): package is `meta` for meta.v1 types, `apiextensions` for
+    // CRDs, else the group's short name (`core`, `apps`, `rbac`, ...).
+    type Index = FastMap<(&'static str, &'static str, &'static str), &'static MessageDef>;
+    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index = Index::default();
+        for m in generated::MESSAGES {
+            let (package, rest) = if let Some(rest) = m.name.strip_prefix(API) {
+                match rest.split_once('.') {
+                    Some((package, rest)) => (package, rest),
+                    None => continue,
+                }
+            } else if let Some(rest) = m.name.strip_prefix(APIEXTENSIONS) {
+                ("apiextensions", rest)
+            } else if let Some(kind) = m.name.strip_prefix(META).and_then(|k| k.strip_prefix('.')) {
+                index.insert(("meta", "", kind), m);
+                continue;
+            } else {
+                continue;
+            };
+            if let Some((version, kind)) = rest.split_once('.') {
+                index.insert((package, version, kind), m);
+            }
+        }
+        index
+    });
     // Types every group version carries (DeleteOptions, Status, ...) are meta.v1 messages.
-    let name = if meta_kinds.contains(&kind) {
-        format!("{META}.{kind}")
+    let key = if META_KINDS.contains(&kind) {
+        ("meta", "", kind)
     } else if group.contains('.') && (!group.ends_with(".k8s.io") || group.ends_with(".x-k8s.io")) {
         // A custom resource's group (a CustomResourceDefinition's): never a protobuf type,
         // even when its kind shares a name with a built-in one.
         return None;
     } else if group == "apiextensions.k8s.io" {
-        format!("k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.{version}.{kind}")
+        ("apiextensions", version, kind)
     } else {
         let short = if group.is_empty() { "core" } else { group.strip_suffix(".k8s.io").unwrap_or(group) };
-        let short = short.split('.').next().unwrap_or(short);
-        format!("k8s.io.api.{short}.{version}.{kind}")
+        (short.split('.').next().unwrap_or(short), version, kind)
     };
-    message(&name)
+    index.get(&key).copied()
 }
 
 fn field_err(field: &str, why: impl Into<String>) -> ProtoError {
