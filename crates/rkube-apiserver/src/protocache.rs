@@ -70,6 +70,10 @@ impl ProtoCache {
     pub fn put(&self, kv: &KeyValue, body: Vec<u8>, message: Range<usize>) -> Entry {
         let entry = Entry { revision: kv.mod_revision, body: Bytes::from(body), message };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.entries.get(&kv.key).is_some_and(|e| e.revision > entry.revision) {
+            // A newer revision got here first (writers and readers race): keep it.
+            return entry;
+        }
         if inner.bytes + entry.body.len() > PROTO_CACHE_BYTES_MAX {
             inner.entries.clear();
             inner.bytes = 0;
