@@ -273,13 +273,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A stored object in the negotiated form (JSON bytes as stored, a Table, or protobuf
-    /// from the encoding cache).
     /// Whether an object answer goes out in protobuf.
     fn answers_protobuf(&self) -> bool {
         self.neg.protobuf && !self.neg.table && codec::has_protobuf(&self.def)
     }
 
+    /// A stored object in the negotiated form (JSON bytes as stored, a Table, or protobuf
+    /// from the encoding cache).
     fn respond_object(&self, status: StatusCode, kv: &KeyValue) -> Response<Body> {
         let raw = kv.value.clone();
         if self.answers_protobuf() {
