@@ -974,11 +974,38 @@ fn validate_configmap(o: &Value, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::invalid("data", json!(k), "duplicate of key present in binaryData"));
         }
     }
+    // kube-apiserver counts the values (binaryData decoded), not the keys, and names no field.
+    let data: usize = values_of(o, "data").map(|(_, v)| v.as_str().map_or(0, str::len)).sum();
+    let binary: usize = values_of(o, "binaryData").map(|(_, v)| decoded_len(v)).sum();
+    if data + binary > crate::limits::CONFIG_DATA_BYTES_MAX {
+        errs.push(FieldError::too_long("[]", crate::limits::CONFIG_DATA_BYTES_MAX));
+    }
+}
+
+fn values_of<'v>(o: &'v Value, field: &str) -> impl Iterator<Item = (&'v String, &'v Value)> {
+    o.get(field).and_then(Value::as_object).into_iter().flat_map(|m| m.iter())
+}
+
+/// The decoded length of a base64 string value (what kube-apiserver's typed `[]byte` holds).
+fn decoded_len(v: &Value) -> usize {
+    let Some(s) = v.as_str() else { return 0 };
+    let pad = s.bytes().rev().take_while(|b| *b == b'=').count();
+    (s.len() / 4 * 3 + (s.len() % 4).saturating_sub(1)).saturating_sub(pad)
 }
 
 fn validate_secret(o: &Value, errs: &mut Vec<FieldError>) {
     validate_config_keys(o, "data", errs);
     validate_config_keys(o, "stringData", errs);
+    // The size of `data` once `stringData` is merged into it, as kube-apiserver counts it.
+    let string_data = o.get("stringData").and_then(Value::as_object);
+    let data: usize = values_of(o, "data")
+        .filter(|(k, _)| !string_data.is_some_and(|s| s.contains_key(*k)))
+        .map(|(_, v)| decoded_len(v))
+        .sum();
+    let strings: usize = values_of(o, "stringData").map(|(_, v)| v.as_str().map_or(0, str::len)).sum();
+    if data + strings > crate::limits::CONFIG_DATA_BYTES_MAX {
+        errs.push(FieldError::too_long("data", crate::limits::CONFIG_DATA_BYTES_MAX));
+    }
     if o.get("type").and_then(Value::as_str) == Some("kubernetes.io/service-account-token")
         && get_str(o, &["metadata", "annotations", "kubernetes.io/service-account.name"]).is_none_or(str::is_empty)
     {
@@ -1121,6 +1148,38 @@ mod tests {
 
     fn row(kind: &str) -> ResourceDef {
         builtins().into_iter().find(|r| r.kind == kind && r.group != "events.k8s.io").expect("row")
+    }
+
+    /// ConfigMap and Secret data is bounded as kube-apiserver bounds it: values only (binary
+    /// and Secret data decoded), `stringData` merged into `data`, 1 MiB allowed exactly.
+    #[test]
+    fn config_data_size_bounds_match_kube_apiserver() {
+        use base64::Engine;
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![b'y'; n]);
+        let max = crate::limits::CONFIG_DATA_BYTES_MAX;
+        let errors = |kind: &str, body: Value| {
+            let mut errs = vec![];
+            let mut o = json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}});
+            o.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+            row(kind).strategy.validate(&o, &mut errs);
+            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        };
+        let too_long = |f: &str| vec![format!("{f}: Too long: must have at most {max} bytes")];
+        assert!(errors("ConfigMap", json!({"data": {"a": "y".repeat(max)}})).is_empty());
+        assert_eq!(errors("ConfigMap", json!({"data": {"a": "y".repeat(max + 1)}})), too_long("[]"));
+        assert_eq!(
+            errors("ConfigMap", json!({"data": {"a": "y".repeat(max / 2)}, "binaryData": {"b": b64(max / 2 + 1)}})),
+            too_long("[]")
+        );
+        assert!(errors("ConfigMap", json!({"binaryData": {"b": b64(max)}})).is_empty());
+        assert!(errors("Secret", json!({"data": {"a": b64(max)}})).is_empty());
+        assert_eq!(errors("Secret", json!({"data": {"a": b64(max + 1)}})), too_long("data"));
+        // Unpadded base64 decodes to the same length.
+        assert_eq!(errors("Secret", json!({"data": {"a": b64(max + 1).trim_end_matches('=')}})), too_long("data"));
+        assert_eq!(errors("Secret", json!({"stringData": {"s": "y".repeat(max + 1)}})), too_long("data"));
+        // A stringData key replaces the data key of the same name.
+        assert!(errors("Secret", json!({"data": {"a": b64(max)}, "stringData": {"a": "small"}})).is_empty());
+        assert_eq!(errors("Secret", json!({"data": {"a": b64(max)}, "stringData": {"b": "more"}})), too_long("data"));
     }
 
     /// Defaulting matches kube-apiserver's (shared/reference/.../objects/pod-defaulted.json,

@@ -6,6 +6,7 @@
 //!   status, field selectors), as kube-apiserver's strategies.
 //! - [`builtin`]: the rows and strategies of the built-in resources.
 //! - [`status`]: `Status` errors with Kubernetes' codes, reasons and messages.
+//! - [`limits`]: bounds on what one request may make the server hold or do.
 //! - [`selector`], [`validation`], [`table`]: pure helpers.
 //!
 //! Architecture invariant: nothing here does IO or knows about HTTP; every function is a
@@ -16,6 +17,7 @@
 
 pub mod builtin;
 pub mod crd;
+pub mod limits;
 pub mod resource;
 pub mod selector;
 pub mod status;

@@ -233,6 +233,9 @@ fn qualified_kind(group: &str, kind: &str) -> String {
 pub enum FieldErrorKind {
     /// `Invalid value: <value>: <detail>`
     Invalid(Value),
+    /// `Invalid value: <rendered>: <detail>`, the value already printed as Go prints a
+    /// struct (`authorization.NonResourceAttributes{Path:"/x", Verb:"get"}`).
+    InvalidRendered(String),
     /// `Required value` (detail optional)
     Required,
     /// `Unsupported value: <value>: supported values: ...`
@@ -241,14 +244,14 @@ pub enum FieldErrorKind {
     Duplicate(Value),
     /// `Forbidden: <detail>`
     Forbidden,
-    /// `Too long: may not be more than N bytes`
+    /// `Too long: must have at most N bytes`
     TooLong(usize),
 }
 
 impl FieldErrorKind {
     fn reason(&self) -> &'static str {
         match self {
-            FieldErrorKind::Invalid(_) => "FieldValueInvalid",
+            FieldErrorKind::Invalid(_) | FieldErrorKind::InvalidRendered(_) => "FieldValueInvalid",
             FieldErrorKind::Required => "FieldValueRequired",
             FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
@@ -269,6 +272,9 @@ pub struct FieldError {
 impl FieldError {
     pub fn invalid(field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
         FieldError { field: field.into(), kind: FieldErrorKind::Invalid(value), detail: detail.into() }
+    }
+    pub fn invalid_rendered(field: impl Into<String>, value: String, detail: impl Into<String>) -> Self {
+        FieldError { field: field.into(), kind: FieldErrorKind::InvalidRendered(value), detail: detail.into() }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         FieldError { field: field.into(), kind: FieldErrorKind::Required, detail: detail.into() }
@@ -297,6 +303,7 @@ impl FieldError {
                     format!("Invalid value: {}: {}", go_value(v), self.detail)
                 }
             }
+            FieldErrorKind::InvalidRendered(v) => format!("Invalid value: {v}: {}", self.detail),
             FieldErrorKind::Required => {
                 if self.detail.is_empty() {
                     "Required value".to_string()
@@ -310,7 +317,7 @@ impl FieldError {
             }
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: {}", go_value(v)),
             FieldErrorKind::Forbidden => format!("Forbidden: {}", self.detail),
-            FieldErrorKind::TooLong(n) => format!("Too long: may not be more than {n} bytes"),
+            FieldErrorKind::TooLong(n) => format!("Too long: must have at most {n} bytes"),
         }
     }
 }

@@ -10,18 +10,25 @@ pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (from impersonation's `Impersonate-Extra-*`).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
     pub fn anonymous() -> Self {
-        UserInfo { name: "system:anonymous".into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
+        UserInfo {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+            extra: Default::default(),
+        }
     }
 
     pub fn authenticated(name: String, uid: String, mut groups: Vec<String>) -> Self {
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        UserInfo { name, uid, groups }
+        UserInfo { name, uid, groups, extra: Default::default() }
     }
 
     pub fn in_group(&self, g: &str) -> bool {
@@ -30,6 +37,35 @@ impl UserInfo {
 
     pub fn is_anonymous(&self) -> bool {
         self.name == "system:anonymous"
+    }
+}
+
+/// What a connection's client certificate says about who is asking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientCert {
+    /// None was presented (or it names no user).
+    Absent,
+    /// Signed by the cluster CA: CN is the user, O the groups.
+    Valid(UserInfo),
+    /// Presented but not trusted: such a request is refused (401) unless a bearer token
+    /// authenticates it, as kube-apiserver's x509 authenticator refuses it.
+    Invalid,
+}
+
+/// Verifies a connection's client certificate chain against the cluster CA.
+pub fn client_certificate(
+    ca: &dyn rustls::server::danger::ClientCertVerifier,
+    chain: Option<&[rustls_pki_types::CertificateDer<'static>]>,
+) -> ClientCert {
+    let Some((leaf, intermediates)) = chain.and_then(|c| c.split_first()) else { return ClientCert::Absent };
+    if ca.verify_client_cert(leaf, intermediates, rustls_pki_types::UnixTime::now()).is_err() {
+        return ClientCert::Invalid;
+    }
+    match rkube_pki::identity_from_der(leaf.as_ref()) {
+        Some((user, groups)) if !user.is_empty() => {
+            ClientCert::Valid(UserInfo::authenticated(user, String::new(), groups))
+        }
+        _ => ClientCert::Absent,
     }
 }
 

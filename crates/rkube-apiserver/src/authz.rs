@@ -152,26 +152,37 @@ pub fn impersonate(server: &ApiServer, user: UserInfo, headers: &http::HeaderMap
     let get_all = |name: &str| -> Vec<String> {
         headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
     };
-    let target = get_all("impersonate-user").into_iter().next();
+    let target = get_all("impersonate-user").into_iter().next().filter(|t| !t.is_empty());
     let groups = get_all("impersonate-group");
     let uid = get_all("impersonate-uid").into_iter().next();
-    if target.is_none() {
-        if !groups.is_empty() || uid.is_some() {
-            return Err(ApiError::internal("requested impersonation of groups or uid without impersonating a user"));
+    // Impersonate-Extra-<key>: the key is percent-encoded in the header name.
+    let mut extra: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
+            let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy().to_lowercase();
+            if let Ok(v) = value.to_str() {
+                extra.entry(key).or_default().push(v.to_string());
+            }
+        }
+    }
+    let Some(target) = target else {
+        if !groups.is_empty() || uid.is_some() || !extra.is_empty() {
+            return Err(ApiError::internal(
+                "requested impersonation of groups, uid or extra without impersonating a user",
+            ));
         }
         return Ok(user);
-    }
-    let target = target.unwrap_or_default();
+    };
     let policy = server.authz.snapshot();
     let ru = rbac_user(&user);
-    let check = |resource: &str, group: &str, namespace: &str, name: &str| -> Result<(), ApiError> {
+    let check = |resource: &str, subresource: &str, group: &str, namespace: &str, name: &str| -> Result<(), ApiError> {
         let attrs = Attributes {
             verb: "impersonate".into(),
             is_resource: true,
             namespace: namespace.into(),
             api_group: group.into(),
             resource: resource.into(),
-            subresource: String::new(),
+            subresource: subresource.into(),
             name: name.into(),
             path: String::new(),
         };
@@ -189,27 +200,48 @@ pub fn impersonate(server: &ApiServer, user: UserInfo, headers: &http::HeaderMap
         }
     };
     let mut out_groups = groups.clone();
-    match target.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+    // Only a well-formed service-account name is a service account (kube-apiserver's
+    // SplitUsername); anything else is a user name, needing `impersonate users`.
+    match service_account_of(&target) {
         Some((ns, name)) => {
-            check("serviceaccounts", "", ns, name)?;
-            out_groups.push("system:serviceaccounts".into());
-            out_groups.push(format!("system:serviceaccounts:{ns}"));
+            check("serviceaccounts", "", "", ns, name)?;
+            if groups.is_empty() {
+                out_groups.push("system:serviceaccounts".into());
+                out_groups.push(format!("system:serviceaccounts:{ns}"));
+            }
         }
-        None => check("users", "", "", &target)?,
+        None => check("users", "", "", "", &target)?,
     }
     for g in &groups {
-        check("groups", "", "", g)?;
+        check("groups", "", "", "", g)?;
+    }
+    for (key, values) in &extra {
+        for v in values {
+            check("userextras", key, "authentication.k8s.io", "", v)?;
+        }
     }
     if let Some(u) = &uid {
-        check("uids", "authentication.k8s.io", "", u)?;
+        check("uids", "", "authentication.k8s.io", "", u)?;
     }
     if target == "system:anonymous" {
         if !out_groups.iter().any(|g| g == "system:unauthenticated") {
             out_groups.push("system:unauthenticated".into());
         }
-        return Ok(UserInfo { name: target, uid: uid.unwrap_or_default(), groups: out_groups });
+        return Ok(UserInfo { name: target, uid: uid.unwrap_or_default(), groups: out_groups, extra });
     }
-    Ok(UserInfo::authenticated(target, uid.unwrap_or_default(), out_groups))
+    let mut u = UserInfo::authenticated(target, uid.unwrap_or_default(), out_groups);
+    u.extra = extra;
+    Ok(u)
+}
+
+/// `system:serviceaccount:<namespace>:<name>` with a valid namespace and name.
+fn service_account_of(user: &str) -> Option<(&str, &str)> {
+    let rest = user.strip_prefix("system:serviceaccount:")?;
+    let (ns, name) = rest.split_once(':')?;
+    let valid = rkube_api::validation::dns1123_label(ns).is_empty()
+        && rkube_api::validation::dns1123_subdomain(name).is_empty()
+        && !name.contains(':');
+    valid.then_some((ns, name))
 }
 
 /// Admission for writes: RBAC objects may only grant what the writer holds (or what

@@ -166,10 +166,14 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     })
 }
 
-/// Decodes a JSON or YAML body into a value; `Err` carries the parser's message.
+/// Decodes a JSON, YAML or protobuf body into a value; `Err` carries the parser's message.
+/// Every decoder is bounded: JSON and YAML nest at most 127 levels (serde's limit; the
+/// registry then holds objects to [`rkube_api::limits::DEPTH_MAX`]), protobuf at most
+/// [`rkube_proto::DEPTH_MAX`], and YAML aliases may not expand a document much beyond its
+/// own size.
 pub fn decode(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
     match format {
-        BodyFormat::Yaml | BodyFormat::ApplyPatch => serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string()),
+        BodyFormat::Yaml | BodyFormat::ApplyPatch => decode_yaml(body),
         BodyFormat::Protobuf => rkube_proto::decode_object(body).map_err(|e| e.to_string()),
         _ => serde_json::from_slice::<Value>(body).map_err(|e| json_error(&e)),
     }
@@ -179,8 +183,113 @@ pub fn decode(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
 fn json_error(e: &serde_json::Error) -> String {
     if e.is_eof() {
         "unexpected end of JSON input".to_string()
+    } else if e.to_string().starts_with("recursion limit exceeded") {
+        rkube_api::limits::DEPTH_EXCEEDED_MESSAGE.to_string()
     } else {
         e.to_string()
+    }
+}
+
+/// How many values (sequence elements and mapping values) alias expansion may add to a
+/// YAML document beyond one per byte of it. Without aliases a document holds fewer values
+/// than bytes; go-yaml, which kube-apiserver uses, allows about 400,000 alias-driven
+/// values before it refuses with "excessive aliasing".
+const YAML_ALIAS_VALUES_MAX: usize = 400_000;
+
+/// Kube-apiserver's message for an alias bomb.
+pub const YAML_EXCESSIVE_ALIASING: &str = "document contains excessive aliasing";
+
+/// A YAML body as a JSON value, refusing documents whose aliases expand past
+/// `body.len() + YAML_ALIAS_VALUES_MAX` values. The count is kept while the document is
+/// read (aliases are expanded lazily by the parser as values are pulled), so a bomb is
+/// refused after a bounded amount of work and memory.
+pub fn decode_yaml(body: &[u8]) -> Result<Value, String> {
+    let mut budget = body.len().saturating_add(YAML_ALIAS_VALUES_MAX);
+    let de = serde_yaml::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(YamlValue { budget: &mut budget }, de).map_err(|e| {
+        // serde_yaml adds the path and position to our error; kube-apiserver has none. Its
+        // own bound on alias use (100 dereferences per event) means the same.
+        let e = e.to_string();
+        if budget == 0 || e.starts_with("repetition limit exceeded") {
+            YAML_EXCESSIVE_ALIASING.to_string()
+        } else {
+            e
+        }
+    })
+}
+
+/// Builds a JSON value as serde_json's own `Deserialize` would, counting values.
+struct YamlValue<'b> {
+    budget: &'b mut usize,
+}
+
+impl YamlValue<'_> {
+    fn spend<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        if *self.budget == 0 {
+            return Err(E::custom(YAML_EXCESSIVE_ALIASING));
+        }
+        *self.budget -= 1;
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for YamlValue<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for YamlValue<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            self.spend()?;
+            match seq.next_element_seed(YamlValue { budget: &mut *self.budget })? {
+                Some(v) => out.push(v),
+                None => return Ok(Value::Array(out)),
+            }
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            self.spend()?;
+            let v = map.next_value_seed(YamlValue { budget: &mut *self.budget })?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -334,6 +443,52 @@ mod tests {
             }
             let back = rkube_proto::decode_object(&rkube_proto::encode_object(&obj).expect("encode")).expect("decode");
             assert_eq!(rkube_proto::without_unset_zeros(&back), rkube_proto::without_unset_zeros(&obj), "{}", def.kind);
+        }
+    }
+
+    fn nested(levels: usize, kinds: &[bool]) -> String {
+        let (mut open, mut close) = (String::new(), String::new());
+        for i in 0..levels {
+            if kinds[i % kinds.len()] {
+                open.push_str("{\"k\":");
+                close.insert(0, '}');
+            } else {
+                open.push('[');
+                close.insert(0, ']');
+            }
+        }
+        format!("{open}1{close}")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 100, failure_persistence: None, ..Default::default() })]
+
+        /// JSON and YAML bodies of any depth decode or fail on an ordinary stack; what
+        /// decodes nests within serde's 128 levels (the registry then applies its bound).
+        #[test]
+        fn deep_bodies_are_safe(levels in 1usize..3000, kinds in proptest::collection::vec(proptest::prelude::any::<bool>(), 1..4)) {
+            let text = nested(levels, &kinds);
+            for format in [BodyFormat::Json, BodyFormat::Yaml] {
+                match decode(format, text.as_bytes()) {
+                    Ok(v) => proptest::prop_assert!(!rkube_api::limits::depth_exceeds(&v, 128)),
+                    Err(e) => proptest::prop_assert!(levels > 127, "{format:?} {levels}: {e}"),
+                }
+            }
+        }
+
+        /// Alias expansion is bounded by the document's size however the aliases nest.
+        #[test]
+        fn yaml_aliases_are_bounded(levels in 1usize..12, fan_out in 2usize..40) {
+            let mut doc = String::from("a0: &a0 [1, 2]\n");
+            for l in 1..=levels {
+                let refs = vec![format!("*a{}", l - 1); fan_out].join(", ");
+                doc.push_str(&format!("a{l}: &a{l} [{refs}]\n"));
+            }
+            let expanded = 2 * fan_out.pow(levels as u32);
+            match decode_yaml(doc.as_bytes()) {
+                Ok(_) => proptest::prop_assert!(expanded < doc.len() + YAML_ALIAS_VALUES_MAX + 10_000, "{expanded}"),
+                Err(e) => proptest::prop_assert_eq!(e, YAML_EXCESSIVE_ALIASING),
+            }
         }
     }
 

@@ -73,7 +73,10 @@ async fn delete_objects(server: &ApiServer, group: &str, plural: &str) {
     let Ok(list) = server.store.list(&prefix, &ListOptions::default()) else { return };
     for kv in list.items {
         let Ok(obj) = parse_stored(&kv) else { continue };
-        let _ = server.store.txn(Op::Delete { key: kv.key.to_string(), expected: None, tombstone: stamp(obj) }).await;
+        let _ = server
+            .store
+            .txn(Op::Delete { key: kv.key.to_string(), expected: None, tombstone: crate::registry::tombstone(obj) })
+            .await;
     }
 }
 

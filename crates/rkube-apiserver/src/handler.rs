@@ -10,7 +10,7 @@ use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rkube_api::ApiError;
 
-use crate::authn::UserInfo;
+use crate::authn::{ClientCert, UserInfo};
 use crate::codec::{self, Body, Negotiated};
 use crate::registry::{self, Query};
 use crate::request_info::{self, RequestInfo};
@@ -19,7 +19,7 @@ use crate::{discovery, ApiServer};
 pub async fn handle(
     server: Arc<ApiServer>,
     req: Request<Incoming>,
-    cert_user: Option<UserInfo>,
+    cert_user: ClientCert,
     _peer: SocketAddr,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -28,38 +28,25 @@ pub async fn handle(
     let query = Query::parse(parts.uri.query());
     let path = parts.uri.path().to_string();
     let info = request_info::parse(parts.method.as_str(), &path, query.flag("watch"));
+    let takes_body =
+        matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE);
+    let mut body = takes_body.then_some(body);
+    let mut authorized = false;
+    // kube-apiserver's filter order: authentication, impersonation, in-flight limits,
+    // authorization; only then is a body read. A refused request costs no body memory.
     let result = async {
-        // The body is read (bounded) before any answer, so an early error never leaves a
-        // client mid-upload on a reset stream.
-        let body = match parts.method {
-            http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE => {
-                Some(registry::read_body(body).await)
-            }
-            _ => None,
-        };
-        // In-flight limits (kube-apiserver's max-in-flight filter); watches are long-running
-        // and not counted.
-        let mutating = !matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
-        let pool = if info.verb == "watch" {
-            None
-        } else if mutating {
-            server.mutating_inflight.clone()
-        } else {
-            server.readonly_inflight.clone()
-        };
-        let _permit = match pool {
-            Some(p) => Some(
-                p.try_acquire_owned()
-                    .map_err(|_| ApiError::too_many_requests("Too many requests, please try again later."))?,
-            ),
-            None => None,
-        };
         let user = authenticate(&server, &parts.headers, cert_user)?;
         let user = crate::authz::impersonate(&server, user, &parts.headers)?;
+        let _permit = admit_inflight(&server, &parts.method, &info, &user)?;
         crate::authz::authorize(&server, &user, &info)?;
+        authorized = true;
         if info.is_resource {
-            let body = body.transpose()?.unwrap_or_default();
-            registry::handle(&server, &info, &query, &neg, &parts.headers, &user, body).await
+            let read = match body.as_mut() {
+                Some(b) => Some(crate::body::read(&server.body_budget, &parts.headers, b).await?),
+                None => None,
+            };
+            let bytes = read.as_ref().map(|r| r.bytes.clone()).unwrap_or_default();
+            registry::handle(&server, &info, &query, &neg, &parts.headers, &user, bytes).await
         } else {
             // Discovery and OpenAPI documents are served as JSON only.
             let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -67,6 +54,10 @@ pub async fn handle(
         }
     }
     .await;
+    if let (Err(_), Some(b)) = (&result, body.take()) {
+        let max = if authorized { crate::body::DRAIN_AUTHORIZED_BYTES } else { crate::body::DRAIN_BYTES };
+        crate::body::drain(b, max).await;
+    }
     let resp = match result {
         Ok(r) => r,
         Err(e) => codec::error_response(&e, &neg),
@@ -85,23 +76,52 @@ pub async fn handle(
     resp
 }
 
-fn authenticate(
+/// kube-apiserver's max-in-flight filter: read-only and mutating requests have their own
+/// pools; watches are long-running and not counted; `system:masters` is never refused (a
+/// super-user, or the server's own loopback client, must always get an answer).
+fn admit_inflight(
     server: &ApiServer,
-    headers: &http::HeaderMap,
-    cert_user: Option<UserInfo>,
-) -> Result<UserInfo, ApiError> {
+    method: &http::Method,
+    info: &RequestInfo,
+    user: &UserInfo,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+    let mutating = !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+    let pool = if info.verb == "watch" {
+        None
+    } else if mutating {
+        server.mutating_inflight.as_ref()
+    } else {
+        server.readonly_inflight.as_ref()
+    };
+    let Some(pool) = pool else { return Ok(None) };
+    match pool.clone().try_acquire_owned() {
+        Ok(p) => Ok(Some(p)),
+        Err(_) if user.in_group("system:masters") => Ok(None),
+        Err(_) => Err(ApiError::too_many_requests("Too many requests, please try again later.")),
+    }
+}
+
+/// Who is asking, in kube-apiserver's order: a client certificate signed by the cluster
+/// CA, else a bearer token (static, then service account), else anonymous. A presented
+/// credential that fails (an untrusted certificate, an unknown token) is a 401 unless a
+/// later one succeeds; it never falls back to anonymous.
+fn authenticate(server: &ApiServer, headers: &http::HeaderMap, cert: ClientCert) -> Result<UserInfo, ApiError> {
+    if let ClientCert::Valid(user) = cert {
+        return Ok(user);
+    }
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let value = auth.to_str().map_err(|_| ApiError::unauthorized())?;
         if let Some(token) = value.strip_prefix("Bearer ").map(str::trim) {
-            // A presented token must be valid: kube-apiserver answers 401 rather than
-            // falling back to anonymous.
             if let Some(u) = server.tokens.lookup(token) {
                 return Ok(u.clone());
             }
             return crate::tokens::authenticate(server, token).ok_or_else(ApiError::unauthorized);
         }
     }
-    Ok(cert_user.unwrap_or_else(UserInfo::anonymous))
+    match cert {
+        ClientCert::Invalid => Err(ApiError::unauthorized()),
+        _ => Ok(UserInfo::anonymous()),
+    }
 }
 
 async fn non_resource(

@@ -18,6 +18,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod body;
 pub mod codec;
 pub mod controllers;
 pub mod crds;
@@ -91,6 +92,10 @@ pub struct ApiServer {
     /// Permits for read-only and mutating requests in flight (None = unlimited).
     pub readonly_inflight: Option<Arc<tokio::sync::Semaphore>>,
     pub mutating_inflight: Option<Arc<tokio::sync::Semaphore>>,
+    /// Memory for request bodies, shared by all requests (see `body`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Open watch streams per user (see `watch::WATCHES_PER_USER_MAX`).
+    pub watches_per_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl ApiServer {
@@ -112,6 +117,8 @@ impl ApiServer {
             sa_tokens: std::sync::OnceLock::new(),
             readonly_inflight: permits(limits.max_requests_inflight),
             mutating_inflight: permits(limits.max_mutating_requests_inflight),
+            body_budget: body::budget(),
+            watches_per_user: Default::default(),
         })
     }
 }

@@ -15,7 +15,7 @@ use rkube_api::selector::{FieldSelector, LabelSelector};
 use rkube_api::status::{success_status, ApiError, ApiResult, FieldError};
 use rkube_api::strategy::{unknown_fields, Deletion};
 use rkube_api::validation::validate_object_meta;
-use rkube_store::{KeyValue, ListOptions, Op, StoreError, ValueFn};
+use rkube_store::{KeyValue, ListOptions, Op, StoreError, TombstoneFn, ValueFn};
 use serde_json::{json, Map, Value};
 
 use crate::authn::UserInfo;
@@ -57,14 +57,53 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Builds the stored bytes once the revision is known.
-pub fn stamp(mut obj: Value) -> ValueFn {
+/// Builds the stored bytes once the revision is known, refusing an object that would be
+/// larger than [`rkube_api::limits::STORED_OBJECT_BYTES_MAX`] in etcd's encoding.
+pub fn stamp(obj: Value) -> ValueFn {
     Box::new(move |rev| {
-        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("resourceVersion".into(), Value::String(rev.to_string()));
-        }
-        Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+        let bytes = stamped(obj, rev);
+        check_stored_size(&bytes)?;
+        Ok(bytes)
     })
+}
+
+/// Builds a delete's tombstone (the object as it was deleted) once the revision is known.
+pub fn tombstone(obj: Value) -> TombstoneFn {
+    Box::new(move |rev| stamped(obj, rev))
+}
+
+fn stamped(mut obj: Value, rev: u64) -> Bytes {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+    Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+}
+
+/// The stored JSON bytes of an object within the size etcd would take: JSON is never
+/// smaller than protobuf, so only an object whose JSON is over the bound pays for
+/// measuring its protobuf form (built-in kinds are stored as protobuf by kube-apiserver,
+/// custom resources as JSON).
+fn check_stored_size(json: &[u8]) -> Result<(), String> {
+    let max = rkube_api::limits::STORED_OBJECT_BYTES_MAX;
+    if json.len() <= max {
+        return Ok(());
+    }
+    let size = serde_json::from_slice::<Value>(json)
+        .ok()
+        .and_then(|v| {
+            let api_version = v.get("apiVersion")?.as_str()?.to_string();
+            let kind = v.get("kind")?.as_str()?.to_string();
+            let (g, ver) = rkube_proto::split_api_version(&api_version);
+            if !rkube_proto::has_message(g, ver, &kind) {
+                return None;
+            }
+            rkube_proto::encode_json_bytes(&api_version, &kind, json).ok().map(|b| b.len())
+        })
+        .unwrap_or(json.len());
+    if size <= max {
+        return Ok(());
+    }
+    Err(format!("the object would take {size} bytes in storage, more than the limit of {max} bytes"))
 }
 
 pub fn parse_stored(kv: &KeyValue) -> ApiResult<Value> {
@@ -84,31 +123,15 @@ fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
             ApiError::new(504, "Timeout", format!("Too large resource version: {requested}, current: {current}"))
         }
         StoreError::Io(m) => ApiError::internal(m),
+        // Deviation: kube-apiserver passes etcd's refusal on as a 500 ("etcdserver:
+        // request is too large"), which clients retry; it is the request's fault.
+        StoreError::Refused(m) => ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {} \"{name}\": {m}", def.plural),
+        ),
         StoreError::Closed => ApiError::new(503, "ServiceUnavailable", "the server is shutting down"),
     }
-}
-
-/// The most bytes of an oversized body read and thrown away before answering 413, so the
-/// client finishes sending and sees the answer instead of a reset stream.
-const DRAIN_BYTES_MAX: usize = 64 << 20;
-
-pub async fn read_body(mut body: hyper::body::Incoming) -> ApiResult<Bytes> {
-    let mut buf = bytes::BytesMut::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
-        seen += data.len();
-        if seen <= crate::BODY_BYTES_MAX {
-            buf.extend_from_slice(&data);
-        } else if seen > crate::BODY_BYTES_MAX + DRAIN_BYTES_MAX {
-            break;
-        }
-    }
-    if seen > crate::BODY_BYTES_MAX {
-        return Err(ApiError::too_large(crate::BODY_BYTES_MAX));
-    }
-    Ok(buf.freeze())
 }
 
 impl<'a> Ctx<'a> {
@@ -169,7 +192,16 @@ impl<'a> Ctx<'a> {
                     self.def.kind
                 ));
             }
-            let head: String = String::from_utf8_lossy(&raw[..raw.len().min(30)]).into_owned();
+            let head = &raw[..raw.len().min(30)];
+            if format == BodyFormat::Yaml {
+                // kube-apiserver quotes a YAML body's head in hex.
+                let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+                return ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {}): yaml: {e} ({hex} ...)",
+                    self.def.kind
+                ));
+            }
+            let head = String::from_utf8_lossy(head);
             ApiError::bad_request(format!(
                 "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {e} ({head} ...)",
                 self.def.kind
@@ -192,9 +224,17 @@ impl<'a> Ctx<'a> {
     }
 
     /// `kind` and `apiVersion` match the URL's resource (defaulted when absent); metadata
-    /// is an object.
+    /// is an object; the object nests at most `DEPTH_MAX` levels (so everything after this
+    /// step, and every later read of the stored bytes, stays within bounded recursion).
     fn check_type_meta(&mut self, obj: &mut Value) -> ApiResult<()> {
         let def = self.def.clone();
+        if rkube_api::limits::depth_exceeds(obj, rkube_api::limits::DEPTH_MAX) {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {}",
+                def.kind,
+                rkube_api::limits::DEPTH_EXCEEDED_MESSAGE
+            )));
+        }
         let Some(m) = obj.as_object_mut() else {
             return Err(ApiError::bad_request(format!(
                 "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: expected an object",
@@ -323,7 +363,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, ApiError> {
     let snap = server.table.snapshot();
     let def = snap.get(&info.group, &info.version, &info.resource).cloned().ok_or_else(ApiError::no_route)?;
-    if !def.namespaced && info.namespace.is_some() && info.resource != "namespaces" {
+    if !def.namespaced && (info.namespace_prefix || (info.namespace.is_some() && info.resource != "namespaces")) {
         return Err(ApiError::no_route());
     }
     let sub = match &info.subresource {
@@ -743,7 +783,7 @@ impl<'a> Ctx<'a> {
             let graceful = matches!(self.deletion(&prepared, pending_grace), Deletion::Graceful { .. });
             let mut unstored = None;
             let op = if deleting && !finalizers_left && !graceful {
-                Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: stamp(prepared) }
+                Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: tombstone(prepared) }
             } else {
                 unstored = self.protobuf_answer_from(&prepared);
                 Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(prepared) }
@@ -997,7 +1037,7 @@ impl<'a> Ctx<'a> {
                 if dry {
                     return Ok(self.respond_object(StatusCode::OK, &kv));
                 }
-                Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: stamp(obj) }
+                Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: tombstone(obj) }
             };
             match self.server.store.txn(op).await {
                 Ok(done) => {
@@ -1179,28 +1219,49 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Applies a patch of any type, each bounded before it works (see `rkube_patch`): JSON
+/// patches by kube-apiserver's operation and copy limits and the depth bound, strategic
+/// merges by a bound of work; a merge patch costs at most its own size.
 fn apply_patch(def: &ResourceDef, old: &Value, patch: &Value, format: BodyFormat, is_scale: bool) -> ApiResult<Value> {
-    let mut doc = old.clone();
+    use rkube_api::limits;
+    use rkube_patch::json_patch::{self, JsonPatchError};
     match format {
         BodyFormat::JsonPatch => {
-            let p: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut doc, &p).map_err(|e| {
-                ApiError::new(
+            let bounds = json_patch::Limits {
+                operations_max: limits::JSON_PATCH_OPERATIONS_MAX,
+                copy_bytes_max: limits::JSON_PATCH_COPY_BYTES_MAX,
+                depth_max: limits::DEPTH_MAX,
+            };
+            json_patch::apply(old, patch.clone(), bounds).map_err(|e| match e {
+                JsonPatchError::Decode(m) => ApiError::bad_request(format!("error decoding patch: {m}")),
+                JsonPatchError::TooManyOperations { .. } => {
+                    ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: {e}"))
+                }
+                // kube-apiserver answers every failure to apply as this 422 (without the
+                // reason, which is kept here).
+                _ => ApiError::new(
                     422,
                     "Invalid",
                     format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+                ),
+            })
         }
-        BodyFormat::MergePatch => json_patch::merge(&mut doc, patch),
+        BodyFormat::MergePatch => {
+            let mut doc = old.clone();
+            ::json_patch::merge(&mut doc, patch);
+            Ok(doc)
+        }
         BodyFormat::StrategicMergePatch => {
             let schema = if is_scale { None } else { rkube_patch::schema_for(&def.group, &def.version, &def.kind) };
-            doc = rkube_patch::apply(old, patch, schema).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            rkube_patch::apply(old, patch, schema).map_err(|e| match e {
+                rkube_patch::PatchError::TooComplex { .. } => {
+                    ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: {e}"))
+                }
+                _ => ApiError::bad_request(e.to_string()),
+            })
         }
-        _ => return Err(ApiError::unsupported_media_type("")),
+        _ => Err(ApiError::unsupported_media_type("")),
     }
-    Ok(doc)
 }
 
 fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
@@ -1425,15 +1486,17 @@ fn spawn_namespace_finalizer(server: Arc<ApiServer>, ns: String) {
                 };
                 let _ = server
                     .store
-                    .txn(Op::Delete { key: kv.key.to_string(), expected: None, tombstone: stamp(tomb) })
+                    .txn(Op::Delete { key: kv.key.to_string(), expected: None, tombstone: tombstone(tomb) })
                     .await;
             }
         }
         let key = format!("/registry/core/namespaces/{ns}");
         if let Some(kv) = server.store.get(&key) {
             if let Ok(obj) = parse_stored(&kv) {
-                let _ =
-                    server.store.txn(Op::Delete { key, expected: Some(kv.mod_revision), tombstone: stamp(obj) }).await;
+                let _ = server
+                    .store
+                    .txn(Op::Delete { key, expected: Some(kv.mod_revision), tombstone: tombstone(obj) })
+                    .await;
             }
         }
     });

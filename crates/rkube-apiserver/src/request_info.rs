@@ -17,6 +17,10 @@ pub struct RequestInfo {
     pub resource: String,
     pub subresource: Option<String>,
     pub name: Option<String>,
+    /// The resource came after `/namespaces/{namespace}/` in the path. Only namespaced
+    /// resources are served there; a cluster-scoped resource under it is a 404, as with
+    /// kube-apiserver (`/namespaces/{name}` itself is the namespace object).
+    pub namespace_prefix: bool,
 }
 
 /// `watch=true`-style query flags as kube-apiserver reads them.
@@ -62,6 +66,7 @@ pub fn parse(method: &str, path: &str, watch_param: bool) -> RequestInfo {
         info.namespace = Some(parts[1].to_string());
         if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
             parts.drain(..2);
+            info.namespace_prefix = true;
         }
     }
     info.resource = parts[0].to_string();
@@ -71,7 +76,7 @@ pub fn parse(method: &str, path: &str, watch_param: bool) -> RequestInfo {
     if parts.len() >= 3 {
         info.subresource = Some(parts[2..].join("/"));
     }
-    if info.resource == "namespaces" && info.name.is_some() {
+    if info.resource == "namespaces" && info.name.is_some() && !info.namespace_prefix {
         // /namespaces/{name} addresses the namespace object itself.
         info.namespace = info.name.clone();
     }
@@ -130,6 +135,14 @@ mod tests {
         assert_eq!(i.verb, "deletecollection");
         let i = parse("PATCH", "/apis/apps/v1/namespaces/x/deployments/d/scale", false);
         assert_eq!((i.verb.as_str(), i.subresource.as_deref()), ("patch", Some("scale")));
+        // A cluster-scoped resource under a namespace keeps the path's namespace (what RBAC
+        // is asked about); the registry answers 404 for it.
+        let i = parse("GET", "/api/v1/namespaces/default/namespaces/kube-system", false);
+        assert_eq!(
+            (i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref(), i.namespace_prefix),
+            (Some("default"), "namespaces", Some("kube-system"), true)
+        );
+        assert!(!parse("GET", "/api/v1/namespaces/x/status", false).namespace_prefix);
         assert!(!parse("GET", "/apis/apps/v1", false).is_resource);
         assert!(!parse("GET", "/version", false).is_resource);
     }

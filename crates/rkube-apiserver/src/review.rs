@@ -44,6 +44,50 @@ fn attributes(spec: &Value, namespace_override: Option<&str>) -> ApiResult<Attri
     ))
 }
 
+/// A LocalSubjectAccessReview asks about its own namespace only: the object's namespace is
+/// the URL's, the attributes name it, and non-resource attributes have no namespace to be
+/// asked in (kube-apiserver's validation, with its messages).
+fn local_review_namespace(obj: &mut Value, spec: &Value, url_ns: &str) -> ApiResult<String> {
+    let meta = rkube_api::strategy::ensure_map(obj, &["metadata"]);
+    match meta.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        Some(n) if n != url_ns => {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ))
+        }
+        _ => {
+            meta.insert("namespace".into(), json!(url_ns));
+        }
+    }
+    let mut errs = vec![];
+    if let Some(r) = spec.get("resourceAttributes").filter(|v| v.is_object()) {
+        let asked = str_at(r, "/namespace");
+        if asked != url_ns {
+            errs.push(rkube_api::FieldError::invalid(
+                "spec.resourceAttributes.namespace",
+                json!(asked),
+                "must match metadata.namespace",
+            ));
+        }
+    }
+    if let Some(n) = spec.get("nonResourceAttributes").filter(|v| v.is_object()) {
+        errs.push(rkube_api::FieldError::invalid_rendered(
+            "spec.nonResourceAttributes",
+            format!(
+                "authorization.NonResourceAttributes{{Path:{:?}, Verb:{:?}}}",
+                str_at(n, "/path"),
+                str_at(n, "/verb")
+            ),
+            "disallowed on this kind of request",
+        ));
+    }
+    if !errs.is_empty() {
+        // kube-apiserver names no kind here.
+        return Err(ApiError::invalid("authorization.k8s.io", "", "", errs));
+    }
+    Ok(url_ns.to_string())
+}
+
 fn access_status(server: &ApiServer, user: &User, attrs: &Attributes) -> Value {
     let review = server.authz.snapshot().review(user, attrs);
     let mut status = json!({"allowed": review.allowed});
@@ -86,8 +130,12 @@ pub fn answer(
                     )],
                 ));
             }
-            let ns = if kind == "LocalSubjectAccessReview" { namespace } else { None };
-            access_status(server, &subject, &attributes(&spec, ns)?)
+            let ns = if kind == "LocalSubjectAccessReview" {
+                Some(local_review_namespace(&mut obj, &spec, namespace.unwrap_or(""))?)
+            } else {
+                None
+            };
+            access_status(server, &subject, &attributes(&spec, ns.as_deref())?)
         }
         "SelfSubjectRulesReview" => {
             let ns = str_at(&spec, "/namespace");
@@ -104,6 +152,9 @@ pub fn answer(
         }
         "SelfSubjectReview" => {
             let mut info = json!({"username": user.name, "groups": user.groups});
+            if !user.extra.is_empty() {
+                info["extra"] = json!(user.extra);
+            }
             if !user.uid.is_empty() {
                 info["uid"] = json!(user.uid);
             }
@@ -111,13 +162,26 @@ pub fn answer(
         }
         "TokenReview" => {
             let token = str_at(&spec, "/token");
-            let found = server.tokens.lookup(token).cloned().or_else(|| crate::tokens::authenticate(server, token));
+            // No audiences asked for means this server's own.
+            let mut audiences: Vec<String> = spec
+                .get("audiences")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            if audiences.is_empty() {
+                audiences.push(crate::tokens::ISSUER.to_string());
+            }
+            let found = match server.tokens.lookup(token) {
+                Some(u) => crate::tokens::audience_agnostic(u.clone(), &audiences),
+                None => crate::tokens::authenticate_for(server, token, &audiences),
+            };
             match found {
-                Some(u) => {
+                Ok(a) => {
+                    let u = a.user;
                     json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups},
-                    "audiences": [crate::tokens::ISSUER]})
+                    "audiences": a.audiences})
                 }
-                None => json!({"user": {}, "error": "invalid bearer token"}),
+                Err(e) => json!({"user": {}, "error": e}),
             }
         }
         other => return Err(ApiError::internal(format!("no review answers {other}"))),

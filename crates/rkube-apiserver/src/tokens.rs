@@ -1,7 +1,9 @@
 //! Service-account tokens: TokenRequest (`POST .../serviceaccounts/{name}/token`, what
 //! `kubectl create token` sends) issues ES256 JWTs with Kubernetes' claims; authentication
-//! verifies them (signature, issuer, audience, time) and that the service account, and the
-//! pod or secret the token is bound to, still exist with the same uid.
+//! verifies them (signature, issuer, time, audiences against the ones asked for) and that
+//! the service account, and the pod or secret the token is bound to, still exist with the
+//! same uid and are not deleted: bound tokens stop working 60 s past the deletionTimestamp
+//! (kube-apiserver's grace for a terminating pod's last calls), legacy tokens at once.
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -70,8 +72,8 @@ impl TokenIssuer {
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| e.to_string())
     }
 
-    /// Checks signature, issuer, audience and time (cached after the first success); the
-    /// service account and bound object are checked by [`authenticate`].
+    /// Checks signature, issuer and time (cached after the first success); audiences, the
+    /// service account and the bound object are checked by [`authenticate_for`].
     pub fn verify(&self, token: &str) -> Result<Value, String> {
         let cached = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned();
         if let Some(claims) = cached {
@@ -92,7 +94,9 @@ impl TokenIssuer {
     fn verify_signature(&self, token: &str) -> Result<Value, String> {
         let mut v = Validation::new(Algorithm::ES256);
         v.set_issuer(&[ISSUER]);
-        v.set_audience(&[ISSUER]);
+        // The audience is checked against what each caller asks for; it must be there.
+        v.validate_aud = false;
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.validate_nbf = true;
         v.leeway = 0;
         jsonwebtoken::decode::<Value>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| e.to_string())
@@ -107,11 +111,35 @@ fn get_object(server: &ApiServer, key: &str) -> Option<Value> {
     server.store.get(key).and_then(|kv| parse_stored(&kv).ok())
 }
 
+/// How long past its deletionTimestamp an object still backs the tokens bound to it
+/// (kube-apiserver's `invalidIfDeletedBefore`).
+const DELETION_GRACE_SECONDS: i64 = 60;
+
+/// Whether `obj` is being deleted and its grace for tokens is over.
+fn deleted_for_tokens(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t.timestamp() + DELETION_GRACE_SECONDS <= now())
+}
+
+fn being_deleted(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+}
+
 /// Answers a TokenRequest for service account `name` in `namespace`.
 pub fn request(server: &ApiServer, namespace: &str, name: &str, mut req: Value) -> ApiResult<Value> {
     let issuer = server.sa_tokens.get().ok_or_else(|| ApiError::internal("no service-account signing key"))?;
     let sa = get_object(server, &format!("/registry/core/serviceaccounts/{namespace}/{name}"))
         .ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
+    // Deviation: kube-apiserver still issues a token here, which then never authenticates.
+    if deleted_for_tokens(&sa) {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("serviceaccounts \"{name}\" is forbidden: the service account is being deleted"),
+        ));
+    }
     let sa_uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
     let spec = req.get("spec").cloned().unwrap_or(json!({}));
     let seconds = spec.get("expirationSeconds").and_then(Value::as_i64).unwrap_or(EXPIRATION_DEFAULT_SECONDS);
@@ -137,7 +165,10 @@ pub fn request(server: &ApiServer, namespace: &str, name: &str, mut req: Value) 
         .filter(|a: &Vec<String>| !a.is_empty())
         .unwrap_or_else(|| vec![ISSUER.to_string()]);
     let iat = now();
-    let (exp, warnafter) = if seconds == EXPIRATION_PROJECTED_SECONDS {
+    // Only the kubelet's token for a pod (3607 s, bound to the pod) gets the extended
+    // expiration, as with kube-apiserver.
+    let pod_bound = spec.pointer("/boundObjectRef/kind").and_then(Value::as_str) == Some("Pod");
+    let (exp, warnafter) = if seconds == EXPIRATION_PROJECTED_SECONDS && pod_bound {
         (iat + EXTENDED_EXPIRATION_SECONDS, Some(iat + seconds))
     } else {
         (iat + seconds, None)
@@ -159,6 +190,13 @@ pub fn request(server: &ApiServer, namespace: &str, name: &str, mut req: Value) 
         };
         let obj = get_object(server, &format!("/registry/core/{plural}/{namespace}/{bname}"))
             .ok_or_else(|| ApiError::not_found("", plural, bname))?;
+        if deleted_for_tokens(&obj) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("{plural} \"{bname}\" is forbidden: the bound object is being deleted"),
+            ));
+        }
         let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
         if let Some(want) = bound.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
             if want != uid {
@@ -226,7 +264,7 @@ impl TokenIssuer {
 }
 
 /// A legacy token is valid while its Secret holds it and its service account has the uid it
-/// names.
+/// names, neither being deleted.
 fn authenticate_legacy(server: &ApiServer, token: &str) -> Option<UserInfo> {
     let claims = server.sa_tokens.get()?.verify_legacy(token)?;
     let ns = claims.get("kubernetes.io/serviceaccount/namespace")?.as_str()?;
@@ -234,12 +272,15 @@ fn authenticate_legacy(server: &ApiServer, token: &str) -> Option<UserInfo> {
     let sa_name = claims.get("kubernetes.io/serviceaccount/service-account.name")?.as_str()?;
     let sa_uid = claims.get("kubernetes.io/serviceaccount/service-account.uid")?.as_str()?;
     let secret = get_object(server, &format!("/registry/core/secrets/{ns}/{secret_name}"))?;
+    if being_deleted(&secret) {
+        return None;
+    }
     let stored = secret.pointer("/data/token").and_then(Value::as_str)?;
     if base64::engine::general_purpose::STANDARD.decode(stored).ok()? != token.as_bytes() {
         return None;
     }
     let sa = get_object(server, &format!("/registry/core/serviceaccounts/{ns}/{sa_name}"))?;
-    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(sa_uid) {
+    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(sa_uid) || being_deleted(&sa) {
         return None;
     }
     Some(UserInfo::authenticated(
@@ -249,28 +290,80 @@ fn authenticate_legacy(server: &ApiServer, token: &str) -> Option<UserInfo> {
     ))
 }
 
-/// Authenticates a service-account token, or None if it is not one of ours or no longer
-/// valid (the caller answers 401).
+/// Authenticates a service-account token for a request to this API server (audience
+/// [`ISSUER`]), or None if it is not one of ours or no longer valid (the caller answers 401).
 pub fn authenticate(server: &ApiServer, token: &str) -> Option<UserInfo> {
-    let Ok(claims) = server.sa_tokens.get()?.verify(token) else {
-        return authenticate_legacy(server, token);
+    authenticate_for(server, token, &[ISSUER.to_string()]).ok().map(|a| a.user)
+}
+
+/// Who a token authenticates, for which of the audiences asked for.
+pub struct Authenticated {
+    pub user: UserInfo,
+    pub audiences: Vec<String>,
+}
+
+/// Authenticates a service-account token for `audiences` (TokenReview's `spec.audiences`;
+/// a request to this server asks for [`ISSUER`]). The token must name one of them; the
+/// answer holds those it names. The error is what TokenReview reports.
+pub fn authenticate_for(server: &ApiServer, token: &str, audiences: &[String]) -> Result<Authenticated, String> {
+    let invalid = || "invalid bearer token".to_string();
+    let issuer = server.sa_tokens.get().ok_or_else(invalid)?;
+    let Ok(claims) = issuer.verify(token) else {
+        // Legacy tokens carry no audience: they are good for this server's own.
+        let user = authenticate_legacy(server, token).ok_or_else(invalid)?;
+        return audience_agnostic(user, audiences);
     };
+    let token_auds: Vec<String> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => vec![],
+    };
+    let common: Vec<String> = audiences.iter().filter(|a| token_auds.contains(a)).cloned().collect();
+    if common.is_empty() {
+        return Err(format!(
+            "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
+            go_strings(&token_auds),
+            go_strings(audiences)
+        ));
+    }
+    let user = bound_user(server, &claims).ok_or_else(invalid)?;
+    Ok(Authenticated { user, audiences: common })
+}
+
+/// A token with no audience of its own (static or legacy) is good for the audiences of this
+/// server that were asked for, as kube-apiserver's audience-agnostic wrapper has it.
+pub fn audience_agnostic(user: UserInfo, audiences: &[String]) -> Result<Authenticated, String> {
+    if !audiences.iter().any(|a| a == ISSUER) {
+        return Err(format!(
+            "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
+            go_strings(&[ISSUER.to_string()]),
+            go_strings(audiences)
+        ));
+    }
+    Ok(Authenticated { user, audiences: vec![ISSUER.to_string()] })
+}
+
+/// Go's `%q` of a string slice: `["a" "b"]`.
+fn go_strings(v: &[String]) -> String {
+    format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "))
+}
+
+/// The service account a verified bound token names, if it and the object the token is
+/// bound to still exist with the uids the token names, and their deletion grace is not over.
+fn bound_user(server: &ApiServer, claims: &Value) -> Option<UserInfo> {
     let k8s = claims.get("kubernetes.io")?;
     let ns = k8s.get("namespace")?.as_str()?;
     let sa_name = k8s.pointer("/serviceaccount/name")?.as_str()?;
     let sa_uid = k8s.pointer("/serviceaccount/uid")?.as_str()?;
     let sa = get_object(server, &format!("/registry/core/serviceaccounts/{ns}/{sa_name}"))?;
-    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(sa_uid) {
+    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(sa_uid) || deleted_for_tokens(&sa) {
         return None;
     }
     for (field, plural) in [("pod", "pods"), ("secret", "secrets")] {
         if let Some(bound) = k8s.get(field) {
             let name = bound.get("name")?.as_str()?;
             let obj = get_object(server, &format!("/registry/core/{plural}/{ns}/{name}"))?;
-            if obj.pointer("/metadata/uid") != bound.get("uid") {
-                return None;
-            }
-            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            if obj.pointer("/metadata/uid") != bound.get("uid") || deleted_for_tokens(&obj) {
                 return None;
             }
         }
@@ -323,8 +416,18 @@ mod tests {
         assert!(t.verify(&expired).is_err());
         let early = t.sign(&claims(ISSUER, n + 600, n + 1200)).unwrap();
         assert!(t.verify(&early).is_err(), "not valid before nbf");
+        // The audience is the caller's to check (TokenReview asks for others), but it must
+        // be there, as must the issuer.
         let foreign_aud = t.sign(&claims("https://elsewhere", n, n + 600)).unwrap();
-        assert!(t.verify(&foreign_aud).is_err());
+        assert!(t.verify(&foreign_aud).is_ok());
+        for missing in ["aud", "iss", "exp"] {
+            let mut c = claims(ISSUER, n, n + 600);
+            c.as_object_mut().unwrap().remove(missing);
+            assert!(t.verify(&t.sign(&c).unwrap()).is_err(), "{missing} is required");
+        }
+        let mut c = claims(ISSUER, n, n + 600);
+        c["iss"] = json!("https://other-issuer");
+        assert!(t.verify(&t.sign(&c).unwrap()).is_err(), "another issuer");
         let other_key = issuer().sign(&claims(ISSUER, n, n + 600)).unwrap();
         assert!(t.verify(&other_key).is_err(), "signed by another key");
         let mut parts: Vec<&str> = good.split('.').collect();

@@ -4,6 +4,13 @@
 //! bookmarks, sendInitialEvents with the initial-events-end bookmark, selectors
 //! (an object that stops matching is DELETED for this watcher), Table events, and
 //! timeoutSeconds.
+//!
+//! Memory: a stream holds no copy of the objects it sends. The initial state is a list of
+//! the store's values (shared), turned into events one at a time as the client reads; a
+//! large object's event is sent as its stored bytes (or cached protobuf body) between a
+//! small head and tail, so every stream shares them. A slow client's stream thus pins
+//! what its own queue refers to, never copies of it. Streams per user are bounded
+//! ([`WATCHES_PER_USER_MAX`]); `system:masters` is exempt, as from the in-flight limits.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,8 +28,19 @@ use serde_json::{json, Value};
 use crate::codec::Body;
 use crate::registry::{to_table, Ctx, Filter, Query};
 
+/// The longest watch a client can ask for with `timeoutSeconds`.
+const WATCH_TIMEOUT_SECONDS_MAX: u64 = 365 * 24 * 3600;
+
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The most watch streams one user may have open at once (each pod's service account, or
+/// a controller, uses a few dozen).
+pub const WATCHES_PER_USER_MAX: usize = 2000;
+
+/// Objects at least this large are sent as shared bytes between a head and a tail rather
+/// than copied into one buffer (copying small ones is cheaper than three chunks).
+const SHARE_BYTES_MIN: usize = 16 * 1024;
 
 struct State {
     def: Arc<ResourceDef>,
@@ -31,32 +49,94 @@ struct State {
     table: bool,
     protobuf: bool,
     query: Query,
+    /// Chunks ready to send.
     pending: VecDeque<Bytes>,
+    /// The initial state not yet sent (its values are the store's, shared).
+    initial: std::vec::IntoIter<rkube_store::KeyValue>,
+    /// After the initial state: the initial-events-end bookmark at this revision.
+    initial_end: Option<u64>,
     watcher: Option<Watcher>,
     bookmarks: bool,
     next_bookmark: tokio::time::Instant,
     deadline: tokio::time::Instant,
     store: Arc<dyn rkube_store::Store>,
     /// The server (for the encoding cache); dropping it counts the watcher out.
-    server: GaugeGuard,
+    server: WatchGuard,
 }
 
-struct GaugeGuard(Arc<crate::ApiServer>);
+/// Counts a stream in (metrics, the user's streams) while it lives.
+struct WatchGuard {
+    server: Arc<crate::ApiServer>,
+    user: Option<String>,
+}
 
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.metrics.watchers.dec();
+impl WatchGuard {
+    /// Counts a new stream of `user` in, or refuses it past [`WATCHES_PER_USER_MAX`]
+    /// (`None` = exempt).
+    fn new(server: &Arc<crate::ApiServer>, user: Option<&str>) -> Result<WatchGuard, ApiError> {
+        if let Some(u) = user {
+            let mut counts = server.watches_per_user.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(u.to_string()).or_insert(0);
+            if *n >= WATCHES_PER_USER_MAX {
+                return Err(ApiError::too_many_requests(format!(
+                    "Too many requests: user {u:?} has {WATCHES_PER_USER_MAX} watches open, the most allowed"
+                )));
+            }
+            *n += 1;
+        }
+        server.metrics.watchers.inc();
+        Ok(WatchGuard { server: server.clone(), user: user.map(str::to_string) })
     }
 }
 
-fn line(event_type: &str, object: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(object.len() + 40);
-    out.extend_from_slice(br#"{"type":""#);
-    out.extend_from_slice(event_type.as_bytes());
-    out.extend_from_slice(br#"","object":"#);
-    out.extend_from_slice(object);
-    out.extend_from_slice(b"}\n");
-    Bytes::from(out)
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.server.metrics.watchers.dec();
+        if let Some(u) = &self.user {
+            let mut counts = self.server.watches_per_user.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(u) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(u);
+                }
+            }
+        }
+    }
+}
+
+fn event_head(event_type: &str) -> Bytes {
+    Bytes::from_static(match event_type {
+        "ADDED" => br#"{"type":"ADDED","object":"#,
+        "MODIFIED" => br#"{"type":"MODIFIED","object":"#,
+        "DELETED" => br#"{"type":"DELETED","object":"#,
+        "BOOKMARK" => br#"{"type":"BOOKMARK","object":"#,
+        _ => br#"{"type":"ERROR","object":"#,
+    })
+}
+
+/// One JSON line event around `object`: one chunk, or three sharing a large object.
+fn line(out: &mut VecDeque<Bytes>, event_type: &str, object: Bytes) {
+    let head = event_head(event_type);
+    if object.len() >= SHARE_BYTES_MIN {
+        out.extend([head, object, Bytes::from_static(b"}\n")]);
+        return;
+    }
+    let mut buf = Vec::with_capacity(object.len() + head.len() + 2);
+    buf.extend_from_slice(&head);
+    buf.extend_from_slice(&object);
+    buf.extend_from_slice(b"}\n");
+    out.push_back(Bytes::from(buf));
+}
+
+/// One protobuf event around an enveloped object, sharing it when large.
+fn pb_frame(out: &mut VecDeque<Bytes>, event_type: &str, inner: Bytes) {
+    let mut head = rkube_proto::watch_frame_head(event_type, inner.len());
+    if inner.len() >= SHARE_BYTES_MIN {
+        out.extend([Bytes::from(head), inner]);
+        return;
+    }
+    head.extend_from_slice(&inner);
+    out.push_back(Bytes::from(head));
 }
 
 impl State {
@@ -74,51 +154,64 @@ impl State {
     }
 
     /// One event in the stream's format: a JSON line, or a length-prefixed protobuf frame.
-    fn frame(&self, event_type: &str, object: &Value) -> Bytes {
+    fn frame(&mut self, event_type: &str, object: &Value) {
         if self.protobuf {
             match rkube_proto::encode_watch_event(event_type, object) {
-                Ok(b) => return Bytes::from(b),
+                Ok(b) => return self.pending.push_back(Bytes::from(b)),
                 Err(e) => tracing::warn!(error = %e, "watch event has no protobuf form; sent as JSON"),
             }
         }
-        line(event_type, object.to_string().as_bytes())
+        line(&mut self.pending, event_type, Bytes::from(object.to_string()));
     }
 
     /// A stored object's event. Protobuf encodings come from the server's (key, revision)
     /// cache, so an event is transcoded once however many watchers receive it.
-    fn encode_kv(&self, event_type: &str, kv: &rkube_store::KeyValue, parsed: Option<&Value>) -> Bytes {
+    fn encode_kv(&mut self, event_type: &str, kv: &rkube_store::KeyValue, parsed: Option<&Value>) {
         if self.protobuf {
             let api_version = self.def.api_version();
-            match self.server.0.proto_cache.object(kv, &api_version, &self.def.kind) {
-                Ok(inner) => return Bytes::from(rkube_proto::watch_frame(event_type, &inner)),
+            match self.server.server.proto_cache.object(kv, &api_version, &self.def.kind) {
+                Ok(inner) => return pb_frame(&mut self.pending, event_type, inner),
                 Err(e) => tracing::warn!(error = %e, "stored object has no protobuf form; sent as JSON"),
             }
         }
-        self.encode(event_type, &kv.value, parsed)
-    }
-
-    fn encode(&self, event_type: &str, raw: &[u8], parsed: Option<&Value>) -> Bytes {
         if self.table {
             if let Some(v) = parsed {
                 let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
                 let t = to_table(&self.def, std::slice::from_ref(v), &rv, None, &self.query);
-                return line(event_type, t.to_string().as_bytes());
+                return line(&mut self.pending, event_type, Bytes::from(t.to_string()));
             }
         }
-        line(event_type, raw)
+        line(&mut self.pending, event_type, kv.value.clone());
     }
 
-    /// The line for one store event, or None if this watcher does not see it.
-    fn event_line(&self, e: &Event) -> Option<Bytes> {
+    /// Queues the next item of the initial state this watcher sees; false when none is left.
+    fn next_initial(&mut self) -> bool {
+        while let Some(kv) = self.initial.next() {
+            let parsed = if self.needs_parse() { serde_json::from_slice::<Value>(&kv.value).ok() } else { None };
+            if parsed.as_ref().is_some_and(|v| !self.matches(v)) {
+                continue;
+            }
+            self.encode_kv("ADDED", &kv, parsed.as_ref());
+            return true;
+        }
+        if let Some(rev) = self.initial_end.take() {
+            self.bookmark(rev, true);
+            return true;
+        }
+        false
+    }
+
+    /// Queues one store event if this watcher sees it.
+    fn event(&mut self, e: &Event) {
         if !self.needs_parse() {
             let t = match (e.event_type, &e.prev) {
                 (EventType::Put, None) => "ADDED",
                 (EventType::Put, Some(_)) => "MODIFIED",
                 (EventType::Delete, _) => "DELETED",
             };
-            return Some(self.encode_kv(t, &e.kv, None));
+            return self.encode_kv(t, &e.kv, None);
         }
-        let cur: Value = serde_json::from_slice(&e.kv.value).ok()?;
+        let Ok(cur) = serde_json::from_slice::<Value>(&e.kv.value) else { return };
         let cur_match = self.matches(&cur);
         let prev_match = match &e.prev {
             Some(p) => serde_json::from_slice::<Value>(&p.value).map(|v| self.matches(&v)).unwrap_or(false),
@@ -127,7 +220,7 @@ impl State {
         let t = match e.event_type {
             EventType::Delete => {
                 if !prev_match && !cur_match {
-                    return None;
+                    return;
                 }
                 "DELETED"
             }
@@ -135,13 +228,13 @@ impl State {
                 (true, true) => "MODIFIED",
                 (false, true) => "ADDED",
                 (true, false) => "DELETED",
-                (false, false) => return None,
+                (false, false) => return,
             },
         };
-        Some(self.encode_kv(t, &e.kv, Some(&cur)))
+        self.encode_kv(t, &e.kv, Some(&cur))
     }
 
-    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+    fn bookmark(&mut self, rv: u64, initial_end: bool) {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
@@ -150,7 +243,7 @@ impl State {
         self.frame("BOOKMARK", &obj)
     }
 
-    fn error(&self, e: &ApiError) -> Bytes {
+    fn error(&mut self, e: &ApiError) {
         self.frame("ERROR", &e.to_status())
     }
 }
@@ -187,15 +280,19 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         ));
     }
     let timeout = match q.get("timeoutSeconds") {
+        // Any number is taken; beyond a year it is a year (a deadline must stay a time).
         Some(t) => Duration::from_secs(
-            t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?,
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?
+                .min(WATCH_TIMEOUT_SECONDS_MAX),
         ),
         // kube-apiserver spreads watch lifetimes over 30-60 minutes.
         None => Duration::from_secs(1800 + (uuid::Uuid::new_v4().as_u128() % 1800) as u64),
     };
     let store = ctx.server.store.clone();
     let protobuf = ctx.neg.protobuf && crate::codec::has_protobuf(&def);
-    ctx.server.metrics.watchers.inc();
+    let exempt = ctx.user.in_group("system:masters");
+    let guard = WatchGuard::new(ctx.server, (!exempt).then_some(ctx.user.name.as_str()))?;
     let mut state = State {
         def: def.clone(),
         filter,
@@ -204,12 +301,14 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         protobuf,
         query: q.clone(),
         pending: VecDeque::new(),
+        initial: Vec::new().into_iter(),
+        initial_end: None,
         watcher: None,
         bookmarks,
         next_bookmark: tokio::time::Instant::now() + BOOKMARK_INTERVAL,
         deadline: tokio::time::Instant::now() + timeout,
         store: store.clone(),
-        server: GaugeGuard(ctx.server.clone()),
+        server: guard,
     };
     let initial_state = match (send_initial, rv) {
         (Some(true), _) => true,
@@ -219,19 +318,9 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     };
     let start_rev = if initial_state {
         let list = store.list(&prefix, &ListOptions::default()).map_err(|e| ApiError::internal(e.to_string()))?;
-        for kv in &list.items {
-            let parsed = if state.needs_parse() { serde_json::from_slice::<Value>(&kv.value).ok() } else { None };
-            if let Some(v) = &parsed {
-                if !state.matches(v) {
-                    continue;
-                }
-            }
-            let l = state.encode_kv("ADDED", kv, parsed.as_ref());
-            state.pending.push_back(l);
-        }
+        state.initial = list.items.into_iter();
         if send_initial == Some(true) {
-            let b = state.bookmark(list.revision, true);
-            state.pending.push_back(b);
+            state.initial_end = Some(list.revision);
         }
         Some(list.revision)
     } else {
@@ -244,8 +333,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         match store.watch(&prefix, after) {
             Ok(w) => state.watcher = Some(w),
             Err(StoreError::Compacted { requested, oldest }) => {
-                let e = state.error(&ApiError::gone(format!("too old resource version: {requested} ({oldest})")));
-                state.pending.push_back(e);
+                state.error(&ApiError::gone(format!("too old resource version: {requested} ({oldest})")));
             }
             Err(e) => return Err(ApiError::internal(e.to_string())),
         }
@@ -255,22 +343,23 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             if let Some(b) = st.pending.pop_front() {
                 return Some((Ok::<_, std::io::Error>(Frame::data(b)), st));
             }
+            if st.next_initial() {
+                continue;
+            }
             let watcher = st.watcher.as_mut()?;
             let tick = if st.bookmarks { st.next_bookmark.min(st.deadline) } else { st.deadline };
             tokio::select! {
                 ev = watcher.next() => {
                     let e = ev?;
-                    if let Some(l) = st.event_line(&e) {
-                        return Some((Ok(Frame::data(l)), st));
-                    }
+                    st.event(&e);
                 }
                 _ = tokio::time::sleep_until(tick) => {
                     if tokio::time::Instant::now() >= st.deadline {
                         return None;
                     }
                     st.next_bookmark = tokio::time::Instant::now() + BOOKMARK_INTERVAL;
-                    let b = st.bookmark(st.store.revision(), false);
-                    return Some((Ok(Frame::data(b)), st));
+                    let rev = st.store.revision();
+                    st.bookmark(rev, false);
                 }
             }
         }

@@ -87,6 +87,14 @@ pub enum PatchError {
     #[error("invalid patch format of setElementOrder list")]
     InvalidSetElementOrder,
 
+    /// The merge would cost more than its bound of work (see [`crate::WORK_MAX`]).
+    /// kube-apiserver has no such bound; it answers such a patch after minutes or hours.
+    #[error("the patch needs more than {max} element comparisons to merge; send smaller lists")]
+    TooComplex {
+        /// The bound, in element comparisons.
+        max: u64,
+    },
+
     /// The patch list names elements in an order that `$setElementOrder` contradicts.
     #[error("The order in patch list:\n{patch}\n doesn't match $setElementOrder list:\n{order}\n")]
     SetElementOrderMismatch {
@@ -113,6 +121,7 @@ impl PatchError {
             | PatchError::InvalidRetainKeys
             | PatchError::InvalidSetElementOrder => 400,
             PatchError::ListOfLists => 422,
+            PatchError::TooComplex { .. } => 413,
             PatchError::UnknownDirective { .. }
             | PatchError::MergeDirectiveInList
             | PatchError::MissingMergeKey { .. }

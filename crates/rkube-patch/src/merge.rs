@@ -6,6 +6,8 @@
 //! keys keep their place, new keys are appended, removed keys are
 //! shift-removed so the remaining keys do not move.
 
+use std::cell::Cell;
+
 use serde_json::{Map, Value};
 
 use crate::error::PatchError;
@@ -26,6 +28,56 @@ const GO_LIST: &str = "[]interface {}";
 
 type Ty = Option<&'static TypeDef>;
 type Result<T> = std::result::Result<T, PatchError>;
+
+/// The work a merge may still do. Merging lists compares elements pairwise (sets, merge
+/// keys, ordering), so a merge costs up to the product of list lengths; every element
+/// visited in a loop and every value a comparison looks at costs one unit. Loops charge
+/// before each step and stop with [`PatchError::TooComplex`] once the bound is spent; a
+/// comparison that runs out answers "different" at once, and the loop around it stops at
+/// its next step.
+pub(crate) struct Work {
+    left: Cell<u64>,
+    max: u64,
+    spent: Cell<bool>,
+}
+
+impl Work {
+    pub(crate) fn new(max: u64) -> Work {
+        Work { left: Cell::new(max), max, spent: Cell::new(false) }
+    }
+
+    /// Charges `n` units, or fails if fewer are left.
+    fn spend(&self, n: usize) -> Result<()> {
+        match self.left.get().checked_sub(n as u64) {
+            Some(left) if !self.spent.get() => {
+                self.left.set(left);
+                Ok(())
+            }
+            _ => {
+                self.spent.set(true);
+                Err(self.error())
+            }
+        }
+    }
+
+    /// Charges one unit; false once the bound is spent.
+    fn step(&self) -> bool {
+        self.spend(1).is_ok()
+    }
+
+    /// Fails once the bound is spent (loops whose comparisons charge call this each step).
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.spent.get() {
+            Err(self.error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn error(&self) -> PatchError {
+        PatchError::TooComplex { max: self.max }
+    }
+}
 
 /// What the schema says about one field of the map being merged.
 #[derive(Clone, Copy, Default)]
@@ -51,7 +103,9 @@ pub(crate) fn merge_map(
     mut original: Map<String, Value>,
     mut patch: Map<String, Value>,
     ty: Ty,
+    w: &Work,
 ) -> Result<Map<String, Value>> {
+    w.spend(patch.len())?;
     if let Some(directive) = patch.get(DIRECTIVE) {
         return match directive.as_str() {
             Some("replace") => {
@@ -59,7 +113,7 @@ pub(crate) fn merge_map(
                 // The patch map becomes the whole value. Merging it into an
                 // empty map strips nulls and nested directives, which
                 // kube-apiserver leaves for its typed decoding to discard.
-                merge_map(Map::new(), patch, ty)
+                merge_map(Map::new(), patch, ty, w)
             }
             // Kubernetes empties the map rather than removing the field; the
             // field itself only disappears when it did not exist before.
@@ -68,8 +122,8 @@ pub(crate) fn merge_map(
         };
     }
 
-    apply_retain_keys(&mut original, &mut patch)?;
-    apply_set_element_order(&mut original, &mut patch, ty)?;
+    apply_retain_keys(&mut original, &mut patch, w)?;
+    apply_set_element_order(&mut original, &mut patch, ty, w)?;
 
     // Deletions from scalar lists run after every other key, so a patch that
     // both adds and removes a value in one list gives a deterministic result
@@ -90,17 +144,17 @@ pub(crate) fn merge_map(
         let replacement = match (original.get_mut(&key), patch_value) {
             (Some(Value::Object(slot)), Value::Object(p)) => {
                 let current = std::mem::take(slot);
-                *slot = merge_map(current, p, meta.child)?;
+                *slot = merge_map(current, p, meta.child, w)?;
                 continue;
             }
             (Some(Value::Array(slot)), Value::Array(p)) => {
                 let current = std::mem::take(slot);
-                *slot = merge_list(current, p, meta)?.items;
+                *slot = merge_list(current, p, meta, w)?.items;
                 continue;
             }
             // Absent, a scalar, or a different JSON type than the patch:
             // the patch value wins.
-            (_, p) => new_value(p, meta)?,
+            (_, p) => new_value(p, meta, w)?,
         };
         match replacement {
             Some(v) => {
@@ -113,23 +167,23 @@ pub(crate) fn merge_map(
     }
 
     for (field, values) in deletions {
-        delete_from_primitive_list(&mut original, &field, values)?;
+        delete_from_primitive_list(&mut original, &field, values, w)?;
     }
     Ok(original)
 }
 
 /// The value a patch produces where there is nothing (of its type) to merge
 /// into. `None` means the field ends up absent.
-fn new_value(patch: Value, meta: FieldMeta) -> Result<Option<Value>> {
+fn new_value(patch: Value, meta: FieldMeta, w: &Work) -> Result<Option<Value>> {
     match patch {
         Value::Null => Ok(None),
         Value::Object(map) => {
             if map.get(DIRECTIVE).and_then(Value::as_str) == Some("delete") {
                 return Ok(None);
             }
-            Ok(Some(Value::Object(merge_map(Map::new(), map, meta.child)?)))
+            Ok(Some(Value::Object(merge_map(Map::new(), map, meta.child, w)?)))
         }
-        Value::Array(list) => Ok(Some(Value::Array(clean_list(list, meta.child)?))),
+        Value::Array(list) => Ok(Some(Value::Array(clean_list(list, meta.child, w)?))),
         scalar => Ok(Some(scalar)),
     }
 }
@@ -137,13 +191,14 @@ fn new_value(patch: Value, meta: FieldMeta) -> Result<Option<Value>> {
 /// A patch list taken as the new value: directive elements are dropped (they
 /// only mean something against an existing list) and object elements are
 /// merged into nothing so their own directives and nulls are resolved.
-fn clean_list(list: Vec<Value>, elem: Ty) -> Result<Vec<Value>> {
+fn clean_list(list: Vec<Value>, elem: Ty, w: &Work) -> Result<Vec<Value>> {
+    w.spend(list.len())?;
     let mut out = Vec::with_capacity(list.len());
     for item in list {
         match item {
             Value::Object(map) if map.contains_key(DIRECTIVE) => {}
-            Value::Object(map) => out.push(Value::Object(merge_map(Map::new(), map, elem)?)),
-            Value::Array(inner) => out.push(Value::Array(clean_list(inner, None)?)),
+            Value::Object(map) => out.push(Value::Object(merge_map(Map::new(), map, elem, w)?)),
+            Value::Array(inner) => out.push(Value::Array(clean_list(inner, None, w)?)),
             scalar => out.push(scalar),
         }
     }
@@ -159,17 +214,17 @@ struct MergedList {
 }
 
 /// Merges two lists found under the same key.
-fn merge_list(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Result<MergedList> {
+fn merge_list(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta, w: &Work) -> Result<MergedList> {
     if meta.merge {
-        merge_slice(original, patch, meta)
+        merge_slice(original, patch, meta, w)
     } else {
         // Atomic list: the patch replaces it.
-        Ok(MergedList { items: clean_list(patch, meta.child)?, server_view: None })
+        Ok(MergedList { items: clean_list(patch, meta.child, w)?, server_view: None })
     }
 }
 
 /// Merges a list with `patchStrategy: merge`.
-fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Result<MergedList> {
+fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta, w: &Work) -> Result<MergedList> {
     let Some(kind) = element_kind(&[original.as_slice(), patch.as_slice()])? else {
         return Ok(MergedList { items: original, server_view: None });
     };
@@ -178,11 +233,12 @@ fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Resu
         // Scalars: set union, first occurrence wins.
         let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
         for v in original.iter().chain(patch.iter()) {
-            if !merged.iter().any(|m| json_eq(m, v)) {
+            w.check()?;
+            if !merged.iter().any(|m| json_eq(m, v, w)) {
                 merged.push(v.clone());
             }
         }
-        return Ok(MergedList { items: order_items(merged, &patch, &original, None)?, server_view: None });
+        return Ok(MergedList { items: order_items(merged, &patch, &original, None, w)?, server_view: None });
     }
 
     let key = meta.key.ok_or(PatchError::MergeWithoutKey { type_name: meta.child.map_or("object", |t| t.name) })?;
@@ -207,8 +263,9 @@ fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Resu
                 let Some(target) = obj.get(key) else {
                     return Err(missing_key(&obj, key));
                 };
-                base.retain(|el| !merge_key_is(el, key, target));
-                view.delete(target);
+                w.check()?;
+                base.retain(|el| !merge_key_is(el, key, target, w));
+                view.delete(target, w)?;
             }
             // Keep scanning: later elements may still be deletions or
             // further markers that must not end up in the result.
@@ -219,7 +276,7 @@ fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Resu
     }
     if replace {
         return Ok(MergedList {
-            items: clean_list(plain.into_iter().map(Value::Object).collect(), meta.child)?,
+            items: clean_list(plain.into_iter().map(Value::Object).collect(), meta.child, w)?,
             server_view: Some(view.finish()),
         });
     }
@@ -232,13 +289,14 @@ fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Resu
         let Some(target) = obj.get(key).cloned() else {
             return Err(missing_key(&obj, key));
         };
-        match merged.iter_mut().find(|el| merge_key_is(el, key, &target)) {
+        w.check()?;
+        match merged.iter_mut().find(|el| merge_key_is(el, key, &target, w)) {
             Some(Value::Object(slot)) => {
                 let current = std::mem::take(slot);
-                *slot = merge_map(current, obj, meta.child)?;
+                *slot = merge_map(current, obj, meta.child, w)?;
             }
             _ => {
-                merged.push(Value::Object(merge_map(Map::new(), obj, meta.child)?));
+                merged.push(Value::Object(merge_map(Map::new(), obj, meta.child, w)?));
                 view.append(&target);
             }
         }
@@ -246,7 +304,7 @@ fn merge_slice(original: Vec<Value>, patch: Vec<Value>, meta: FieldMeta) -> Resu
         patch_order.push(key_marker(key, target));
     }
     Ok(MergedList {
-        items: order_items(merged, &patch_order, &server_order, Some(key))?,
+        items: order_items(merged, &patch_order, &server_order, Some(key), w)?,
         server_view: Some(view.finish()),
     })
 }
@@ -280,8 +338,13 @@ impl GoView {
 
     /// Removes every element with merge key `target`, shifting left in place
     /// and leaving the last slot as it was, like Go's `append(s[:i], s[i+1:]...)`.
-    fn delete(&mut self, target: &Value) {
-        while let Some(i) = self.slots[..self.len].iter().position(|k| k.as_ref().is_some_and(|k| json_eq(k, target))) {
+    fn delete(&mut self, target: &Value, w: &Work) -> Result<()> {
+        loop {
+            w.check()?;
+            let Some(i) = self.slots[..self.len].iter().position(|k| k.as_ref().is_some_and(|k| json_eq(k, target, w)))
+            else {
+                return Ok(());
+            };
             for j in i..self.len - 1 {
                 self.slots[j] = self.slots[j + 1].clone();
             }
@@ -312,7 +375,12 @@ fn key_marker(key: &str, value: Value) -> Value {
 
 /// Handles every `$setElementOrder/<field>` directive in `patch`: merges the
 /// list it names (removing it from `patch`) and orders the result.
-fn apply_set_element_order(original: &mut Map<String, Value>, patch: &mut Map<String, Value>, ty: Ty) -> Result<()> {
+fn apply_set_element_order(
+    original: &mut Map<String, Value>,
+    patch: &mut Map<String, Value>,
+    ty: Ty,
+    w: &Work,
+) -> Result<()> {
     let directives: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
     for directive in directives {
         let Some(order) = patch.shift_remove(&directive) else {
@@ -337,14 +405,14 @@ fn apply_set_element_order(original: &mut Map<String, Value>, patch: &mut Map<St
             Some(other) => return Err(unexpected_type(GO_LIST, &other)),
         };
 
-        validate_order(patch_list.as_deref().unwrap_or(&[]), &order, meta.key)?;
+        validate_order(patch_list.as_deref().unwrap_or(&[]), &order, meta.key, w)?;
         let kind = element_kind(&[original_list.as_deref().unwrap_or(&[]), patch_list.as_deref().unwrap_or(&[])])?;
 
         let (merged, server_view) = match (original_list.clone(), patch_list) {
             (Some(o), None) => (o, None),
-            (None, Some(p)) => (clean_list(p, meta.child)?, None),
+            (None, Some(p)) => (clean_list(p, meta.child, w)?, None),
             (Some(o), Some(p)) => {
-                let merged = merge_list(o, p, meta)?;
+                let merged = merge_list(o, p, meta, w)?;
                 (merged.items, merged.server_view)
             }
             (None, None) => continue,
@@ -352,7 +420,7 @@ fn apply_set_element_order(original: &mut Map<String, Value>, patch: &mut Map<St
         // Lists of scalars (and untyped lists) are ordered by whole value.
         let key = if kind == Some(Kind::Object) { meta.key } else { None };
         let server_order = server_view.or(original_list).unwrap_or_default();
-        let ordered = order_items(merged, &order, &server_order, key)?;
+        let ordered = order_items(merged, &order, &server_order, key, w)?;
         original.insert(field, Value::Array(ordered));
     }
     Ok(())
@@ -361,7 +429,7 @@ fn apply_set_element_order(original: &mut Map<String, Value>, patch: &mut Map<St
 /// Checks that the elements of a patch list appear in `order` in the same
 /// relative order, so the two do not contradict each other. Deletions and
 /// markers are ignored: they name nothing that will be in the result.
-fn validate_order(patch: &[Value], order: &[Value], key: Option<&str>) -> Result<()> {
+fn validate_order(patch: &[Value], order: &[Value], key: Option<&str>, w: &Work) -> Result<()> {
     if patch.is_empty() || order.is_empty() {
         return Ok(());
     }
@@ -383,7 +451,8 @@ fn validate_order(patch: &[Value], order: &[Value], key: Option<&str>) -> Result
                 });
             };
             next += 1;
-            if json_eq(identity(candidate, key)?, id) {
+            w.check()?;
+            if json_eq(identity(candidate, key)?, id, w) {
                 break;
             }
         }
@@ -399,21 +468,28 @@ fn validate_order(patch: &[Value], order: &[Value], key: Option<&str>) -> Result
 /// next ordered item when both appear in `server` and it came first there.
 /// So items the server added keep their place relative to their neighbours,
 /// and new items a client adds go before them rather than at the very end.
-fn order_items(merged: Vec<Value>, order: &[Value], server: &[Value], key: Option<&str>) -> Result<Vec<Value>> {
+fn order_items(
+    merged: Vec<Value>,
+    order: &[Value],
+    server: &[Value],
+    key: Option<&str>,
+    w: &Work,
+) -> Result<Vec<Value>> {
     let order_ids = order.iter().map(|item| identity(item, key)).collect::<Result<Vec<_>>>()?;
     // Items of the original without a key cannot be matched; they are never
     // "found" rather than an error, which matches Kubernetes' lookup.
     let server_ids: Vec<Option<&Value>> = server.iter().map(|v| identity(v, key).ok()).collect();
-    let server_pos = |id: &Value| server_ids.iter().position(|s| s.is_some_and(|s| json_eq(s, id)));
+    let server_pos = |id: &Value| server_ids.iter().position(|s| s.is_some_and(|s| json_eq(s, id, w)));
 
     // (position in `order`, position in `server`, item)
     let mut ordered: Vec<(usize, Option<usize>, Value)> = Vec::new();
     // (position in `server`, item)
     let mut server_only: Vec<(Option<usize>, Value)> = Vec::new();
     for item in merged {
+        w.check()?;
         let (in_order, in_server) = {
             let id = identity(&item, key)?;
-            (order_ids.iter().position(|o| json_eq(o, id)), server_pos(id))
+            (order_ids.iter().position(|o| json_eq(o, id, w)), server_pos(id))
         };
         match in_order {
             Some(pos) => ordered.push((pos, in_server, item)),
@@ -446,13 +522,14 @@ fn order_items(merged: Vec<Value>, order: &[Value], server: &[Value], key: Optio
 }
 
 /// Validates `$retainKeys` and drops the original keys it does not list.
-fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, Value>) -> Result<()> {
+fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, Value>, w: &Work) -> Result<()> {
     let Some(retain) = patch.shift_remove(RETAIN_KEYS) else {
         return Ok(());
     };
     let Value::Array(retain) = retain else {
         return Err(PatchError::InvalidRetainKeys);
     };
+    w.spend(retain.len().saturating_mul(patch.len() + original.len()))?;
     let retained = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
     // Setting a key that would not be retained is contradictory. Nulls and
     // list directives do not set anything.
@@ -467,7 +544,7 @@ fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, 
 }
 
 /// Removes the values listed by `$deleteFromPrimitiveList/<field>`.
-fn delete_from_primitive_list(original: &mut Map<String, Value>, field: &str, values: Value) -> Result<()> {
+fn delete_from_primitive_list(original: &mut Map<String, Value>, field: &str, values: Value, w: &Work) -> Result<()> {
     if values.is_null() {
         // Kubernetes treats a null here like any null: the field goes.
         original.shift_remove(field);
@@ -481,8 +558,8 @@ fn delete_from_primitive_list(original: &mut Map<String, Value>, field: &str, va
     if element_kind(&[list.as_slice(), values.as_slice()])?.is_none() {
         return Ok(());
     }
-    list.retain(|item| !values.iter().any(|v| json_eq(item, v)));
-    Ok(())
+    list.retain(|item| !values.iter().any(|v| json_eq(item, v, w)));
+    w.check()
 }
 
 /// Splits `<prefix>/<field>` and returns the field.
@@ -547,13 +624,17 @@ fn identity<'v>(item: &'v Value, key: Option<&str>) -> Result<&'v Value> {
     obj.get(key).ok_or_else(|| missing_key(obj, key))
 }
 
-fn merge_key_is(item: &Value, key: &str, target: &Value) -> bool {
-    item.as_object().and_then(|o| o.get(key)).is_some_and(|v| json_eq(v, target))
+fn merge_key_is(item: &Value, key: &str, target: &Value, w: &Work) -> bool {
+    item.as_object().and_then(|o| o.get(key)).is_some_and(|v| json_eq(v, target, w))
 }
 
 /// JSON equality where numbers compare by value (80 == 80.0), as they do
-/// in Kubernetes, where every decoded number is a float64 or an int64.
-pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
+/// in Kubernetes, where every decoded number is a float64 or an int64. Each value
+/// visited costs one unit of `w`; with none left the answer is "different".
+pub(crate) fn json_eq(a: &Value, b: &Value, w: &Work) -> bool {
+    if !w.step() {
+        return false;
+    }
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
@@ -564,9 +645,9 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
                 x.as_f64() == y.as_f64()
             }
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y, w)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|u| json_eq(v, u, w)))
         }
         _ => a == b,
     }
@@ -617,10 +698,11 @@ mod tests {
 
     #[test]
     fn numbers_compare_by_value() {
-        assert!(json_eq(&json!(80), &json!(80.0)));
-        assert!(json_eq(&json!({"a": [1, 2]}), &json!({"a": [1.0, 2]})));
-        assert!(!json_eq(&json!(80), &json!("80")));
-        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        let w = Work::new(u64::MAX);
+        assert!(json_eq(&json!(80), &json!(80.0), &w));
+        assert!(json_eq(&json!({"a": [1, 2]}), &json!({"a": [1.0, 2]}), &w));
+        assert!(!json_eq(&json!(80), &json!("80"), &w));
+        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2}), &w));
     }
 
     #[test]
@@ -641,7 +723,7 @@ mod tests {
         // Server has [1, 2, 9, 3, 4]; the client orders [2, 1, 4, 3].
         let merged = vec![json!(1), json!(2), json!(9), json!(3), json!(4)];
         let order = [json!(2), json!(1), json!(4), json!(3)];
-        let got = order_items(merged.clone(), &order, &merged, None).expect("orders");
+        let got = order_items(merged.clone(), &order, &merged, None, &Work::new(u64::MAX)).expect("orders");
         assert_eq!(got, vec![json!(2), json!(1), json!(9), json!(4), json!(3)]);
     }
 

@@ -269,7 +269,8 @@ fn issue_client_cert(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) 
 pub fn identity_from_der(der: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    // Go keeps the last CommonName of a subject with several.
+    let cn = subject.iter_common_name().last()?.as_str().ok()?.to_string();
     let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     Some((cn, groups))
 }

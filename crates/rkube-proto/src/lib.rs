@@ -39,7 +39,16 @@ pub enum ProtoError {
     UnknownType(String),
     #[error("{field}: {why}")]
     Value { field: String, why: String },
+    /// Nested deeper than [`DEPTH_MAX`].
+    #[error("exceeded max depth")]
+    TooDeep,
 }
+
+/// The deepest nesting of messages, lists and maps the decoder follows (the object itself
+/// is level 1), so no input can exhaust its stack. Equal to the API server's bound on
+/// every object (`rkube_api::limits::DEPTH_MAX`); raw JSON inside RawExtension and FieldsV1
+/// adds at most serde_json's 127 levels, which the server's own check then refuses.
+pub const DEPTH_MAX: usize = 100;
 
 const META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1";
 const OBJECT_META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta";
@@ -133,8 +142,10 @@ pub(crate) enum Special {
     MicroTime,
     Quantity,
     IntOrString,
-    /// RawExtension and FieldsV1: raw JSON bytes.
+    /// RawExtension: raw JSON bytes, or an enveloped protobuf object.
     Raw,
+    /// FieldsV1: raw JSON bytes only (Go keeps them opaque).
+    Fields,
 }
 
 /// What the codecs need of one message, worked out once per table entry: which special
@@ -296,10 +307,21 @@ fn field_err(field: &str, why: impl Into<String>) -> ProtoError {
 
 /// Decodes a message into its JSON form.
 pub fn to_json(msg: &MessageDef, bytes: &[u8]) -> Result<Value, ProtoError> {
+    to_json_at(msg, bytes, 1)
+}
+
+/// [`to_json`] for a message whose JSON value sits at nesting level `depth` (1 = the
+/// top). Every nested message, list and map adds a level, an embedded struct too (its
+/// fields are flat in JSON, but it costs a call), so both the JSON produced and the
+/// decoder's recursion stay within [`DEPTH_MAX`] whatever the input.
+fn to_json_at(msg: &MessageDef, bytes: &[u8], depth: usize) -> Result<Value, ProtoError> {
+    if depth > DEPTH_MAX {
+        return Err(ProtoError::TooDeep);
+    }
     let c = compiled(msg);
     let special = c.map_or_else(|| special_of(msg.name), |c| c.special);
     if special != Special::No {
-        return special_to_json(special, bytes);
+        return special_to_json(special, bytes, depth);
     }
     let mut out = Map::new();
     // The list or map field being read: (tag, JSON name, its elements so far).
@@ -322,14 +344,14 @@ pub fn to_json(msg: &MessageDef, bytes: &[u8]) -> Result<Value, ProtoError> {
         match f.label {
             Label::Optional if f.inline => {
                 // An embedded struct: its fields belong to this object.
-                if let Value::Object(inner) = read_value(&mut r, wt, f.ty, f.json)? {
+                if let Value::Object(inner) = read_value(&mut r, wt, f.ty, f.json, depth + 1)? {
                     for (k, v) in inner {
                         merge_field(&mut out, k, v);
                     }
                 }
             }
             Label::Optional => {
-                let v = read_value(&mut r, wt, f.ty, f.json)?;
+                let v = read_value(&mut r, wt, f.ty, f.json, depth + 1)?;
                 // Go drops unset (zero) scalars of non-pointer fields when it writes JSON.
                 if is_zero_scalar(&v) {
                     let pointer = c.map_or_else(|| POINTER_FIELDS.contains(&f.json), |c| c.pointer[i]);
@@ -364,12 +386,12 @@ pub fn to_json(msg: &MessageDef, bytes: &[u8]) -> Result<Value, ProtoError> {
                         list.push(read_scalar(&mut pr, packed_wire_type(f.ty), f.ty)?);
                     }
                 } else {
-                    list.push(read_value(&mut r, wt, f.ty, f.json)?);
+                    list.push(read_value(&mut r, wt, f.ty, f.json, depth + 2)?);
                 }
             }
             Label::Map(key_ty) => {
                 let data = r.bytes()?;
-                let (k, v) = read_map_entry(data, key_ty, f.ty, f.json)?;
+                let (k, v) = read_map_entry(data, key_ty, f.ty, f.json, depth + 2)?;
                 match &mut pending {
                     Some((_, _, Value::Object(m))) => {
                         m.insert(k, v);
@@ -459,7 +481,13 @@ fn packed_wire_type(ty: Ty) -> u8 {
     }
 }
 
-fn read_map_entry(data: &[u8], key_ty: Ty, val_ty: Ty, field: &str) -> Result<(String, Value), ProtoError> {
+fn read_map_entry(
+    data: &[u8],
+    key_ty: Ty,
+    val_ty: Ty,
+    field: &str,
+    depth: usize,
+) -> Result<(String, Value), ProtoError> {
     let mut r = Reader::new(data);
     let mut key = String::new();
     let mut val: Option<Value> = None;
@@ -472,7 +500,7 @@ fn read_map_entry(data: &[u8], key_ty: Ty, val_ty: Ty, field: &str) -> Result<(S
                     other => other.to_string(),
                 }
             }
-            2 => val = Some(read_value(&mut r, wt, val_ty, field)?),
+            2 => val = Some(read_value(&mut r, wt, val_ty, field, depth)?),
             _ => r.skip(wt)?,
         }
     }
@@ -485,12 +513,13 @@ fn read_map_entry(data: &[u8], key_ty: Ty, val_ty: Ty, field: &str) -> Result<(S
     Ok((key, val))
 }
 
-fn read_value(r: &mut Reader<'_>, wt: u8, ty: Ty, field: &str) -> Result<Value, ProtoError> {
+/// One field's value; a message's lands at nesting level `depth`.
+fn read_value(r: &mut Reader<'_>, wt: u8, ty: Ty, field: &str, depth: usize) -> Result<Value, ProtoError> {
     match ty {
         Ty::Message(name) => {
             let data = r.bytes()?;
             let m = message_of(name).ok_or_else(|| ProtoError::UnknownType(name.to_string()))?;
-            to_json(m, data).map_err(|e| match e {
+            to_json_at(m, data, depth).map_err(|e| match e {
                 ProtoError::Value { field: f, why } => field_err(&format!("{field}.{f}"), why),
                 other => other,
             })
@@ -546,7 +575,8 @@ fn special_of(name: &str) -> Special {
         MICRO_TIME => Special::MicroTime,
         QUANTITY => Special::Quantity,
         INT_OR_STRING => Special::IntOrString,
-        RAW_EXTENSION | FIELDS_V1 => Special::Raw,
+        RAW_EXTENSION => Special::Raw,
+        FIELDS_V1 => Special::Fields,
         _ => Special::No,
     }
 }
@@ -587,8 +617,14 @@ fn special_fields(bytes: &[u8]) -> Result<SpecialFields<'_>, ProtoError> {
     Ok(out)
 }
 
-/// The JSON form of a special message (see [`Special`]).
-fn special_to_json(special: Special, bytes: &[u8]) -> Result<Value, ProtoError> {
+/// Raw JSON bytes of a RawExtension or FieldsV1. serde_json reads at most 127 levels, so
+/// the value nests at most that much below its field; callers bound the whole object.
+fn raw_json(raw: &[u8], what: &str) -> Result<Value, ProtoError> {
+    serde_json::from_slice(raw).map_err(|e| ProtoError::Wire(format!("{what} is not JSON: {e}")))
+}
+
+/// The JSON form of a special message (see [`Special`]) at nesting level `depth`.
+fn special_to_json(special: Special, bytes: &[u8], depth: usize) -> Result<Value, ProtoError> {
     let fs = special_fields(bytes)?;
     let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
     Ok(match special {
@@ -613,16 +649,26 @@ fn special_to_json(special: Special, bytes: &[u8]) -> Result<Value, ProtoError> 
             if raw.is_empty() {
                 Value::Null
             } else if raw.starts_with(MAGIC) {
-                // An embedded protobuf object (watch events): decode its envelope.
+                // An embedded protobuf object (watch events): decode its envelope. It takes
+                // the RawExtension's place, one level further for the envelope's sake.
                 let (api_version, kind, inner) = decode_envelope(raw)?;
                 let (g, v) = split_api_version(&api_version);
                 let m = message_for_kind(g, v, &kind)
                     .ok_or_else(|| ProtoError::UnknownType(format!("{api_version}/{kind}")))?;
-                let mut obj = to_json(m, inner)?;
+                let mut obj = to_json_at(m, inner, depth + 1)?;
                 set_type_meta(&mut obj, &api_version, &kind);
                 obj
             } else {
-                serde_json::from_slice(raw).map_err(|e| ProtoError::Wire(format!("raw extension is not JSON: {e}")))?
+                raw_json(raw, "raw extension")?
+            }
+        }
+        Special::Fields => {
+            // Managed fields are JSON in every encoding; Go never decodes them as an object.
+            let raw = fs.bytes[1].unwrap_or_default();
+            if raw.is_empty() {
+                Value::Null
+            } else {
+                raw_json(raw, "fieldsV1")?
             }
         }
         Special::No => Value::Null,
@@ -795,7 +841,7 @@ fn write_special(w: &mut Writer, special: Special, v: &Value, path: &str) -> Res
             }
             other => return Err(field_err(path, format!("expected an integer or a string, got {other}"))),
         },
-        Special::Raw => {
+        Special::Raw | Special::Fields => {
             let raw = serde_json::to_vec(v).map_err(|e| field_err(path, e.to_string()))?;
             w.len_field(1, &raw);
         }
@@ -868,7 +914,7 @@ pub fn decode_object(body: &[u8]) -> Result<Value, ProtoError> {
     let (g, v) = split_api_version(&api_version);
     let m =
         message_for_kind(g, v, &kind).ok_or_else(|| ProtoError::UnknownType(format!("{api_version}, Kind={kind}")))?;
-    let mut obj = to_json(m, raw)?;
+    let mut obj = to_json_at(m, raw, 1)?;
     set_type_meta(&mut obj, &api_version, &kind);
     Ok(obj)
 }
@@ -892,14 +938,24 @@ pub fn encode_watch_event(event_type: &str, object: &Value) -> Result<Vec<u8>, P
 
 /// A watch frame around an already encoded (enveloped) object.
 pub fn watch_frame(event_type: &str, inner: &[u8]) -> Vec<u8> {
-    let raw_ext_len = 1 + varint_len(inner.len()) + inner.len();
+    let mut out = watch_frame_head(event_type, inner.len());
+    out.extend_from_slice(inner);
+    out
+}
+
+/// The bytes of a watch frame before its object's `inner_len` enveloped bytes: a frame
+/// is this head followed by the object as it is, so many streams can send one object's
+/// bytes without copying them.
+pub fn watch_frame_head(event_type: &str, inner_len: usize) -> Vec<u8> {
+    let raw_ext_len = 1 + varint_len(inner_len) + inner_len;
     let body_len = 1 + varint_len(event_type.len()) + event_type.len() + 1 + varint_len(raw_ext_len) + raw_ext_len;
-    let mut out = Vec::with_capacity(4 + body_len);
+    let mut out = Vec::with_capacity(4 + body_len - inner_len);
     out.extend_from_slice(&(body_len as u32).to_be_bytes());
     transcode::bytes_field(&mut out, 1, event_type.as_bytes());
     out.push(0x12);
     transcode::varint(&mut out, raw_ext_len as u64);
-    transcode::bytes_field(&mut out, 1, inner);
+    out.push(0x0a);
+    transcode::varint(&mut out, inner_len as u64);
     out
 }
 
@@ -923,7 +979,7 @@ pub fn decode_watch_event(payload: &[u8]) -> Result<(String, Value), ProtoError>
             1 => ty = String::from_utf8_lossy(r.bytes()?).into_owned(),
             2 => {
                 let raw_ext = r.bytes()?;
-                obj = special_to_json(Special::Raw, raw_ext)?;
+                obj = special_to_json(Special::Raw, raw_ext, 1)?;
             }
             _ => r.skip(wt)?,
         }

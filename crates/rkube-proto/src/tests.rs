@@ -322,3 +322,97 @@ fn unstored_objects_are_finished_with_their_revision() {
     assert_eq!(decode_object(&body).unwrap()["metadata"]["resourceVersion"], "2");
     assert!(Unstored::encode(&json!({"apiVersion": "example.com/v1", "kind": "Widget"})).is_err());
 }
+
+/// Appends the varint of `n`.
+fn push_varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A JSONSchemaProps nested `levels` deep through `properties`, wrapped byte by byte (a
+/// deep prost value would itself need a deep stack to encode).
+fn nested_schema(levels: usize) -> Vec<u8> {
+    use k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1::JsonSchemaProps;
+    let probe =
+        JsonSchemaProps { properties: [("p".to_string(), JsonSchemaProps::default())].into(), ..Default::default() };
+    let probe = probe.encode_to_vec();
+    let key_len = probe.iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let key = &probe[..key_len];
+    let mut inner = JsonSchemaProps { r#type: Some("string".into()), ..Default::default() }.encode_to_vec();
+    for _ in 0..levels {
+        let mut entry = vec![0x0a, 1, b'p', 0x12];
+        push_varint(&mut entry, inner.len());
+        entry.extend(inner);
+        let mut out = key.to_vec();
+        push_varint(&mut out, entry.len());
+        out.extend(entry);
+        inner = out;
+    }
+    inner
+}
+
+/// An AdmissionReview whose request object is another enveloped AdmissionReview, `levels`
+/// times over (nesting through RawExtension).
+fn nested_admission_review(levels: usize) -> Vec<u8> {
+    use k8s_pb::api::admission::v1 as adm;
+    use k8s_pb::apimachinery::pkg::runtime::RawExtension;
+    let wrap = |raw: Option<Vec<u8>>| {
+        let review = adm::AdmissionReview {
+            request: Some(adm::AdmissionRequest {
+                uid: Some("u".into()),
+                object: raw.map(|raw| RawExtension { raw: Some(raw) }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        encode_envelope("admission.k8s.io/v1", "AdmissionReview", &review.encode_to_vec())
+    };
+    (0..levels).fold(wrap(None), |inner, _| wrap(Some(inner)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// However deep the input nests, decoding stops at the bound with an error, on a
+    /// test thread's ordinary stack: each properties level is two JSON levels.
+    #[test]
+    fn deep_messages_stop_at_the_bound(levels in 1usize..4000) {
+        let m = message("k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps").unwrap();
+        let got = to_json(m, &nested_schema(levels));
+        if 2 * levels < DEPTH_MAX {
+            prop_assert!(got.is_ok(), "{got:?}");
+        } else {
+            prop_assert_eq!(got, Err(ProtoError::TooDeep));
+        }
+    }
+
+    /// Objects nested in RawExtensions count their envelopes' levels too.
+    #[test]
+    fn deep_raw_extensions_stop_at_the_bound(levels in 0usize..2000) {
+        let got = decode_object(&nested_admission_review(levels));
+        // Each level: review, request, object (whose envelope adds one).
+        if 3 * levels < DEPTH_MAX {
+            prop_assert!(got.is_ok(), "{levels}: {got:?}");
+        } else {
+            prop_assert_eq!(got, Err(ProtoError::TooDeep));
+        }
+    }
+}
+
+/// Managed fields are JSON in protobuf too: an enveloped object there is refused, as Go,
+/// which never decodes it, would fail to write it as JSON.
+#[test]
+fn fields_v1_is_never_a_nested_object() {
+    use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+    let entry = |raw: &[u8]| {
+        meta::ManagedFieldsEntry { fields_v1: Some(meta::FieldsV1 { raw: Some(raw.to_vec()) }), ..Default::default() }
+            .encode_to_vec()
+    };
+    let m = message("k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry").unwrap();
+    assert_eq!(to_json(m, &entry(br#"{"f:data":{}}"#)).unwrap(), json!({"fieldsV1": {"f:data": {}}}));
+    let enveloped = encode_envelope("v1", "ConfigMap", &[]);
+    assert!(matches!(to_json(m, &entry(&enveloped)), Err(ProtoError::Wire(w)) if w.contains("fieldsV1 is not JSON")));
+}

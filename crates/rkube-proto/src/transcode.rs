@@ -113,7 +113,7 @@ impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
             Special::Time | Special::MicroTime => d.deserialize_any(TimeVisitor(self.out)),
             Special::Quantity => d.deserialize_any(QuantityVisitor(self.out)),
             Special::IntOrString => d.deserialize_any(IntOrStringVisitor(self.out)),
-            Special::Raw => {
+            Special::Raw | Special::Fields => {
                 let raw: Box<serde_json::value::RawValue> = serde::Deserialize::deserialize(d)?;
                 bytes_field(self.out, 1, raw.get().as_bytes());
                 Ok(())

@@ -249,32 +249,28 @@ fn commit_batch(inner: &Inner, db: &redb::Database, ops: Vec<(Op, Reply)>) {
             let outcome = match op {
                 Op::Create { value, .. } => match existing {
                     Some(_) => Err(StoreError::AlreadyExists),
-                    None => {
+                    None => value(revision + 1).map_err(StoreError::Refused).map(|value| {
                         revision += 1;
-                        let kv = KeyValue {
-                            key: key.clone(),
-                            value: value(revision),
-                            create_revision: revision,
-                            mod_revision: revision,
-                        };
-                        Ok(Event { event_type: EventType::Put, kv, prev: None })
-                    }
+                        let kv =
+                            KeyValue { key: key.clone(), value, create_revision: revision, mod_revision: revision };
+                        Event { event_type: EventType::Put, kv, prev: None }
+                    }),
                 },
                 Op::Update { expected, value, .. } => match existing {
                     None => Err(StoreError::NotFound),
                     Some(cur) if expected.is_some_and(|e| e != cur.mod_revision) => {
                         Err(StoreError::Conflict { current: cur.mod_revision })
                     }
-                    Some(cur) => {
+                    Some(cur) => value(revision + 1).map_err(StoreError::Refused).map(|value| {
                         revision += 1;
                         let kv = KeyValue {
                             key: key.clone(),
-                            value: value(revision),
+                            value,
                             create_revision: cur.create_revision,
                             mod_revision: revision,
                         };
-                        Ok(Event { event_type: EventType::Put, kv, prev: Some(cur) })
-                    }
+                        Event { event_type: EventType::Put, kv, prev: Some(cur) }
+                    }),
                 },
                 Op::Delete { expected, tombstone, .. } => match existing {
                     None => Err(StoreError::NotFound),

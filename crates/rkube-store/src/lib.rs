@@ -35,8 +35,13 @@ use tokio::sync::mpsc;
 pub type Revision = u64;
 
 /// Builds the value to store once its revision is known. The API server uses it to stamp
-/// `metadata.resourceVersion` into the object, so reads can serve the bytes untouched.
-pub type ValueFn = Box<dyn FnOnce(Revision) -> Bytes + Send>;
+/// `metadata.resourceVersion` into the object, so reads can serve the bytes untouched. A
+/// builder may refuse the value (the API server's bound on stored sizes): the write then
+/// fails with [`StoreError::Refused`], changes nothing and takes no revision.
+pub type ValueFn = Box<dyn FnOnce(Revision) -> Result<Bytes, String> + Send>;
+
+/// Builds a delete's tombstone once its revision is known. A delete is never refused.
+pub type TombstoneFn = Box<dyn FnOnce(Revision) -> Bytes + Send>;
 
 /// The most events a live watcher may have queued before it is closed.
 pub const WATCH_QUEUE_EVENTS_MAX: usize = 8192;
@@ -81,7 +86,7 @@ pub enum Op {
     Update { key: String, expected: Option<Revision>, value: ValueFn },
     /// Fails with `NotFound` if absent and `Conflict` unless `mod_revision` matches.
     /// `tombstone` builds the value reported to watchers and to the caller.
-    Delete { key: String, expected: Option<Revision>, tombstone: ValueFn },
+    Delete { key: String, expected: Option<Revision>, tombstone: TombstoneFn },
 }
 
 impl Op {
@@ -106,6 +111,9 @@ pub enum StoreError {
     FutureRevision { requested: Revision, current: Revision },
     #[error("storage error: {0}")]
     Io(String),
+    /// The value builder refused the value; the message is the builder's.
+    #[error("{0}")]
+    Refused(String),
     #[error("store is shutting down")]
     Closed,
 }

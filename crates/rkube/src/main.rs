@@ -93,7 +93,7 @@ fn main() -> std::process::ExitCode {
 
 async fn server(args: ServerArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    private_dir(&args.data_dir)?;
     let tokens = match &args.token_auth_file {
         Some(p) => TokenFile::load(p)?,
         None => TokenFile::default(),
@@ -105,9 +105,11 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     let tls = rkube_apiserver::serve::tls_config(&pki).map_err(|e| e.to_string())?;
 
     let embedded = match args.storage {
-        StorageKind::Embedded => Arc::new(
-            rkube_store::embedded::EmbeddedStore::open(&args.data_dir.join("store.redb")).map_err(|e| e.to_string())?,
-        ),
+        StorageKind::Embedded => {
+            let path = args.data_dir.join("store.redb");
+            private_file(&path)?;
+            Arc::new(rkube_store::embedded::EmbeddedStore::open(&path).map_err(|e| e.to_string())?)
+        }
     };
     let store: Arc<dyn Store> = embedded.clone();
     let limits = rkube_apiserver::Limits {
@@ -135,6 +137,7 @@ async fn server(args: ServerArgs) -> Result<(), String> {
 
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{client_addr}")).map_err(|e| e.to_string())?;
+    lock_down(&args.data_dir)?;
     tracing::info!(listen = %addr, ready_ms = started.elapsed().as_millis() as u64, "rkube server ready");
     println!("rkube: serving https://{client_addr}; kubeconfig: {}", kubeconfig.display());
 
@@ -154,6 +157,41 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     rkube_apiserver::serve::serve(api.clone(), listener, tls, shutdown).await.map_err(|e| e.to_string())?;
     tracing::info!("shutting down");
     store.close().await;
+    Ok(())
+}
+
+/// The data directory holds every Secret and the cluster's keys: only its owner may
+/// enter it (0700), whatever the umask, and a directory made by an older rkube is
+/// tightened too.
+fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
+/// Creates `path` (empty) readable by its owner only, or tightens it if it exists.
+fn private_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)
+}
+
+/// Every directory in the data directory 0700, every file 0600 (certificates included:
+/// nobody but the server needs them from here; clients get the CA from the kubeconfig).
+fn lock_down(dir: &std::path::Path) -> Result<(), String> {
+    private_dir(dir)?;
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        // Symbolic links are left alone: what they point at is not ours to change.
+        let kind = entry.file_type().map_err(|e| e.to_string())?;
+        if kind.is_dir() {
+            lock_down(&entry.path())?;
+        } else if kind.is_file() {
+            private_file(&entry.path())?;
+        }
+    }
     Ok(())
 }
 

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{require, Server};
+use std::time::Duration;
+
+use common::{require, wait_for, Server};
 use serde_json::{json, Value};
 
 const CT: &str = "Content-Type: application/json";
@@ -358,53 +360,73 @@ fn http2_token_users_metrics_and_clean_shutdown() {
 }
 
 /// Past the in-flight limit, requests get 429 TooManyRequests with Retry-After, and a
-/// refused create stores nothing.
+/// refused create stores nothing; `system:masters` is never refused (kube-apiserver's
+/// max-in-flight filter exempts it).
 #[test]
 fn inflight_limit_answers_429() {
     if !require("curl", &["--version"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_in(dir.path(), &["--max-mutating-requests-inflight", "1"]);
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--http2", "--parallel", "--parallel-immediate", "--parallel-max", "100"])
-        .args(["--cacert", &s.pki("ca.crt"), "--cert", &s.pki("admin.crt"), "--key", &s.pki("admin.key")])
-        .args(["-H", CT, "-d", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"burst-"}}"#])
-        .args(["-o", "/dev/null", "-w", "%{http_code}\n"])
-        .arg(format!("{}/api/v1/namespaces/default/configmaps?n=[1-300]", s.url))
-        .output()
-        .unwrap();
-    let codes: Vec<u16> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
-    assert_eq!(codes.len(), 300, "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(codes.iter().all(|c| *c == 201 || *c == 429), "{codes:?}");
-    let created = codes.iter().filter(|c| **c == 201).count();
-    let refused = codes.len() - created;
-    assert!(refused > 0, "a burst of 300 creates over one connection exceeds one in flight");
-    let (_, _, body) = s.curl("GET", "/api/v1/namespaces/default/configmaps", None, &[]);
-    let stored = parse(&body)["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["metadata"]["name"].as_str().unwrap_or("").starts_with("burst-"))
-        .count();
-    assert_eq!(stored, created, "refused creates stored nothing");
-    // The Status itself.
-    let sem_holder = std::process::Command::new("curl")
-        .args(["-sS", "--http2", "--parallel", "--parallel-immediate", "--parallel-max", "100", "-i"])
-        .args(["--cacert", &s.pki("ca.crt"), "--cert", &s.pki("admin.crt"), "--key", &s.pki("admin.key")])
-        .args(["-H", CT, "-d", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"burst-"}}"#])
-        .arg(format!("{}/api/v1/namespaces/default/configmaps?n=[1-300]", s.url))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&sem_holder.stdout);
-    if let Some(i) = text.find("HTTP/2 429") {
-        let rest = &text[i..];
-        assert!(rest.to_lowercase().contains("retry-after: 1"), "{rest}");
-        assert!(
-            rest.contains("\"TooManyRequests\"") && rest.contains("Too many requests, please try again later."),
-            "{rest}"
-        );
+    let (_dir, s) =
+        Server::start_with_tokens("bursttoken,burst,9,bursters\n", &["--max-mutating-requests-inflight", "1"]);
+    let crb =
+        br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"bursters"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+        "subjects":[{"kind":"Group","name":"bursters","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    assert_eq!(s.curl("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", Some(crb), &[CT]).0, 201);
+    let cm = "/api/v1/namespaces/default/configmaps";
+    assert!(wait_for(Duration::from_secs(5), || {
+        s.curl_as(false, "GET", cm, None, &["Authorization: Bearer bursttoken"]).0 == 200
+    }));
+    // 300 creates at once over one HTTP/2 connection, as `burst` or as the admin.
+    let burst = |admin: bool, prefix: &str| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "--http2", "--parallel", "--parallel-immediate", "--parallel-max", "100", "-i"])
+            .args(["--cacert", &s.pki("ca.crt")]);
+        if admin {
+            cmd.args(["--cert", &s.pki("admin.crt"), "--key", &s.pki("admin.key")]);
+        } else {
+            cmd.args(["-H", "Authorization: Bearer bursttoken"]);
+        }
+        let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"generateName":"{prefix}-"}}}}"#);
+        let out = cmd
+            .args(["-H", CT, "-d", &body, "-w", "\ncode=%{http_code}\n"])
+            .arg(format!("{}{cm}?n=[1-300]", s.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stored = |prefix: &str| {
+        let (_, _, body) = s.curl("GET", cm, None, &[]);
+        parse(&body)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["metadata"]["name"].as_str().unwrap_or("").starts_with(&format!("{prefix}-")))
+            .count()
+    };
+    let codes = |text: &str| -> Vec<u16> {
+        text.lines().filter_map(|l| l.strip_prefix("code=")).filter_map(|c| c.trim().parse().ok()).collect()
+    };
+
+    let text = burst(false, "burst");
+    let got = codes(&text);
+    assert_eq!(got.len(), 300, "{text}");
+    assert!(got.iter().all(|c| *c == 201 || *c == 429), "{got:?}");
+    let created = got.iter().filter(|c| **c == 201).count();
+    assert!(created < 300, "a burst of 300 creates over one connection exceeds one in flight");
+    assert_eq!(stored("burst"), created, "refused creates stored nothing");
+    // Every refusal is the Status with Retry-After.
+    let refusals: Vec<&str> = text.split("HTTP/2 ").filter(|r| r.starts_with("429")).collect();
+    assert_eq!(refusals.len(), 300 - created);
+    for r in refusals {
+        assert!(r.to_lowercase().contains("retry-after: 1"), "{r}");
+        assert!(r.contains("\"TooManyRequests\"") && r.contains("Too many requests, please try again later."), "{r}");
     }
+
+    let text = burst(true, "admin");
+    assert_eq!(codes(&text), vec![201; 300], "system:masters is never refused");
+    assert_eq!(stored("admin"), 300);
 }
 
 /// `/openapi/v2` as JSON (Swagger 2.0 with the typed model's definitions) and as gnostic

@@ -16,11 +16,11 @@ const CT: &str = "Content-Type: application/json";
 /// A server whose token file knows `bobtoken`: user `bob` in group `devs`. The directory
 /// lives as long as the returned guard.
 fn server_with_bob() -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "bobtoken,bob,2,devs\n").unwrap();
-    let s = Server::start_in(&dir.path().join("data"), &["--token-auth-file", tokens.to_str().unwrap()]);
-    (dir, s)
+    Server::start_with_tokens(
+        "bobtoken,bob,2,devs
+",
+        &[],
+    )
 }
 
 #[test]
@@ -361,7 +361,7 @@ fn subject_access_reviews() {
     assert_eq!(code, 201, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"]["allowed"], false);
     let local = br#"{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","metadata":{"namespace":"default"},
-        "spec":{"user":"someone","groups":["system:masters"],"resourceAttributes":{"verb":"delete","resource":"nodes"}}}"#;
+        "spec":{"user":"someone","groups":["system:masters"],"resourceAttributes":{"namespace":"default","verb":"delete","resource":"nodes"}}}"#;
     let (code, _, body) = s.curl(
         "POST",
         "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews",
@@ -370,6 +370,33 @@ fn subject_access_reviews() {
     );
     assert_eq!(code, 201, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"]["allowed"], true);
+    // A local review asks about its own namespace only, with kube-apiserver's answers.
+    let lsar = "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews";
+    for (spec, want) in [
+        (
+            r#"{"user":"u","nonResourceAttributes":{"path":"/x","verb":"get"}}"#,
+            r#".authorization.k8s.io "" is invalid: spec.nonResourceAttributes: Invalid value: authorization.NonResourceAttributes{Path:"/x", Verb:"get"}: disallowed on this kind of request"#,
+        ),
+        (
+            r#"{"user":"u","resourceAttributes":{"namespace":"other","verb":"get","resource":"pods"}}"#,
+            r#".authorization.k8s.io "" is invalid: spec.resourceAttributes.namespace: Invalid value: "other": must match metadata.namespace"#,
+        ),
+    ] {
+        let body =
+            format!(r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","spec":{spec}}}"#);
+        let (code, _, text) = s.curl("POST", lsar, Some(body.as_bytes()), &[CT]);
+        assert_eq!(code, 422, "{text}");
+        let st: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(st["message"], want);
+        assert_eq!(st["details"]["group"], "authorization.k8s.io");
+        assert!(st["details"].get("kind").is_none(), "{text}");
+    }
+    let other_ns =
+        br#"{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","metadata":{"namespace":"other"},
+        "spec":{"user":"u","resourceAttributes":{"namespace":"other","verb":"get","resource":"pods"}}}"#;
+    let (code, _, text) = s.curl("POST", lsar, Some(other_ns), &[CT]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("the namespace of the provided object does not match the namespace sent on the request"));
     let bad = br#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"resourceAttributes":{"verb":"get","resource":"pods"}}}"#;
     assert_eq!(s.curl("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", Some(bad), &[CT]).0, 422);
 }

@@ -1,7 +1,11 @@
 use super::*;
-use crate::{Store, ValueFn};
+use crate::{Store, TombstoneFn, ValueFn};
 
 fn val(s: &'static str) -> ValueFn {
+    Box::new(move |_| Ok(Bytes::from_static(s.as_bytes())))
+}
+
+fn tomb(s: &'static str) -> TombstoneFn {
     Box::new(move |_| Bytes::from_static(s.as_bytes()))
 }
 
@@ -27,7 +31,7 @@ async fn guarded_writes_follow_etcd_semantics() {
     assert_eq!((a2.create_revision, a2.mod_revision, &a2.value[..]), (1, 2, &b"2"[..]));
     let missing = Op::Update { key: "/r/zz".into(), expected: None, value: val("2") };
     assert_eq!(s.txn(missing).await, Err(StoreError::NotFound));
-    let del = Op::Delete { key: "/r/a".into(), expected: Some(2), tombstone: val("gone") };
+    let del = Op::Delete { key: "/r/a".into(), expected: Some(2), tombstone: tomb("gone") };
     let t = s.txn(del).await.unwrap();
     assert_eq!((t.mod_revision, &t.value[..]), (3, &b"gone"[..]));
     assert!(s.get("/r/a").is_none());
@@ -41,9 +45,9 @@ async fn writes_survive_reopen_and_revision_continues() {
         let s = open(&dir);
         for i in 0..20 {
             let key = format!("/r/{i:02}");
-            s.txn(Op::Create { key, value: Box::new(move |rev| Bytes::from(format!("{i}@{rev}"))) }).await.unwrap();
+            s.txn(Op::Create { key, value: Box::new(move |rev| Ok(Bytes::from(format!("{i}@{rev}")))) }).await.unwrap();
         }
-        s.txn(Op::Delete { key: "/r/05".into(), expected: None, tombstone: val("") }).await.unwrap();
+        s.txn(Op::Delete { key: "/r/05".into(), expected: None, tombstone: tomb("") }).await.unwrap();
         s.close().await;
     }
     let s = open(&dir);
@@ -72,7 +76,7 @@ async fn list_pages_and_reads_old_revisions() {
     assert_eq!(next.items.iter().map(|k| &*k.key).collect::<Vec<_>>(), ["/p/c"]);
     assert_eq!(next.remaining, 0);
     // Change things, then read the snapshot at revision 2 (only /p/a and /p/b existed).
-    s.txn(Op::Delete { key: "/p/a".into(), expected: None, tombstone: val("") }).await.unwrap();
+    s.txn(Op::Delete { key: "/p/a".into(), expected: None, tombstone: tomb("") }).await.unwrap();
     s.txn(Op::Update { key: "/p/b".into(), expected: None, value: val("new") }).await.unwrap();
     let old = s.list("/p/", &ListOptions { at_revision: Some(2), ..Default::default() }).unwrap();
     let got: Vec<_> = old.items.iter().map(|k| (&*k.key, &k.value[..])).collect();
@@ -98,7 +102,7 @@ async fn watch_replays_then_follows_in_order() {
     let mut w = s.watch("/w/", 1).unwrap();
     let e = w.next().await.unwrap();
     assert_eq!((&*e.kv.key, e.revision()), ("/w/b", 3));
-    s.txn(Op::Delete { key: "/w/a".into(), expected: None, tombstone: val("t") }).await.unwrap();
+    s.txn(Op::Delete { key: "/w/a".into(), expected: None, tombstone: tomb("t") }).await.unwrap();
     let e = w.next().await.unwrap();
     assert_eq!((e.event_type, e.revision(), e.prev.as_ref().map(|p| p.mod_revision)), (EventType::Delete, 4, Some(1)));
     assert!(w.try_next().is_none());
@@ -146,4 +150,28 @@ async fn refuses_a_data_format_it_does_not_know() {
         Err(other) => panic!("unexpected error {other:?}"),
         Ok(_) => panic!("opened a store of an unknown format"),
     }
+}
+
+#[tokio::test]
+async fn a_refused_value_changes_nothing_and_takes_no_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    create(&s, "/r/a", "1").await.unwrap();
+    let refuse = |m: &'static str| -> ValueFn { Box::new(move |_| Err(m.to_string())) };
+    let mut w = s.watch("/r/", 1).unwrap();
+    // Refused writes in the same batch as accepted ones: only the accepted ones commit,
+    // with contiguous revisions.
+    let (r1, ok, r2) = tokio::join!(
+        s.txn(Op::Create { key: "/r/b".into(), value: refuse("too big") }),
+        s.txn(Op::Update { key: "/r/a".into(), expected: Some(1), value: val("2") }),
+        s.txn(Op::Update { key: "/r/a".into(), expected: None, value: refuse("no") }),
+    );
+    assert_eq!(r1, Err(StoreError::Refused("too big".into())));
+    assert_eq!(r2, Err(StoreError::Refused("no".into())));
+    assert_eq!(ok.unwrap().mod_revision, 2);
+    assert_eq!(s.revision(), 2);
+    assert!(s.get("/r/b").is_none());
+    assert_eq!(&s.get("/r/a").unwrap().value[..], b"2");
+    assert_eq!(w.next().await.unwrap().revision(), 2);
+    assert_eq!(create(&s, "/r/c", "3").await.unwrap().mod_revision, 3);
 }

@@ -29,14 +29,47 @@ impl Server {
 
     /// A server on `dir` (kept by the caller, e.g. for restarts).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        Server::spawn(dir, extra, None)
+    }
+
+    /// A fresh server with a static token file (`token,user,uid,"groups"` lines) and more
+    /// flags; the directory lives as long as the returned guard.
+    pub fn start_with_tokens(csv: &str, extra: &[&str]) -> (tempfile::TempDir, Server) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(&tokens, csv).expect("token file");
+        let mut args = vec!["--token-auth-file", tokens.to_str().expect("path")];
+        args.extend_from_slice(extra);
+        let s = Server::start_in(&dir.path().join("data"), &args);
+        (dir, s)
+    }
+
+    /// A fresh server whose process may open at most `nofile` descriptors.
+    pub fn start_limited(nofile: u64) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::spawn(tmp.path(), &[], Some(nofile));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn spawn(dir: &Path, extra: &[&str], nofile: Option<u64>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkube"));
+        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rkube");
+            .stderr(Stdio::null());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("start rkube");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read start line");
@@ -193,6 +226,22 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Waits until the async check `f` is true or `timeout` passes.
+pub async fn wait_for_async<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
 }

@@ -1,0 +1,277 @@
+//! Transport attacks on the real binary (issue 16, findings 4, 5 and 7): bodies read only
+//! after authorization and within a shared memory budget, header and idle timeouts, a
+//! connection cap that closes the idlest connection rather than locking others out, and
+//! bounded watches. Raw TLS clients here send exactly the bytes an attacker would.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+type Tls = TlsStream<TcpStream>;
+
+/// A TLS client for `s`, as the admin (client certificate) or anonymous.
+fn connector(s: &Server, admin: bool) -> tokio_rustls::TlsConnector {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(s.pki("ca.crt")).unwrap();
+    for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let mut cfg = if admin {
+        let cert = std::fs::read(s.pki("admin.crt")).unwrap();
+        let key = std::fs::read(s.pki("admin.key")).unwrap();
+        let chain = rustls_pemfile::certs(&mut cert.as_slice()).map(Result::unwrap).collect();
+        let key = rustls_pemfile::private_key(&mut key.as_slice()).unwrap().unwrap();
+        b.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        b.with_no_client_auth()
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+async fn connect(s: &Server, c: &tokio_rustls::TlsConnector) -> Tls {
+    let addr = s.url.trim_start_matches("https://").to_string();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    c.connect(rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap()
+}
+
+/// Reads until the end of the response head and returns it (status line first).
+async fn response_head(tls: &mut Tls, within: Duration) -> Option<String> {
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = tls.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(String::from_utf8_lossy(&buf[..i]).into_owned());
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok().flatten()
+}
+
+/// Whether the server closes `tls` within `within` (end of stream or reset).
+async fn closed_within(tls: &mut Tls, within: Duration) -> bool {
+    let mut chunk = [0u8; 1024];
+    let wait = async {
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.is_ok()
+}
+
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+
+fn post_head(path: &str, len: usize, extra: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{extra}\r\n"
+    )
+}
+
+/// Finding 4: a request is authenticated and authorized from its headers; its body is
+/// only read once it is allowed (kube-apiserver's filter order). Every refusal below
+/// arrives while the client has sent no byte of the 3 MiB it announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_read_only_after_authorization() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let (anon, admin) = (connector(&s, false), connector(&s, true));
+    let big = 3 * 1024 * 1024;
+    let within = Duration::from_secs(10);
+    for (c, extra, want) in [
+        (&anon, "", "HTTP/1.1 403"),
+        (&anon, "Authorization: Bearer not-a-token\r\n", "HTTP/1.1 401"),
+        (&admin, "", "HTTP/1.1 413"),
+    ] {
+        let mut tls = connect(&s, c).await;
+        let len = if want.ends_with("413") { big + 1 } else { big };
+        tls.write_all(post_head(CM, len, extra).as_bytes()).await.unwrap();
+        let head =
+            response_head(&mut tls, within).await.unwrap_or_else(|| panic!("no answer before the body ({want})"));
+        assert!(head.starts_with(want), "{head}");
+    }
+    // An allowed request's body is awaited, then handled.
+    let body = br#"{"metadata":{"name":"late"}}"#;
+    let mut tls = connect(&s, &admin).await;
+    tls.write_all(post_head(CM, body.len(), "").as_bytes()).await.unwrap();
+    tls.write_all(&body[..10]).await.unwrap();
+    assert!(response_head(&mut tls, Duration::from_millis(500)).await.is_none(), "waits for the rest of the body");
+    tls.write_all(&body[10..]).await.unwrap();
+    let head = response_head(&mut tls, within).await.expect("answer");
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+}
+
+/// Finding 4: bodies held at once by all requests share one budget (256 MiB). Requests
+/// that keep 255 MiB of bodies unfinished make the next large body wait, then be refused
+/// with 429; the budget comes back when they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_memory_is_bounded_across_requests() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let admin = connector(&s, true);
+    let big = 3 * 1024 * 1024;
+    let part = vec![b' '; big - 100 * 1024];
+    let mut held = Vec::new();
+    for _ in 0..88 {
+        let mut tls = connect(&s, &admin).await;
+        tls.write_all(post_head(CM, big, "").as_bytes()).await.unwrap();
+        tls.write_all(&part).await.unwrap();
+        tls.flush().await.unwrap();
+        held.push(tls);
+    }
+    // Let the server take in what was sent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut tls = connect(&s, &admin).await;
+    tls.write_all(post_head(CM, big, "").as_bytes()).await.unwrap();
+    let _ = tls.write_all(&part).await;
+    let head = response_head(&mut tls, Duration::from_secs(30)).await.expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert!(head.to_lowercase().contains("retry-after: 1"), "{head}");
+    drop(held);
+    // The budget is back: a 1 MiB ConfigMap is stored.
+    let cm = format!(r#"{{"metadata":{{"name":"after"}},"data":{{"a":"{}"}}}}"#, "y".repeat(1 << 20));
+    let ok = common::wait_for(Duration::from_secs(10), || {
+        s.curl("POST", CM, Some(cm.as_bytes()), &["Content-Type: application/json"]).0 == 201
+    });
+    assert!(ok, "the budget is given back when requests end");
+}
+
+/// Finding 5: a client that never finishes its headers is cut off after kube-apiserver's
+/// 32 s, and a keep-alive connection left idle within 90 s (HTTP/1.1 waits at most the
+/// header timeout for a next request; HTTP/2 the idle timeout); a connection that keeps
+/// working stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let anon = connector(&s, false);
+    let mut slow = connect(&s, &anon).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    let mut idle = connect(&s, &anon).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    assert!(response_head(&mut idle, Duration::from_secs(10)).await.unwrap().starts_with("HTTP/1.1 200"));
+    let mut busy = connect(&s, &anon).await;
+    let (slow_closed, idle_closed) = tokio::join!(
+        closed_within(&mut slow, Duration::from_secs(45)),
+        closed_within(&mut idle, Duration::from_secs(110)),
+    );
+    assert!(slow_closed, "headers not finished within 32 s: closed");
+    assert!(idle_closed, "idle for 90 s: closed");
+    // A connection used every few seconds is never idle.
+    for _ in 0..3 {
+        busy.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+        assert!(response_head(&mut busy, Duration::from_secs(10)).await.is_some(), "busy connection kept");
+    }
+}
+
+/// Finding 5: at the connection cap (what the descriptor limit allows), a new connection
+/// makes the one idle longest close, so idle connections never lock out the admin.
+#[test]
+fn connections_past_the_cap_close_the_idlest() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    // A descriptor limit of 400 leaves room for 144 connections.
+    let s = Server::start_limited(400);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let anon = connector(&s, false);
+        let mut idle = Vec::new();
+        for _ in 0..150 {
+            idle.push(connect(&s, &anon).await);
+            // Distinct activity times: the oldest is the idlest.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The admin gets through with curl (which opens its own connections).
+        for _ in 0..3 {
+            let (code, _, body) = s.curl("GET", "/api/v1/namespaces", None, &[]);
+            assert_eq!(code, 200, "{body}");
+        }
+        // The first connections were closed to make room; the last ones are open.
+        assert!(closed_within(&mut idle[0], Duration::from_secs(10)).await, "the idlest was closed");
+        let last = idle.last_mut().unwrap();
+        last.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+        assert!(response_head(last, Duration::from_secs(10)).await.is_some_and(|h| h.starts_with("HTTP/1.1 200")));
+    });
+}
+
+/// Finding 7: one user may hold at most 2,000 watches (429 past that); the admin is not
+/// bounded. Watches share what they send, so unread ones pin no copies.
+#[test]
+fn watches_per_user_are_bounded() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let (_dir, s) = Server::start_with_tokens("watchtoken,watcher,7,watchers\n", &[]);
+    let crb = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"w"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},
+        "subjects":[{"kind":"User","name":"watcher","apiGroup":"rbac.authorization.k8s.io"}]}"#;
+    assert_eq!(
+        s.curl(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            Some(crb),
+            &["Content-Type: application/json"]
+        )
+        .0,
+        201
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let anon = connector(&s, false);
+        let watch =
+            format!("GET {CM}?watch=true HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer watchtoken\r\n\r\n");
+        let mut open = Vec::new();
+        let mut refused = None;
+        for i in 0..2001 {
+            let mut tls = connect(&s, &anon).await;
+            tls.write_all(watch.as_bytes()).await.unwrap();
+            let head = response_head(&mut tls, Duration::from_secs(10)).await.expect("answer");
+            if head.starts_with("HTTP/1.1 200") {
+                open.push(tls);
+            } else {
+                refused = Some((i, head));
+                break;
+            }
+        }
+        let (i, head) = refused.expect("the 2,001st watch is refused");
+        assert_eq!(i, 2000, "{head}");
+        assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+        // The admin still watches.
+        let admin = connector(&s, true);
+        let mut tls = connect(&s, &admin).await;
+        tls.write_all(format!("GET {CM}?watch=true HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await.unwrap();
+        assert!(response_head(&mut tls, Duration::from_secs(10)).await.unwrap().starts_with("HTTP/1.1 200"));
+        // Closing one makes room for one.
+        open.pop();
+        let ok = common::wait_for_async(Duration::from_secs(10), || async {
+            let mut tls = connect(&s, &anon).await;
+            tls.write_all(watch.as_bytes()).await.unwrap();
+            response_head(&mut tls, Duration::from_secs(10)).await.is_some_and(|h| h.starts_with("HTTP/1.1 200"))
+        })
+        .await;
+        assert!(ok);
+    });
+}
