@@ -54,6 +54,73 @@ pub fn depth_exceeds(v: &Value, max: usize) -> bool {
     false
 }
 
+/// What measuring a value found.
+pub struct Shape {
+    /// Its JSON encoding's length (compact), or more than the budget once past it.
+    pub bytes: usize,
+    /// Levels of arrays and objects (0 for a scalar).
+    pub depth: usize,
+}
+
+/// Measures `v` without recursion, stopping once `bytes` exceeds `budget` (the depth is
+/// then a lower bound, which is all a refused copy needs).
+pub fn shape(v: &Value, budget: usize) -> Shape {
+    let mut out = Shape { bytes: 0, depth: 0 };
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
+    while let Some((v, level)) = stack.pop() {
+        if out.bytes > budget {
+            break;
+        }
+        out.bytes += match v {
+            Value::Null => 4,
+            Value::Bool(b) => 4 + usize::from(!b),
+            Value::Number(n) => number_len(n),
+            Value::String(s) => string_len(s),
+            Value::Array(a) => {
+                out.depth = out.depth.max(level);
+                stack.extend(a.iter().map(|c| (c, level + 1)));
+                2 + a.len().saturating_sub(1)
+            }
+            Value::Object(m) => {
+                out.depth = out.depth.max(level);
+                stack.extend(m.values().map(|c| (c, level + 1)));
+                2 + m.len().saturating_sub(1) + m.keys().map(|k| string_len(k) + 1).sum::<usize>()
+            }
+        };
+    }
+    out
+}
+
+fn number_len(n: &serde_json::Number) -> usize {
+    let digits = |mut u: u64| {
+        let mut d = 1;
+        while u >= 10 {
+            u /= 10;
+            d += 1;
+        }
+        d
+    };
+    if let Some(u) = n.as_u64() {
+        digits(u)
+    } else if let Some(i) = n.as_i64() {
+        1 + digits(i.unsigned_abs())
+    } else {
+        n.to_string().len()
+    }
+}
+
+/// A JSON string's encoded length: quotes, two-byte escapes, `\u00XX` for other controls.
+fn string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
 /// The message kube-apiserver's JSON decoder gives for too deep a body.
 pub const DEPTH_EXCEEDED_MESSAGE: &str = "exceeded max depth";
 
@@ -68,6 +135,26 @@ mod tests {
             v = if i % 2 == 0 { json!([v]) } else { json!({ "k": v }) };
         }
         v
+    }
+
+    #[test]
+    fn measured_sizes_are_the_compact_encoding() {
+        for v in [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(-12345),
+            json!(u64::MAX),
+            json!(1.5e300),
+            json!("a\"b\\c\n\u{1}é"),
+            json!({"k\"": [1, {"x": []}, {}], "": null}),
+            json!([[], [[]], "s"]),
+        ] {
+            let s = shape(&v, usize::MAX);
+            assert_eq!(s.bytes, serde_json::to_string(&v).unwrap().len(), "{v}");
+        }
+        assert_eq!(shape(&json!({"a": [[1]]}), usize::MAX).depth, 3);
+        assert_eq!(shape(&json!(1), usize::MAX).depth, 0);
     }
 
     #[test]

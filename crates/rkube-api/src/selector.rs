@@ -383,7 +383,9 @@ fn find_unescaped(s: &str, pat: &str) -> Option<usize> {
             i += 2;
             continue;
         }
-        if s[i..].starts_with(pat) {
+        // Bytes, not str: `i` may sit inside a multi-byte character after an escape. A
+        // match of the (ASCII) pattern is always at a character boundary.
+        if bytes[i..].starts_with(pat.as_bytes()) {
             return Some(i);
         }
         i += 1;
@@ -440,6 +442,14 @@ mod tests {
         assert!(LabelSelector::parse("=b").is_err());
         assert!(LabelSelector::parse("a=b c").is_err());
         assert!(LabelSelector::parse("a=-bad-").is_err());
+    }
+
+    #[test]
+    fn field_selectors_with_any_characters() {
+        // An escape before a multi-byte character once split it (found by the fuzz run).
+        assert!(FieldSelector::parse("\\Ѩ'\tÉ?").is_err(), "no operator");
+        let r = FieldSelector::parse("metadata.name=\\éx").unwrap().requirements;
+        assert_eq!((r.len(), r[0].field.as_str()), (1, "metadata.name"));
     }
 
     #[test]

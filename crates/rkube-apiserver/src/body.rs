@@ -1,7 +1,10 @@
 //! Request bodies: read only for requests that are authenticated and authorized, within
 //! [`BODY_BYTES_MAX`](crate::BODY_BYTES_MAX), a deadline, and a budget of memory shared by
 //! every request, so no number of connections can make the server hold more than
-//! [`BODY_MEMORY_MAX`] bytes of bodies.
+//! [`BODY_MEMORY_MAX`] bytes of bodies. A body takes its whole share (the declared length,
+//! or the limit when none is declared) before the first byte is read, so bodies never wait
+//! on each other half-read; `system:masters` is outside the budget, as it is outside the
+//! in-flight limits, so the admin is never refused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,17 +44,25 @@ pub struct Read {
 /// Reads a whole body. Refused: a declared or actual length over the limit (413, as
 /// kube-apiserver), a client too slow to send it (408), no memory left in the budget
 /// by the deadline (429).
-pub async fn read(budget: &Arc<Semaphore>, headers: &HeaderMap, body: &mut Incoming) -> ApiResult<Read> {
+pub async fn read(budget: &Arc<Semaphore>, exempt: bool, headers: &HeaderMap, body: &mut Incoming) -> ApiResult<Read> {
     let limit = crate::BODY_BYTES_MAX;
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    use http_body::Body as _;
+    let declared = if body.is_end_stream() {
+        Some(0)
+    } else {
+        headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .or(body.size_hint().exact())
+    };
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read_within(budget, declared, body, limit)).await {
-        Ok(r) => r,
+    let held = if exempt { None } else { Some(reserve(budget, declared.map_or(limit, |n| n as usize)).await?) };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read_within(declared, body, limit)).await {
+        Ok(Ok(bytes)) => Ok(Read { bytes, _held: held }),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(ApiError::new(
             408,
             "Timeout",
@@ -60,36 +71,21 @@ pub async fn read(budget: &Arc<Semaphore>, headers: &HeaderMap, body: &mut Incom
     }
 }
 
-async fn read_within(
-    budget: &Arc<Semaphore>,
-    declared: Option<u64>,
-    body: &mut Incoming,
-    limit: usize,
-) -> ApiResult<Read> {
-    // Memory is taken from the budget as bytes arrive, not as announced.
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(64 << 10) as usize);
-    let mut held: Option<OwnedSemaphorePermit> = None;
+async fn read_within(declared: Option<u64>, body: &mut Incoming, limit: usize) -> ApiResult<Bytes> {
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         if buf.len() + data.len() > limit {
             return Err(ApiError::too_large(limit));
         }
-        let reserved = held.as_ref().map_or(0, |p| p.num_permits());
-        if buf.len() + data.len() > reserved {
-            let more = reserve(budget, buf.len() + data.len() - reserved).await?;
-            match &mut held {
-                Some(p) => p.merge(more),
-                None => held = Some(more),
-            }
-        }
         buf.extend_from_slice(&data);
     }
-    Ok(Read { bytes: buf.freeze(), _held: held })
+    Ok(buf.freeze())
 }
 
 async fn reserve(budget: &Arc<Semaphore>, n: usize) -> ApiResult<OwnedSemaphorePermit> {
-    let n = u32::try_from(n).map_err(|_| ApiError::too_large(crate::BODY_BYTES_MAX))?;
+    let n = u32::try_from(n.max(1)).map_err(|_| ApiError::too_large(crate::BODY_BYTES_MAX))?;
     let busy = || ApiError::too_many_requests("Too many requests, please try again later.");
     match tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(n)).await {
         Ok(Ok(permit)) => Ok(permit),

@@ -190,21 +190,21 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// How many values (sequence elements and mapping values) alias expansion may add to a
-/// YAML document beyond one per byte of it. Without aliases a document holds fewer values
-/// than bytes; go-yaml, which kube-apiserver uses, allows about 400,000 alias-driven
-/// values before it refuses with "excessive aliasing".
+/// What alias expansion may add to a YAML document, in units: one per value (sequence
+/// element or mapping entry) plus one per byte of each string and key. Without aliases a
+/// document costs at most two units per byte of it; go-yaml, which kube-apiserver uses,
+/// allows about 400,000 alias-driven values before it refuses with "excessive aliasing".
 const YAML_ALIAS_VALUES_MAX: usize = 400_000;
 
 /// Kube-apiserver's message for an alias bomb.
 pub const YAML_EXCESSIVE_ALIASING: &str = "document contains excessive aliasing";
 
 /// A YAML body as a JSON value, refusing documents whose aliases expand past
-/// `body.len() + YAML_ALIAS_VALUES_MAX` values. The count is kept while the document is
-/// read (aliases are expanded lazily by the parser as values are pulled), so a bomb is
-/// refused after a bounded amount of work and memory.
+/// `2 * body.len() + YAML_ALIAS_VALUES_MAX` units (see there). The count is kept while the
+/// document is read (aliases are expanded lazily by the parser as values are pulled), so a
+/// bomb, of many values or of long strings, is refused after bounded work and memory.
 pub fn decode_yaml(body: &[u8]) -> Result<Value, String> {
-    let mut budget = body.len().saturating_add(YAML_ALIAS_VALUES_MAX);
+    let mut budget = body.len().saturating_mul(2).saturating_add(YAML_ALIAS_VALUES_MAX);
     let de = serde_yaml::Deserializer::from_slice(body);
     serde::de::DeserializeSeed::deserialize(YamlValue { budget: &mut budget }, de).map_err(|e| {
         // serde_yaml adds the path and position to our error; kube-apiserver has none. Its
@@ -224,12 +224,17 @@ struct YamlValue<'b> {
 }
 
 impl YamlValue<'_> {
-    fn spend<E: serde::de::Error>(&mut self) -> Result<(), E> {
-        if *self.budget == 0 {
-            return Err(E::custom(YAML_EXCESSIVE_ALIASING));
+    fn spend<E: serde::de::Error>(&mut self, units: usize) -> Result<(), E> {
+        match self.budget.checked_sub(units.max(1)) {
+            Some(left) => {
+                *self.budget = left;
+                Ok(())
+            }
+            None => {
+                *self.budget = 0;
+                Err(E::custom(YAML_EXCESSIVE_ALIASING))
+            }
         }
-        *self.budget -= 1;
-        Ok(())
     }
 }
 
@@ -257,10 +262,12 @@ impl<'de> serde::de::Visitor<'de> for YamlValue<'_> {
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+    fn visit_str<E: serde::de::Error>(mut self, v: &str) -> Result<Value, E> {
+        self.spend(v.len())?;
         Ok(Value::String(v.to_string()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+    fn visit_string<E: serde::de::Error>(mut self, v: String) -> Result<Value, E> {
+        self.spend(v.len())?;
         Ok(Value::String(v))
     }
     fn visit_unit<E>(self) -> Result<Value, E> {
@@ -275,7 +282,7 @@ impl<'de> serde::de::Visitor<'de> for YamlValue<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
         loop {
-            self.spend()?;
+            self.spend(1)?;
             match seq.next_element_seed(YamlValue { budget: &mut *self.budget })? {
                 Some(v) => out.push(v),
                 None => return Ok(Value::Array(out)),
@@ -285,7 +292,7 @@ impl<'de> serde::de::Visitor<'de> for YamlValue<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(k) = map.next_key::<String>()? {
-            self.spend()?;
+            self.spend(1 + k.len())?;
             let v = map.next_value_seed(YamlValue { budget: &mut *self.budget })?;
             out.insert(k, v);
         }
@@ -476,17 +483,20 @@ mod tests {
             }
         }
 
-        /// Alias expansion is bounded by the document's size however the aliases nest.
+        /// Alias expansion is bounded by the document's size however the aliases nest, for
+        /// many small values and for long strings alike.
         #[test]
-        fn yaml_aliases_are_bounded(levels in 1usize..12, fan_out in 2usize..40) {
-            let mut doc = String::from("a0: &a0 [1, 2]\n");
+        fn yaml_aliases_are_bounded(levels in 1usize..12, fan_out in 2usize..40, long in proptest::prelude::any::<bool>()) {
+            let leaf = if long { format!("\"{}\"", "s".repeat(10_000)) } else { "1".to_string() };
+            let mut doc = format!("a0: &a0 [{leaf}, 2]\n");
             for l in 1..=levels {
                 let refs = vec![format!("*a{}", l - 1); fan_out].join(", ");
                 doc.push_str(&format!("a{l}: &a{l} [{refs}]\n"));
             }
-            let expanded = 2 * fan_out.pow(levels as u32);
+            let leaves = fan_out.saturating_pow(levels as u32);
+            let expanded = leaves.saturating_mul(if long { 10_002 } else { 2 });
             match decode_yaml(doc.as_bytes()) {
-                Ok(_) => proptest::prop_assert!(expanded < doc.len() + YAML_ALIAS_VALUES_MAX + 10_000, "{expanded}"),
+                Ok(_) => proptest::prop_assert!(expanded < 2 * doc.len() + YAML_ALIAS_VALUES_MAX, "{expanded}"),
                 Err(e) => proptest::prop_assert_eq!(e, YAML_EXCESSIVE_ALIASING),
             }
         }

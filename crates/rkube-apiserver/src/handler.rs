@@ -32,17 +32,22 @@ pub async fn handle(
         matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE);
     let mut body = takes_body.then_some(body);
     let mut authorized = false;
+    let mut authenticated = false;
     // kube-apiserver's filter order: authentication, impersonation, in-flight limits,
     // authorization; only then is a body read. A refused request costs no body memory.
     let result = async {
         let user = authenticate(&server, &parts.headers, cert_user)?;
+        authenticated = !user.is_anonymous();
         let user = crate::authz::impersonate(&server, user, &parts.headers)?;
         let _permit = admit_inflight(&server, &parts.method, &info, &user)?;
         crate::authz::authorize(&server, &user, &info)?;
         authorized = true;
         if info.is_resource {
             let read = match body.as_mut() {
-                Some(b) => Some(crate::body::read(&server.body_budget, &parts.headers, b).await?),
+                Some(b) => {
+                    let exempt = user.in_group("system:masters");
+                    Some(crate::body::read(&server.body_budget, exempt, &parts.headers, b).await?)
+                }
                 None => None,
             };
             let bytes = read.as_ref().map(|r| r.bytes.clone()).unwrap_or_default();
@@ -55,13 +60,17 @@ pub async fn handle(
     }
     .await;
     if let (Err(_), Some(b)) = (&result, body.take()) {
+        // Answered at once; what the client still sends is read and dropped meanwhile.
         let max = if authorized { crate::body::DRAIN_AUTHORIZED_BYTES } else { crate::body::DRAIN_BYTES };
-        crate::body::drain(b, max).await;
+        tokio::spawn(crate::body::drain(b, max));
     }
-    let resp = match result {
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => codec::error_response(&e, &neg),
     };
+    if authenticated {
+        resp.extensions_mut().insert(crate::serve::Authenticated);
+    }
     let resource = if info.is_resource {
         match &info.subresource {
             Some(s) => format!("{}/{}", info.resource, s),

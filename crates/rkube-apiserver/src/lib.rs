@@ -65,11 +65,14 @@ pub struct Config {
 pub struct Limits {
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
+    /// Connections served at once (0: `serve::CONNECTIONS_MAX_DEFAULT`), within the
+    /// descriptor limit.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_requests_inflight: 400, max_mutating_requests_inflight: 200 }
+        Limits { max_requests_inflight: 400, max_mutating_requests_inflight: 200, max_connections: 0 }
     }
 }
 
@@ -92,8 +95,11 @@ pub struct ApiServer {
     /// Permits for read-only and mutating requests in flight (None = unlimited).
     pub readonly_inflight: Option<Arc<tokio::sync::Semaphore>>,
     pub mutating_inflight: Option<Arc<tokio::sync::Semaphore>>,
+    pub limits: Limits,
     /// Memory for request bodies, shared by all requests (see `body`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Open watch streams, for the reaper of stalled ones (see `watch::STALL_TIMEOUT`).
+    pub watch_streams: watch::Streams,
     /// Open watch streams per user (see `watch::WATCHES_PER_USER_MAX`).
     pub watches_per_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -117,7 +123,9 @@ impl ApiServer {
             sa_tokens: std::sync::OnceLock::new(),
             readonly_inflight: permits(limits.max_requests_inflight),
             mutating_inflight: permits(limits.max_mutating_requests_inflight),
+            limits,
             body_budget: body::budget(),
+            watch_streams: Default::default(),
             watches_per_user: Default::default(),
         })
     }

@@ -57,12 +57,17 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Builds the stored bytes once the revision is known, refusing an object that would be
-/// larger than [`rkube_api::limits::STORED_OBJECT_BYTES_MAX`] in etcd's encoding.
+/// Builds the stored bytes once the revision is known. Requests check an object's size
+/// before the commit ([`Ctx::check_size`]); the committer refuses only what is grossly
+/// over the bound (four times it in JSON), which nothing the API accepts can be, so no write
+/// path can store a giant object by skipping the check.
 pub fn stamp(obj: Value) -> ValueFn {
     Box::new(move |rev| {
         let bytes = stamped(obj, rev);
-        check_stored_size(&bytes)?;
+        let max = rkube_api::limits::STORED_OBJECT_BYTES_MAX;
+        if bytes.len() > 4 * max {
+            return Err(format!("the object takes {} bytes, more than the limit of {max} bytes", bytes.len()));
+        }
         Ok(bytes)
     })
 }
@@ -79,31 +84,21 @@ fn stamped(mut obj: Value, rev: u64) -> Bytes {
     Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
 }
 
-/// The stored JSON bytes of an object within the size etcd would take: JSON is never
-/// smaller than protobuf, so only an object whose JSON is over the bound pays for
-/// measuring its protobuf form (built-in kinds are stored as protobuf by kube-apiserver,
-/// custom resources as JSON).
-fn check_stored_size(json: &[u8]) -> Result<(), String> {
-    let max = rkube_api::limits::STORED_OBJECT_BYTES_MAX;
-    if json.len() <= max {
-        return Ok(());
+/// Objects at least this large (request bodies, patched objects) are decoded, patched
+/// and measured off the async workers, so other requests do not wait behind them.
+const HEAVY_BYTES: usize = 256 * 1024;
+
+/// Runs `f` where long CPU work does not hold up other requests: for `size` of at least
+/// [`HEAVY_BYTES`] on the multi-threaded runtime, on this thread with its other tasks moved
+/// to another worker.
+fn heavy<T>(size: usize, f: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if size >= HEAVY_BYTES && multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
-    let size = serde_json::from_slice::<Value>(json)
-        .ok()
-        .and_then(|v| {
-            let api_version = v.get("apiVersion")?.as_str()?.to_string();
-            let kind = v.get("kind")?.as_str()?.to_string();
-            let (g, ver) = rkube_proto::split_api_version(&api_version);
-            if !rkube_proto::has_message(g, ver, &kind) {
-                return None;
-            }
-            rkube_proto::encode_json_bytes(&api_version, &kind, json).ok().map(|b| b.len())
-        })
-        .unwrap_or(json.len());
-    if size <= max {
-        return Ok(());
-    }
-    Err(format!("the object would take {size} bytes in storage, more than the limit of {max} bytes"))
 }
 
 pub fn parse_stored(kv: &KeyValue) -> ApiResult<Value> {
@@ -185,7 +180,7 @@ impl<'a> Ctx<'a> {
             // Custom resources have no protobuf form.
             return Err(ApiError::unsupported_media_type(rkube_proto::MEDIA_TYPE));
         }
-        let mut obj = codec::decode(format, raw).map_err(|e| {
+        let mut obj = heavy(raw.len(), || codec::decode(format, raw)).map_err(|e| {
             if format == BodyFormat::Protobuf {
                 return ApiError::bad_request(format!(
                     "the object provided is unrecognized (must be of type {}): {e}",
@@ -212,7 +207,7 @@ impl<'a> Ctx<'a> {
         // JSON bodies need would only repeat that work.
         self.check_type_meta(&mut obj)?;
         if format != BodyFormat::Protobuf {
-            self.canonicalize(&mut obj)?;
+            heavy(raw.len(), || self.canonicalize(&mut obj))?;
         }
         Ok(obj)
     }
@@ -311,6 +306,39 @@ impl<'a> Ctx<'a> {
             let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
             Err(ApiError::invalid(&def.group, &def.kind, name, errs))
         }
+    }
+
+    /// Refuses an object larger than etcd takes (kube-apiserver's users meet etcd's limit),
+    /// before the commit. The compact JSON is measured, stopping past the bound; only an
+    /// object over it in JSON pays for measuring its protobuf form (built-in kinds are
+    /// stored as protobuf by kube-apiserver, custom resources as JSON; JSON is never the
+    /// smaller).
+    fn check_size(&self, obj: &Value) -> ApiResult<()> {
+        let max = rkube_api::limits::STORED_OBJECT_BYTES_MAX;
+        let json = rkube_api::limits::shape(obj, max).bytes;
+        if json <= max {
+            return Ok(());
+        }
+        let size = if codec::has_protobuf(&self.def) {
+            heavy(json, || rkube_proto::encode_object(obj).map(|b| b.len())).unwrap_or(json)
+        } else {
+            json
+        };
+        if size <= max {
+            return Ok(());
+        }
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        // Deviation: kube-apiserver passes etcd's refusal on as a 500 ("etcdserver:
+        // request is too large"), which clients retry; it is the request's fault.
+        Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: {} \"{name}\": the object would take {} bytes in storage, more than the limit of {max} bytes",
+                self.def.plural,
+                if size > json { size } else { json }
+            ),
+        ))
     }
 
     /// Whether an object answer goes out in protobuf.
@@ -632,6 +660,7 @@ impl<'a> Ctx<'a> {
         if dry {
             return Ok(self.respond_value(StatusCode::CREATED, &obj));
         }
+        self.check_size(&obj)?;
         let key = def.key(self.ns(), &name);
         let unstored = self.protobuf_answer_from(&obj);
         let kv = self
@@ -782,6 +811,9 @@ impl<'a> Ctx<'a> {
             let pending_grace = prepared.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
             let graceful = matches!(self.deletion(&prepared, pending_grace), Deletion::Graceful { .. });
             let mut unstored = None;
+            if !(deleting && !finalizers_left && !graceful) {
+                self.check_size(&prepared)?;
+            }
             let op = if deleting && !finalizers_left && !graceful {
                 Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: tombstone(prepared) }
             } else {
@@ -868,9 +900,13 @@ impl<'a> Ctx<'a> {
         if !matches!(format, BodyFormat::JsonPatch) && !patch.is_object() {
             return Err(ApiError::bad_request("error decoding patch: the patch is not a JSON object"));
         }
+        let size = raw.len();
         self.guaranteed_update(sub, move |ctx, old| {
-            let mut patched = apply_patch(&ctx.def, old, &patch, format, false)?;
-            ctx.check_object(&mut patched)?;
+            let patched = heavy(size.max(HEAVY_BYTES * usize::from(big_object(old))), || {
+                let mut patched = apply_patch(&ctx.def, old, &patch, format, false)?;
+                ctx.check_object(&mut patched)?;
+                Ok::<_, ApiError>(patched)
+            })?;
             let old_rv = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
             let rv = patched
                 .pointer("/metadata/resourceVersion")
@@ -1015,9 +1051,10 @@ impl<'a> Ctx<'a> {
             let op = if (has_finalizers || is_namespace || graceful_pod) && !already_deleting {
                 let meta = meta_mut(&mut obj);
                 let when = if graceful_pod {
-                    (chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0)))
-                        .format("%Y-%m-%dT%H:%M:%SZ")
-                        .to_string()
+                    // Any grace period is taken; beyond a century it is a century (the
+                    // deadline must stay a time).
+                    let grace = grace.unwrap_or(0).clamp(0, 100 * 365 * 24 * 3600);
+                    (chrono::Utc::now() + chrono::Duration::seconds(grace)).format("%Y-%m-%dT%H:%M:%SZ").to_string()
                 } else {
                     now_rfc3339()
                 };
@@ -1222,6 +1259,11 @@ impl<'a> Ctx<'a> {
 /// Applies a patch of any type, each bounded before it works (see `rkube_patch`): JSON
 /// patches by kube-apiserver's operation and copy limits and the depth bound, strategic
 /// merges by a bound of work; a merge patch costs at most its own size.
+/// Whether a stored object is large enough that patching it is heavy work (see [`heavy`]).
+fn big_object(v: &Value) -> bool {
+    rkube_api::limits::shape(v, HEAVY_BYTES).bytes >= HEAVY_BYTES
+}
+
 fn apply_patch(def: &ResourceDef, old: &Value, patch: &Value, format: BodyFormat, is_scale: bool) -> ApiResult<Value> {
     use rkube_api::limits;
     use rkube_patch::json_patch::{self, JsonPatchError};
@@ -1234,7 +1276,7 @@ fn apply_patch(def: &ResourceDef, old: &Value, patch: &Value, format: BodyFormat
             };
             json_patch::apply(old, patch.clone(), bounds).map_err(|e| match e {
                 JsonPatchError::Decode(m) => ApiError::bad_request(format!("error decoding patch: {m}")),
-                JsonPatchError::TooManyOperations { .. } => {
+                JsonPatchError::TooManyOperations { .. } | JsonPatchError::TooComplex { .. } => {
                     ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: {e}"))
                 }
                 // kube-apiserver answers every failure to apply as this 422 (without the

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -17,7 +17,6 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, UnixTime};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -113,17 +112,24 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// How long a client may take to send a request's headers (kube-apiserver: 32 s).
+/// How long a client may take to send a request's headers (kube-apiserver: 32 s). Hyper
+/// also runs this timer while an HTTP/1.1 connection waits for its next request, so idle
+/// HTTP/1.1 connections close after it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
-/// How long a connection may stay open with no request in flight and nothing sent either
-/// way (kube-apiserver: 90 s).
+/// How long a connection may stay open with no request open (kube-apiserver: 90 s). A
+/// connection no request on has authenticated is closed this long after its last request
+/// began or ended, even with a response open: anonymous callers only read small documents,
+/// so an open one that long is a client that does not read (an HTTP/2 window held at 0).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection told to close may finish what it is doing.
-const CLOSE_GRACE: Duration = Duration::from_secs(30);
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Descriptors kept free of connections (the store, logs, the node agent's work).
 const FDS_RESERVED: u64 = 256;
+/// Connections served at once unless `--max-connections` says otherwise (each costs some
+/// 20 KiB; the descriptor limit may lower it).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 
 /// Accepts connections until `shutdown` resolves.
 pub async fn serve(
@@ -134,7 +140,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls.config));
     let client_ca = tls.client_ca;
-    let conns = Arc::new(Connections::new(connections_max()));
+    let conns = Arc::new(Connections::new(connections_max(server.limits.max_connections)));
     let clock = tokio::spawn(tick(conns.clone()));
     tokio::pin!(shutdown);
     let result = loop {
@@ -150,12 +156,7 @@ pub async fn serve(
             },
             _ = &mut shutdown => break Ok(()),
         };
-        let Some(conn) = conns.admit() else {
-            // Every connection is busy with a request: this one waits for none of them.
-            tracing::warn!(%peer, max = conns.max, "connection refused: too many connections, none idle");
-            drop(tcp);
-            continue;
-        };
+        let conn = conns.admit();
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let server = server.clone();
@@ -170,11 +171,12 @@ pub async fn serve(
     result
 }
 
-/// The connection cap: what the descriptor limit allows, after raising the soft limit to
-/// the hard one (as Go programs do at start).
-fn connections_max() -> usize {
-    let limit = raise_fd_limit();
-    usize::try_from(limit.saturating_sub(FDS_RESERVED).max(64)).unwrap_or(usize::MAX)
+/// The connection cap: `configured` (0: the default), within what the descriptor limit
+/// allows after raising the soft limit to the hard one (as Go programs do at start).
+fn connections_max(configured: usize) -> usize {
+    let wanted = if configured == 0 { CONNECTIONS_MAX_DEFAULT } else { configured };
+    let fds = usize::try_from(raise_fd_limit().saturating_sub(FDS_RESERVED)).unwrap_or(usize::MAX);
+    wanted.min(fds).max(16)
 }
 
 fn raise_fd_limit() -> u64 {
@@ -195,10 +197,11 @@ async fn tick(conns: Arc<Connections>) {
     }
 }
 
-/// The open connections: how many, and for each when it last did something and whether a
-/// request is in flight. At the cap, a new connection makes the one idle longest close, so
-/// connections opened and left idle (by an attacker or a leaky client) cannot lock others
-/// out; the cap itself keeps the server within its descriptors.
+/// The open connections and, for each, what closing it would cost. At the cap, a new
+/// connection makes one close at once, the cheapest first: one no request has
+/// authenticated on (anonymous callers, handshakes, attackers), then an authenticated one
+/// with no request open, then the least recently used; so idle or hostile connections
+/// never lock anyone out, and the cap keeps the server within its memory and descriptors.
 pub struct Connections {
     max: usize,
     epoch: std::time::Instant,
@@ -209,8 +212,14 @@ pub struct Connections {
 }
 
 pub struct ConnState {
+    /// When a request on it last began or ended (milliseconds since the epoch).
     last_active: AtomicU64,
-    in_flight: AtomicUsize,
+    /// Requests whose answer is not yet fully sent (a watch counts for its lifetime).
+    open_requests: AtomicUsize,
+    /// A request on it authenticated as someone.
+    authenticated: AtomicBool,
+    /// Told to close (by eviction): at once, without finishing what is open.
+    evicted: AtomicBool,
     close: tokio::sync::Notify,
 }
 
@@ -238,101 +247,60 @@ impl Connections {
         }
     }
 
-    fn admit(self: &Arc<Self>) -> Option<ConnGuard> {
-        let now = self.now.load(Ordering::Relaxed);
+    fn now(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new connection in, closing the cheapest open one at the cap. The evicted
+    /// connection stays counted until its task ends (at once: it is dropped, not drained).
+    fn admit(self: &Arc<Self>) -> ConnGuard {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.len() >= self.max {
-            let idlest = open
+            let victim = open
                 .iter()
-                .filter(|(_, c)| c.in_flight.load(Ordering::Relaxed) == 0)
-                // Among equally idle ones (the clock is coarse), the oldest.
-                .min_by_key(|(id, c)| (c.last_active.load(Ordering::Relaxed), **id))
-                .map(|(id, c)| (*id, c.clone()))?;
-            // It closes on its own task; it no longer counts.
-            open.remove(&idlest.0);
-            idlest.1.close.notify_one();
+                .filter(|(_, c)| !c.evicted.load(Ordering::Relaxed))
+                .min_by_key(|(id, c)| {
+                    (
+                        c.authenticated.load(Ordering::Relaxed),
+                        c.open_requests.load(Ordering::Relaxed) > 0,
+                        c.last_active.load(Ordering::Relaxed),
+                        **id,
+                    )
+                })
+                .map(|(_, c)| c.clone());
+            if let Some(v) = victim {
+                v.evicted.store(true, Ordering::Relaxed);
+                v.close.notify_one();
+            }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
-            last_active: AtomicU64::new(now),
-            in_flight: AtomicUsize::new(0),
+            last_active: AtomicU64::new(self.now()),
+            open_requests: AtomicUsize::new(0),
+            authenticated: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
         });
         open.insert(id, state.clone());
-        Some(ConnGuard { conns: self.clone(), id, state })
+        ConnGuard { conns: self.clone(), id, state }
     }
 }
 
-/// The connection's socket, stamping the connection active whenever bytes move.
-struct Tracked<T> {
-    io: T,
-    conns: Arc<Connections>,
-    state: Arc<ConnState>,
-}
-
-impl<T> Tracked<T> {
-    fn touch(&self) {
-        self.state.last_active.store(self.conns.now.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.touch();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        r
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-/// A response body that counts its request in flight until it is sent or dropped.
-struct InFlight {
+/// A response body that counts its request open until it is sent or dropped.
+struct OpenRequest {
     body: Body,
     state: Arc<ConnState>,
+    conns: Arc<Connections>,
 }
 
-impl Drop for InFlight {
+impl Drop for OpenRequest {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.state.last_active.store(self.conns.now(), Ordering::Relaxed);
+        self.state.open_requests.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl http_body::Body for InFlight {
+impl http_body::Body for OpenRequest {
     type Data = bytes::Bytes;
     type Error = std::io::Error;
     fn poll_frame(
@@ -349,6 +317,10 @@ impl http_body::Body for InFlight {
     }
 }
 
+/// Marks an answer whose request authenticated as someone (set by the handler).
+#[derive(Clone, Copy)]
+pub struct Authenticated;
+
 async fn serve_connection(
     server: Arc<ApiServer>,
     acceptor: TlsAcceptor,
@@ -358,26 +330,32 @@ async fn serve_connection(
     conn: ConnGuard,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let state = conn.state.clone();
-    let io = Tracked { io: tcp, conns: conn.conns.clone(), state: state.clone() };
+    let conns = conn.conns.clone();
     let tls = tokio::select! {
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)) => r??,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r??,
         _ = state.close.notified() => return Ok(()),
     };
     let cert_user = crate::authn::client_certificate(client_ca.as_ref(), tls.get_ref().1.peer_certificates());
-    let request_state = state.clone();
+    if matches!(cert_user, crate::authn::ClientCert::Valid(_)) {
+        state.authenticated.store(true, Ordering::Relaxed);
+    }
+    let (request_state, request_conns) = (state.clone(), conns.clone());
     let service = service_fn(move |req: http::Request<Incoming>| {
         let server = server.clone();
         let cert_user = cert_user.clone();
-        let state = request_state.clone();
+        let (state, conns) = (request_state.clone(), request_conns.clone());
         async move {
             // Counted from here until the answer's body is done (a watch's lifetime).
-            state.in_flight.fetch_add(1, Ordering::Relaxed);
-            let guard = InFlight { body: codec::full(bytes::Bytes::new()), state };
+            state.open_requests.fetch_add(1, Ordering::Relaxed);
+            state.last_active.store(conns.now(), Ordering::Relaxed);
+            let mut open = OpenRequest { body: codec::full(bytes::Bytes::new()), state, conns };
             let resp = crate::handler::handle(server, req, cert_user, peer).await;
+            if resp.extensions().get::<Authenticated>().is_some() {
+                open.state.authenticated.store(true, Ordering::Relaxed);
+            }
             let (parts, body) = resp.into_parts();
-            let mut guard = guard;
-            guard.body = body;
-            Ok::<_, std::convert::Infallible>(http::Response::from_parts(parts, guard))
+            open.body = body;
+            Ok::<_, std::convert::Infallible>(http::Response::from_parts(parts, open))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -387,27 +365,28 @@ async fn serve_connection(
     tokio::pin!(connection);
     let mut closing = false;
     loop {
-        let idle_for = {
-            let last = state.last_active.load(Ordering::Relaxed);
-            let now = conn.conns.now.load(Ordering::Relaxed);
-            Duration::from_millis(now.saturating_sub(last))
-        };
+        let idle_for = Duration::from_millis(conns.now().saturating_sub(state.last_active.load(Ordering::Relaxed)));
         let wait =
             if closing { CLOSE_GRACE } else { IDLE_TIMEOUT.saturating_sub(idle_for).max(Duration::from_secs(1)) };
         tokio::select! {
             r = connection.as_mut() => return r,
-            _ = state.close.notified(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
+            _ = state.close.notified() => {
+                // Evicted: closed now, whatever is open.
+                return Ok(());
             }
             _ = tokio::time::sleep(wait) => {
                 if closing {
                     return Ok(());
                 }
-                let idle = state.in_flight.load(Ordering::Relaxed) == 0;
-                let last = state.last_active.load(Ordering::Relaxed);
-                let now = conn.conns.now.load(Ordering::Relaxed);
-                if idle && Duration::from_millis(now.saturating_sub(last)) >= IDLE_TIMEOUT {
+                let idle_for =
+                    Duration::from_millis(conns.now().saturating_sub(state.last_active.load(Ordering::Relaxed)));
+                if idle_for < IDLE_TIMEOUT {
+                    continue;
+                }
+                if !state.authenticated.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                if state.open_requests.load(Ordering::Relaxed) == 0 {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }

@@ -165,10 +165,11 @@ pub fn request(server: &ApiServer, namespace: &str, name: &str, mut req: Value) 
         .filter(|a: &Vec<String>| !a.is_empty())
         .unwrap_or_else(|| vec![ISSUER.to_string()]);
     let iat = now();
-    // Only the kubelet's token for a pod (3607 s, bound to the pod) gets the extended
-    // expiration, as with kube-apiserver.
+    // Only the kubelet's token for a pod (3607 s, bound to the pod, for this server's own
+    // audiences only) gets the extended expiration, as with kube-apiserver.
     let pod_bound = spec.pointer("/boundObjectRef/kind").and_then(Value::as_str) == Some("Pod");
-    let (exp, warnafter) = if seconds == EXPIRATION_PROJECTED_SECONDS && pod_bound {
+    let kube_audiences = audiences.iter().all(|a| a == ISSUER);
+    let (exp, warnafter) = if seconds == EXPIRATION_PROJECTED_SECONDS && pod_bound && kube_audiences {
         (iat + EXTENDED_EXPIRATION_SECONDS, Some(iat + seconds))
     } else {
         (iat + seconds, None)

@@ -13,7 +13,10 @@
 //! ([`WATCHES_PER_USER_MAX`]); `system:masters` is exempt, as from the in-flight limits.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,8 +60,11 @@ struct State {
     initial_end: Option<u64>,
     watcher: Option<Watcher>,
     bookmarks: bool,
-    next_bookmark: tokio::time::Instant,
+    next_bookmark: Pin<Box<tokio::time::Sleep>>,
     deadline: tokio::time::Instant,
+    deadline_timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the client last took a chunk (for the reaper).
+    last_progress: std::time::Instant,
     store: Arc<dyn rkube_store::Store>,
     /// The server (for the encoding cache); dropping it counts the watcher out.
     server: WatchGuard,
@@ -246,6 +252,130 @@ impl State {
     fn error(&mut self, e: &ApiError) {
         self.frame("ERROR", &e.to_status())
     }
+
+    /// The next chunk to send: queued chunks, then the initial state, then store events and
+    /// bookmarks, until the deadline.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                self.last_progress = std::time::Instant::now();
+                return Poll::Ready(Some(b));
+            }
+            if self.next_initial() {
+                continue;
+            }
+            if self.watcher.is_none() || self.deadline_timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if self.bookmarks && self.next_bookmark.as_mut().poll(cx).is_ready() {
+                self.next_bookmark.as_mut().reset(tokio::time::Instant::now() + BOOKMARK_INTERVAL);
+                let rev = self.store.revision();
+                self.bookmark(rev, false);
+                continue;
+            }
+            let Some(w) = self.watcher.as_mut() else { return Poll::Ready(None) };
+            match w.poll_next(cx) {
+                Poll::Ready(Some(e)) => self.event(&e),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Whether the reaper should end this stream: past its deadline, or with something to
+    /// send that the client has not taken for [`STALL_TIMEOUT`].
+    fn reapable(&self, now: std::time::Instant) -> bool {
+        if tokio::time::Instant::now() >= self.deadline {
+            return true;
+        }
+        let has_work = !self.pending.is_empty()
+            || self.initial.len() > 0
+            || self.watcher.as_ref().is_some_and(Watcher::has_queued);
+        has_work && now.duration_since(self.last_progress) >= STALL_TIMEOUT
+    }
+}
+
+/// The body of a watch response. The stream's state sits behind a lock the reaper can
+/// take it from: a client that stops reading is never polled again, so only from outside
+/// can what its stream holds be let go.
+struct WatchStream(Arc<Mutex<Option<State>>>);
+
+impl futures::Stream for WatchStream {
+    type Item = Result<Frame<Bytes>, std::io::Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(st) = guard.as_mut() else { return Poll::Ready(None) };
+        match st.poll_chunk(cx) {
+            Poll::Ready(Some(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            Poll::Ready(None) => {
+                // Done: let the state (and its store watcher) go now.
+                *guard = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// How long a watch may hold something to send without its client taking any of it
+/// before the stream is ended and what it holds let go (kube-apiserver ends slow watchers
+/// too; clients re-list and watch again).
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the reaper looks.
+const REAP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Every open watch stream, for the reaper.
+#[derive(Default)]
+pub struct Streams {
+    open: Mutex<Vec<std::sync::Weak<Mutex<Option<State>>>>>,
+    reaper: std::sync::OnceLock<()>,
+}
+
+impl Streams {
+    fn register(&self, server: &Arc<crate::ApiServer>, stream: &Arc<Mutex<Option<State>>>) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(stream));
+        let server = Arc::downgrade(server);
+        self.reaper.get_or_init(|| {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(REAP_INTERVAL);
+                loop {
+                    every.tick().await;
+                    let Some(server) = server.upgrade() else { return };
+                    server.watch_streams.reap();
+                }
+            });
+        });
+    }
+
+    /// Ends the streams that are past their deadline or stalled; forgets the closed ones.
+    fn reap(&self) {
+        let now = std::time::Instant::now();
+        let mut ended = Vec::new();
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).retain(|w| {
+            let Some(stream) = w.upgrade() else { return false };
+            // A stream being polled right now is making progress.
+            let Ok(mut guard) = stream.try_lock() else { return true };
+            match guard.as_ref() {
+                None => false,
+                Some(st) if st.reapable(now) => {
+                    ended.push(guard.take());
+                    false
+                }
+                Some(_) => true,
+            }
+        });
+        // Dropped here, outside the list's lock.
+        drop(ended);
+    }
+
+    /// How many watch streams hold state.
+    pub fn len(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|w| w.strong_count() > 0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -305,8 +435,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         initial_end: None,
         watcher: None,
         bookmarks,
-        next_bookmark: tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+        next_bookmark: Box::pin(tokio::time::sleep(BOOKMARK_INTERVAL)),
         deadline: tokio::time::Instant::now() + timeout,
+        deadline_timer: Box::pin(tokio::time::sleep(timeout)),
+        last_progress: std::time::Instant::now(),
         store: store.clone(),
         server: guard,
     };
@@ -338,32 +470,9 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             Err(e) => return Err(ApiError::internal(e.to_string())),
         }
     }
-    let stream = futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(b) = st.pending.pop_front() {
-                return Some((Ok::<_, std::io::Error>(Frame::data(b)), st));
-            }
-            if st.next_initial() {
-                continue;
-            }
-            let watcher = st.watcher.as_mut()?;
-            let tick = if st.bookmarks { st.next_bookmark.min(st.deadline) } else { st.deadline };
-            tokio::select! {
-                ev = watcher.next() => {
-                    let e = ev?;
-                    st.event(&e);
-                }
-                _ = tokio::time::sleep_until(tick) => {
-                    if tokio::time::Instant::now() >= st.deadline {
-                        return None;
-                    }
-                    st.next_bookmark = tokio::time::Instant::now() + BOOKMARK_INTERVAL;
-                    let rev = st.store.revision();
-                    st.bookmark(rev, false);
-                }
-            }
-        }
-    });
+    let shared = Arc::new(Mutex::new(Some(state)));
+    ctx.server.watch_streams.register(ctx.server, &shared);
+    let stream = WatchStream(shared);
     let body: Body = StreamBody::new(stream).boxed();
     let content_type = if protobuf { "application/vnd.kubernetes.protobuf;stream=watch" } else { "application/json" };
     let resp = Response::builder()

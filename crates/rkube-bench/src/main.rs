@@ -65,6 +65,11 @@ struct Args {
     /// Upper bound of any one phase.
     #[arg(long, default_value_t = 180)]
     phase_seconds_max: u64,
+    /// Only the unread-watch phase: this many watches of a 1 MiB ConfigMap that never read
+    /// a byte while it changes (what a slow or hostile client does); prints the server's
+    /// RSS before and after. 0 runs the ordinary phases.
+    #[arg(long, default_value_t = 0)]
+    unread_watches: usize,
 }
 
 #[tokio::main]
@@ -115,6 +120,14 @@ async fn main() {
     let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": a.namespace}})).expect("ns");
     let _ = namespaces.create(&PostParams::default(), &ns).await;
     let pods: Api<Pod> = Api::namespaced(c.clone(), &a.namespace);
+    if a.unread_watches > 0 {
+        unread_watches(&c, &a.namespace, a.unread_watches, pid).await;
+        if let Some(mut child) = started_child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return;
+    }
 
     // Creates at each concurrency.
     let mut created_names: Vec<String> = Vec::new();
@@ -255,6 +268,42 @@ async fn main() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Watches that never read: each gets the 1 MiB object as its initial state and 5 changes
+/// of it, and the server must hold them without a copy per watch.
+async fn unread_watches(c: &kube::Client, ns: &str, n: usize, pid: Option<u32>) {
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), ns);
+    let big = |round: usize| -> ConfigMap {
+        let data = format!("{round}{}", "x".repeat(1024 * 1024 - 1));
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "big"}, "data": {"d": data}})).expect("cm")
+    };
+    let _ = cms.create(&PostParams::default(), &big(0)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_mib(pid);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let req = http::Request::get(format!("/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion=0"))
+            .body(kube::client::Body::empty())
+            .expect("req");
+        match c.send(req).await {
+            Ok(resp) if resp.status().is_success() => held.push(resp),
+            _ => break,
+        }
+    }
+    for round in 1..=5 {
+        let _ = cms.replace("big", &PostParams::default(), &big(round)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_mib(pid);
+    println!(
+        "unread watches: {} of {n} open on a 1 MiB ConfigMap changed 5 times; server RSS {:.1} MiB before, {:.1} MiB after",
+        held.len(),
+        before.unwrap_or(0.0),
+        after.unwrap_or(0.0)
+    );
+    drop(held);
+    let _ = cms.delete("big", &DeleteParams::default()).await;
 }
 
 async fn fanout(c: &kube::Client, ns: &str, watchers: usize, events: usize, limit: Duration) {

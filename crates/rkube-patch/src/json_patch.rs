@@ -7,6 +7,7 @@
 //!
 //! The operations themselves are the `json-patch` crate's.
 
+use rkube_api::limits::shape;
 use serde_json::Value;
 
 /// The bounds of one patch.
@@ -32,6 +33,10 @@ pub enum JsonPatchError {
     /// The document would nest deeper than the bound.
     #[error("exceeded max depth")]
     TooDeep,
+    /// The operations would move more list elements than [`crate::WORK_MAX`] (adding or
+    /// removing at the front of a long list moves all of it, each time).
+    #[error("the patch needs more than {max} list element moves; send fewer operations on long lists")]
+    TooComplex { max: u64 },
     /// An operation failed (a test did not match, a path does not exist, ...).
     #[error("{0}")]
     Apply(String),
@@ -47,6 +52,7 @@ pub fn apply(doc: &Value, patch: Value, limits: Limits) -> Result<Value, JsonPat
     let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| JsonPatchError::Decode(e.to_string()))?;
     let mut doc = doc.clone();
     let mut copied = 0usize;
+    let mut work = 0u64;
     // An upper bound of the document's depth, kept through every operation.
     let mut depth = shape(&doc, usize::MAX).depth;
     for (i, op) in ops.0.iter().enumerate() {
@@ -75,6 +81,22 @@ pub fn apply(doc: &Value, patch: Value, limits: Limits) -> Result<Value, JsonPat
         if depth > limits.depth_max {
             return Err(JsonPatchError::TooDeep);
         }
+        // Inserting into or removing from a list moves its elements.
+        let paths: [Option<&json_patch::jsonptr::Pointer>; 2] = match op {
+            P::Add(o) => [Some(&o.path), None],
+            P::Remove(o) => [Some(&o.path), None],
+            P::Copy(o) => [Some(&o.path), None],
+            P::Move(o) => [Some(&o.from), Some(&o.path)],
+            P::Replace(_) | P::Test(_) => [None, None],
+        };
+        for p in paths.into_iter().flatten() {
+            if let Some(Value::Array(a)) = p.parent().and_then(|parent| doc.pointer(parent.as_str())) {
+                work += a.len() as u64;
+            }
+        }
+        if work > crate::WORK_MAX {
+            return Err(JsonPatchError::TooComplex { max: crate::WORK_MAX });
+        }
         json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|mut e| {
             e.operation = i;
             JsonPatchError::Apply(e.to_string())
@@ -83,99 +105,12 @@ pub fn apply(doc: &Value, patch: Value, limits: Limits) -> Result<Value, JsonPat
     Ok(doc)
 }
 
-/// What measuring a value found.
-struct Shape {
-    /// Its JSON encoding's length (compact), or more than the budget once past it.
-    bytes: usize,
-    /// Levels of arrays and objects (0 for a scalar).
-    depth: usize,
-}
-
-/// Measures `v` without recursion, stopping once `bytes` exceeds `budget` (the depth is
-/// then a lower bound, which is all a refused copy needs).
-fn shape(v: &Value, budget: usize) -> Shape {
-    let mut out = Shape { bytes: 0, depth: 0 };
-    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
-    while let Some((v, level)) = stack.pop() {
-        if out.bytes > budget {
-            break;
-        }
-        out.bytes += match v {
-            Value::Null => 4,
-            Value::Bool(b) => 4 + usize::from(!b),
-            Value::Number(n) => number_len(n),
-            Value::String(s) => string_len(s),
-            Value::Array(a) => {
-                out.depth = out.depth.max(level);
-                stack.extend(a.iter().map(|c| (c, level + 1)));
-                2 + a.len().saturating_sub(1)
-            }
-            Value::Object(m) => {
-                out.depth = out.depth.max(level);
-                stack.extend(m.values().map(|c| (c, level + 1)));
-                2 + m.len().saturating_sub(1) + m.keys().map(|k| string_len(k) + 1).sum::<usize>()
-            }
-        };
-    }
-    out
-}
-
-fn number_len(n: &serde_json::Number) -> usize {
-    let digits = |mut u: u64| {
-        let mut d = 1;
-        while u >= 10 {
-            u /= 10;
-            d += 1;
-        }
-        d
-    };
-    if let Some(u) = n.as_u64() {
-        digits(u)
-    } else if let Some(i) = n.as_i64() {
-        1 + digits(i.unsigned_abs())
-    } else {
-        n.to_string().len()
-    }
-}
-
-/// A JSON string's encoded length: quotes, two-byte escapes, `\u00XX` for other controls.
-fn string_len(s: &str) -> usize {
-    2 + s
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0..=0x1f => 6,
-            _ => 1,
-        })
-        .sum::<usize>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     const LIMITS: Limits = Limits { operations_max: 10_000, copy_bytes_max: 3 << 20, depth_max: 100 };
-
-    #[test]
-    fn measured_sizes_are_the_compact_encoding() {
-        for v in [
-            json!(null),
-            json!(true),
-            json!(false),
-            json!(-12345),
-            json!(u64::MAX),
-            json!(1.5e300),
-            json!("a\"b\\c\n\u{1}é"),
-            json!({"k\"": [1, {"x": []}, {}], "": null}),
-            json!([[], [[]], "s"]),
-        ] {
-            let s = shape(&v, usize::MAX);
-            assert_eq!(s.bytes, serde_json::to_string(&v).unwrap().len(), "{v}");
-        }
-        assert_eq!(shape(&json!({"a": [[1]]}), usize::MAX).depth, 3);
-        assert_eq!(shape(&json!(1), usize::MAX).depth, 0);
-    }
 
     #[test]
     fn operations_are_counted_first() {
@@ -217,6 +152,16 @@ mod tests {
             apply(&json!({}), json!([{"op": "add", "path": "/x", "value": deeper}]), LIMITS),
             Err(JsonPatchError::TooDeep)
         );
+    }
+
+    #[test]
+    fn list_element_moves_are_bounded() {
+        // 10,000 removals at the front of a 100,000-element list move 10^9 elements.
+        let doc = json!({"l": vec![0; 100_000]});
+        let ops = Value::Array(vec![json!({"op": "remove", "path": "/l/0"}); 10_000]);
+        assert!(matches!(apply(&doc, ops, LIMITS), Err(JsonPatchError::TooComplex { .. })));
+        let ops = Value::Array(vec![json!({"op": "remove", "path": "/l/0"}); 100]);
+        assert_eq!(apply(&doc, ops, LIMITS).unwrap()["l"].as_array().map(Vec::len), Some(99_900));
     }
 
     #[test]

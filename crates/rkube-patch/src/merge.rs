@@ -130,6 +130,9 @@ pub(crate) fn merge_map(
     // (Kubernetes iterates a Go map, in random order). With a
     // $setElementOrder for the list, Kubernetes also merges first.
     let mut deletions = Vec::new();
+    // Keys to drop, dropped together at the end: one pass over the map, where removing
+    // each on its own (keeping the order of the rest) would cost the map's length each.
+    let mut removed: Vec<String> = Vec::new();
     for (key, patch_value) in patch {
         if key.starts_with(DELETE_FROM_PRIMITIVE_LIST) {
             let field = directive_field(&key, DELETE_FROM_PRIMITIVE_LIST)?;
@@ -137,7 +140,7 @@ pub(crate) fn merge_map(
             continue;
         }
         if patch_value.is_null() {
-            original.shift_remove(&key);
+            removed.push(key);
             continue;
         }
         let meta = field_meta(ty, &key);
@@ -160,16 +163,39 @@ pub(crate) fn merge_map(
             Some(v) => {
                 original.insert(key, v);
             }
-            None => {
-                original.shift_remove(&key);
-            }
+            None => removed.push(key),
         }
     }
+    remove_keys(&mut original, removed, w)?;
 
+    let mut removed = Vec::new();
     for (field, values) in deletions {
-        delete_from_primitive_list(&mut original, &field, values, w)?;
+        // Kubernetes treats a null here like any null: the field goes.
+        if values.is_null() {
+            removed.push(field);
+        } else {
+            delete_from_primitive_list(&mut original, &field, values, w)?;
+        }
     }
+    remove_keys(&mut original, removed, w)?;
     Ok(original)
+}
+
+/// Removes `keys` from `map` in one pass, keeping the order of the rest.
+fn remove_keys(map: &mut Map<String, Value>, keys: Vec<String>, w: &Work) -> Result<()> {
+    match keys.len() {
+        0 => {}
+        1 => {
+            w.spend(map.len())?;
+            map.shift_remove(&keys[0]);
+        }
+        _ => {
+            w.spend(map.len() + keys.len())?;
+            let keys: std::collections::HashSet<String> = keys.into_iter().collect();
+            map.retain(|k, _| !keys.contains(k));
+        }
+    }
+    Ok(())
 }
 
 /// The value a patch produces where there is nothing (of its type) to merge
@@ -382,8 +408,20 @@ fn apply_set_element_order(
     w: &Work,
 ) -> Result<()> {
     let directives: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
+    if directives.is_empty() {
+        return Ok(());
+    }
+    // The directives and the lists they name leave the patch together, in one pass.
+    let mut handled: Vec<String> = Vec::with_capacity(2 * directives.len());
+    let mut take = |patch: &mut Map<String, Value>, k: &str| {
+        let v = patch.get_mut(k).map(std::mem::take);
+        if v.is_some() {
+            handled.push(k.to_string());
+        }
+        v
+    };
     for directive in directives {
-        let Some(order) = patch.shift_remove(&directive) else {
+        let Some(order) = take(patch, &directive) else {
             continue;
         };
         let order = match order {
@@ -399,7 +437,7 @@ fn apply_set_element_order(
             Some(Value::Array(list)) => Some(list.clone()),
             Some(other) => return Err(unexpected_type(GO_LIST, other)),
         };
-        let patch_list = match patch.shift_remove(&field) {
+        let patch_list = match take(patch, &field) {
             None => None,
             Some(Value::Array(list)) => Some(list),
             Some(other) => return Err(unexpected_type(GO_LIST, &other)),
@@ -423,7 +461,7 @@ fn apply_set_element_order(
         let ordered = order_items(merged, &order, &server_order, key, w)?;
         original.insert(field, Value::Array(ordered));
     }
-    Ok(())
+    remove_keys(patch, handled, w)
 }
 
 /// Checks that the elements of a patch list appear in `order` in the same
@@ -529,8 +567,9 @@ fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, 
     let Value::Array(retain) = retain else {
         return Err(PatchError::InvalidRetainKeys);
     };
-    w.spend(retain.len().saturating_mul(patch.len() + original.len()))?;
-    let retained = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
+    w.spend(retain.len() + patch.len() + original.len())?;
+    let retain: std::collections::HashSet<&str> = retain.iter().filter_map(Value::as_str).collect();
+    let retained = |k: &str| retain.contains(k);
     // Setting a key that would not be retained is contradictory. Nulls and
     // list directives do not set anything.
     let contradicts = patch.iter().any(|(k, v)| {

@@ -97,3 +97,23 @@ fn rkube_depth_exceeds(v: &Value, max: usize) -> bool {
     }
     depth(v) > max
 }
+
+#[test]
+fn removing_many_keys_is_one_pass() {
+    // 90,000 keys nulled by one patch: removed together, not one shift at a time.
+    let keys: Vec<String> = (0..90_000).map(|i| format!("k{i}")).collect();
+    let live = json!({"data": keys.iter().map(|k| (k.clone(), json!(""))).collect::<serde_json::Map<_, _>>()});
+    let mut patch_data: serde_json::Map<String, Value> = keys.iter().map(|k| (k.clone(), Value::Null)).collect();
+    patch_data.insert("kept".into(), json!("v"));
+    let got = apply(&live, &json!({"data": patch_data}), schema_for("", "v1", "ConfigMap")).expect("merges");
+    assert_eq!(got["data"], json!({"kept": "v"}));
+    // Many $setElementOrder directives leave the patch in one pass too.
+    let mut patch = serde_json::Map::new();
+    for i in 0..20_000 {
+        patch.insert(format!("$setElementOrder/l{i}"), json!([1]));
+        patch.insert(format!("l{i}"), json!([1]));
+    }
+    let got = apply(&json!({}), &Value::Object(patch), None).expect("merges");
+    assert_eq!(got.as_object().map(|m| m.len()), Some(20_000));
+    assert!(got.as_object().unwrap().keys().all(|k| !k.starts_with('$')));
+}

@@ -160,6 +160,19 @@ impl Watcher {
         self.live.recv().await
     }
 
+    /// [`Watcher::next`] as a poll.
+    pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Arc<Event>>> {
+        if let Some(e) = self.replay.pop_front() {
+            return std::task::Poll::Ready(Some(e));
+        }
+        self.live.poll_recv(cx)
+    }
+
+    /// Whether events wait in this watcher's queue.
+    pub fn has_queued(&self) -> bool {
+        !self.replay.is_empty() || !self.live.is_empty()
+    }
+
     /// An event if one is ready now, without waiting.
     pub fn try_next(&mut self) -> Option<Arc<Event>> {
         if let Some(e) = self.replay.pop_front() {

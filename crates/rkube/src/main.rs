@@ -49,6 +49,10 @@ struct ServerArgs {
     /// Mutating requests served at once before answering 429 (0 = no limit).
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// Connections served at once (within the descriptor limit); past it the cheapest
+    /// open connection (unauthenticated or idle first) is closed.
+    #[arg(long, default_value_t = rkube_apiserver::serve::CONNECTIONS_MAX_DEFAULT)]
+    max_connections: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -115,6 +119,7 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     let limits = rkube_apiserver::Limits {
         max_requests_inflight: args.max_requests_inflight,
         max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+        max_connections: args.max_connections,
     };
     let api = ApiServer::new(store.clone(), tokens, limits);
     let client_host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
@@ -178,17 +183,24 @@ fn private_file(path: &std::path::Path) -> Result<(), String> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
 
-/// Every directory in the data directory 0700, every file 0600 (certificates included:
-/// nobody but the server needs them from here; clients get the CA from the kubeconfig).
+/// What rkube keeps in the data directory, readable by its owner only: the directory and
+/// `pki/` 0700, the store, the admin kubeconfig and every file rkube wrote in `pki/` 0600
+/// (certificates included: nobody but the server needs them from here; clients get the CA
+/// from the kubeconfig). Nothing else in the directory is touched.
 fn lock_down(dir: &std::path::Path) -> Result<(), String> {
     private_dir(dir)?;
-    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+    for name in ["store.redb", "admin.kubeconfig"] {
+        let path = dir.join(name);
+        if path.exists() {
+            private_file(&path)?;
+        }
+    }
+    let pki = dir.join("pki");
+    private_dir(&pki)?;
+    for entry in std::fs::read_dir(&pki).map_err(|e| format!("{}: {e}", pki.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
         // Symbolic links are left alone: what they point at is not ours to change.
-        let kind = entry.file_type().map_err(|e| e.to_string())?;
-        if kind.is_dir() {
-            lock_down(&entry.path())?;
-        } else if kind.is_file() {
+        if entry.file_type().map_err(|e| e.to_string())?.is_file() {
             private_file(&entry.path())?;
         }
     }

@@ -221,6 +221,16 @@ fn yaml_alias_bomb_is_refused() {
         "the object provided is unrecognized (must be of type ConfigMap): yaml: document contains excessive aliasing (61706956657273696f6e3a2076310a6b696e643a20436f6e6669674d6170 ...)"
     );
     assert_serving_and_absent(&s, &format!("{CM}/bomb"));
+    // Few values, long strings: 3,000 aliases of a 1 MiB string would be 3 GB.
+    let strings = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  x: &a \"{}\"\nfoo: [{}]\n",
+        "s".repeat(1 << 20),
+        vec!["*a"; 3000].join(",")
+    );
+    let (code, _, text) = s.curl("POST", CM, Some(strings.as_bytes()), &[yaml]);
+    assert_eq!(code, 400, "{}", &text[..text.len().min(300)]);
+    assert!(text.contains("document contains excessive aliasing"), "{}", &text[..text.len().min(300)]);
+    assert_serving_and_absent(&s, &format!("{CM}/bomb"));
     let ok = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: alias\n  labels: &l\n    a: b\n  annotations: *l\n";
     let (code, _, text) = s.curl("POST", CM, Some(ok.as_bytes()), &[yaml]);
     assert_eq!(code, 201, "{text}");

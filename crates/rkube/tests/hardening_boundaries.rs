@@ -116,6 +116,9 @@ fn the_data_directory_is_private() {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(data.join("store.redb"), b"").unwrap();
     std::fs::set_permissions(data.join("store.redb"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Something of the user's in the directory is left as it is.
+    std::fs::write(data.join("notes.sh"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(data.join("notes.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let s = Server::start_in(&data, &[]);
     let (code, _, _) = s.curl(
         "POST",
@@ -129,6 +132,10 @@ fn the_data_directory_is_private() {
     modes(&data, &mut all);
     assert!(all.len() >= 10, "store, kubeconfig and the pki: {all:?}");
     for (path, mode) in all {
+        if path.ends_with("notes.sh") {
+            assert_eq!(mode, 0o755, "not rkube's file");
+            continue;
+        }
         let want = if Path::new(&path).is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode, want, "{path}: {mode:o}");
     }
@@ -352,4 +359,52 @@ fn client_certificates_as_kube_apiserver_reads_them() {
     );
     let with_token = curl(&p("rogue.pem"), &["-H", "Authorization: Bearer bobtoken"]);
     assert_eq!(with_token["status"]["userInfo"]["username"], "bob", "{with_token}");
+}
+
+/// Finding 12: only the kubelet's kind of token (3607 s, bound to a pod, for this server's
+/// own audience) is extended to a year; others expire when they say.
+#[test]
+fn only_pod_bound_kube_tokens_get_the_extended_expiry() {
+    if !require("kubectl", &["version", "--client"]) || !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let pod = br#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+    assert_eq!(s.curl("POST", "/api/v1/namespaces/default/pods", Some(pod), &[CT]).0, 201);
+    let lifetime = |extra: &[&str]| {
+        let mut args = vec!["create", "token", "default", "--duration=3607s"];
+        args.extend_from_slice(extra);
+        let token = s.kubectl_ok(&args).trim().to_string();
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap()
+    };
+    let bound = ["--bound-object-kind=Pod", "--bound-object-name=p"];
+    assert_eq!(lifetime(&[]), 3607);
+    assert_eq!(lifetime(&bound), 365 * 24 * 3600);
+    assert_eq!(lifetime(&[&bound[..], &["--audience=vault"]].concat()), 3607);
+}
+
+/// Finding 12 (and the review after it): a grace period too large for a time is a long
+/// grace period, not a crash.
+#[test]
+fn huge_grace_periods_are_served() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let node = br#"{"metadata":{"name":"n1"}}"#;
+    assert_eq!(s.curl("POST", "/api/v1/nodes", Some(node), &[CT]).0, 201);
+    let pod = br#"{"metadata":{"name":"p"},"spec":{"nodeName":"n1","terminationGracePeriodSeconds":9223372036854775807,
+        "containers":[{"name":"c","image":"i"}]}}"#;
+    let (code, _, text) = s.curl("POST", "/api/v1/namespaces/default/pods", Some(pod), &[CT]);
+    assert_eq!(code, 201, "{text}");
+    for query in ["", "?gracePeriodSeconds=9223372036854775807"] {
+        let (code, _, text) = s.curl("DELETE", &format!("/api/v1/namespaces/default/pods/p{query}"), None, &[]);
+        assert_eq!(code, 200, "{text}");
+        assert!(parse(&text)["metadata"]["deletionTimestamp"].is_string(), "{text}");
+    }
+    assert_eq!(s.curl_anon("GET", "/healthz").0, 200);
 }
