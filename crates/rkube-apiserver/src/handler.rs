@@ -32,12 +32,14 @@ pub async fn handle(
         matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE);
     let mut body = takes_body.then_some(body);
     let mut authorized = false;
-    let mut authenticated = false;
+    let mut authenticated: Option<(String, bool)> = None;
     // kube-apiserver's filter order: authentication, impersonation, in-flight limits,
     // authorization; only then is a body read. A refused request costs no body memory.
     let result = async {
         let user = authenticate(&server, &parts.headers, cert_user)?;
-        authenticated = !user.is_anonymous();
+        if !user.is_anonymous() {
+            authenticated = Some((user.name.clone(), user.in_group("system:masters")));
+        }
         let user = crate::authz::impersonate(&server, user, &parts.headers)?;
         let _permit = admit_inflight(&server, &parts.method, &info, &user)?;
         crate::authz::authorize(&server, &user, &info)?;
@@ -45,8 +47,8 @@ pub async fn handle(
         if info.is_resource {
             let read = match body.as_mut() {
                 Some(b) => {
-                    let exempt = user.in_group("system:masters");
-                    Some(crate::body::read(&server.body_budget, exempt, &parts.headers, b).await?)
+                    let charged = (!user.in_group("system:masters")).then_some(user.name.as_str());
+                    Some(crate::body::read(&server.body_budget, charged, &parts.headers, b).await?)
                 }
                 None => None,
             };
@@ -68,8 +70,8 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => codec::error_response(&e, &neg),
     };
-    if authenticated {
-        resp.extensions_mut().insert(crate::serve::Authenticated);
+    if let Some((user, master)) = authenticated {
+        resp.extensions_mut().insert(crate::serve::Authenticated(user, master));
     }
     let resource = if info.is_resource {
         match &info.subresource {

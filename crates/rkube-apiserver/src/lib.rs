@@ -97,7 +97,7 @@ pub struct ApiServer {
     pub mutating_inflight: Option<Arc<tokio::sync::Semaphore>>,
     pub limits: Limits,
     /// Memory for request bodies, shared by all requests (see `body`).
-    pub body_budget: Arc<tokio::sync::Semaphore>,
+    pub body_budget: body::Budget,
     /// Open watch streams, for the reaper of stalled ones (see `watch::STALL_TIMEOUT`).
     pub watch_streams: watch::Streams,
     /// Open watch streams per user (see `watch::WATCHES_PER_USER_MAX`).
@@ -124,7 +124,7 @@ impl ApiServer {
             readonly_inflight: permits(limits.max_requests_inflight),
             mutating_inflight: permits(limits.max_mutating_requests_inflight),
             limits,
-            body_budget: body::budget(),
+            body_budget: Default::default(),
             watch_streams: Default::default(),
             watches_per_user: Default::default(),
         })

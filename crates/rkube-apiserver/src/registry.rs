@@ -59,13 +59,14 @@ pub fn now_rfc3339() -> String {
 
 /// Builds the stored bytes once the revision is known. Requests check an object's size
 /// before the commit ([`Ctx::check_size`]); the committer refuses only what is grossly
-/// over the bound (four times it in JSON), which nothing the API accepts can be, so no write
-/// path can store a giant object by skipping the check.
+/// over the bound (16 times it in JSON: control characters take six bytes each in JSON,
+/// one in protobuf), which nothing the check passes can be, so no write path can store a
+/// giant object by skipping the check.
 pub fn stamp(obj: Value) -> ValueFn {
     Box::new(move |rev| {
         let bytes = stamped(obj, rev);
         let max = rkube_api::limits::STORED_OBJECT_BYTES_MAX;
-        if bytes.len() > 4 * max {
+        if bytes.len() > 16 * max {
             return Err(format!("the object takes {} bytes, more than the limit of {max} bytes", bytes.len()));
         }
         Ok(bytes)
@@ -90,15 +91,41 @@ const HEAVY_BYTES: usize = 256 * 1024;
 
 /// Runs `f` where long CPU work does not hold up other requests: for `size` of at least
 /// [`HEAVY_BYTES`] on the multi-threaded runtime, on this thread with its other tasks moved
-/// to another worker.
+/// to another worker, and no more such jobs at once than there are cores (the rest wait
+/// their turn, on their own threads).
 fn heavy<T>(size: usize, f: impl FnOnce() -> T) -> T {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     let multi = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if size >= HEAVY_BYTES && multi {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
+    if size < HEAVY_BYTES || !multi {
+        return f();
     }
+    let turns =
+        TURNS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+    tokio::task::block_in_place(|| {
+        let _turn = tokio::runtime::Handle::current().block_on(turns.acquire());
+        f()
+    })
+}
+
+/// How heavy a patch may be to apply, for [`heavy`]: its size, the size of the object, or
+/// (for merges, whose list work grows with the product of list lengths) the length of its
+/// lists, taken as bytes.
+fn patch_weight(raw_len: usize, patch: &Value, old: &Value) -> usize {
+    let mut elements = 0usize;
+    let mut stack = vec![patch];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(a) => {
+                elements += a.len();
+                stack.extend(a);
+            }
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    let lists = if elements >= 1000 { HEAVY_BYTES } else { 0 };
+    raw_len.max(lists).max(HEAVY_BYTES * usize::from(big_object(old)))
 }
 
 pub fn parse_stored(kv: &KeyValue) -> ApiResult<Value> {
@@ -902,7 +929,7 @@ impl<'a> Ctx<'a> {
         }
         let size = raw.len();
         self.guaranteed_update(sub, move |ctx, old| {
-            let patched = heavy(size.max(HEAVY_BYTES * usize::from(big_object(old))), || {
+            let patched = heavy(patch_weight(size, &patch, old), || {
                 let mut patched = apply_patch(&ctx.def, old, &patch, format, false)?;
                 ctx.check_object(&mut patched)?;
                 Ok::<_, ApiError>(patched)

@@ -156,7 +156,11 @@ pub async fn serve(
             },
             _ = &mut shutdown => break Ok(()),
         };
-        let conn = conns.admit();
+        let Some(conn) = conns.admit() else {
+            tracing::warn!(%peer, max = conns.max, "connection refused: at the connection cap, none may be closed for it");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let server = server.clone();
@@ -212,12 +216,16 @@ pub struct Connections {
 }
 
 pub struct ConnState {
+    /// When it was accepted (milliseconds since the epoch).
+    opened: u64,
     /// When a request on it last began or ended (milliseconds since the epoch).
     last_active: AtomicU64,
     /// Requests whose answer is not yet fully sent (a watch counts for its lifetime).
     open_requests: AtomicUsize,
     /// A request on it authenticated as someone.
     authenticated: AtomicBool,
+    /// Who first authenticated on it, and whether in `system:masters`.
+    identity: std::sync::OnceLock<(String, bool)>,
     /// Told to close (by eviction): at once, without finishing what is open.
     evicted: AtomicBool,
     close: tokio::sync::Notify,
@@ -251,30 +259,20 @@ impl Connections {
         self.now.load(Ordering::Relaxed)
     }
 
-    /// Counts a new connection in, closing the cheapest open one at the cap. The evicted
-    /// connection stays counted until its task ends (at once: it is dropped, not drained).
-    fn admit(self: &Arc<Self>) -> ConnGuard {
+    /// Counts a new connection in, closing the cheapest open one at the cap (see
+    /// [`Connections::victim`]), or refuses it (None) when none may be closed for it. The
+    /// evicted connection stays counted until its task ends (at once: it is dropped).
+    fn admit(self: &Arc<Self>) -> Option<ConnGuard> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.len() >= self.max {
-            let victim = open
-                .iter()
-                .filter(|(_, c)| !c.evicted.load(Ordering::Relaxed))
-                .min_by_key(|(id, c)| {
-                    (
-                        c.authenticated.load(Ordering::Relaxed),
-                        c.open_requests.load(Ordering::Relaxed) > 0,
-                        c.last_active.load(Ordering::Relaxed),
-                        **id,
-                    )
-                })
-                .map(|(_, c)| c.clone());
-            if let Some(v) = victim {
-                v.evicted.store(true, Ordering::Relaxed);
-                v.close.notify_one();
-            }
+            let v = self.victim(&open)?;
+            v.evicted.store(true, Ordering::Relaxed);
+            v.close.notify_one();
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
+            opened: self.now(),
+            identity: std::sync::OnceLock::new(),
             last_active: AtomicU64::new(self.now()),
             open_requests: AtomicUsize::new(0),
             authenticated: AtomicBool::new(false),
@@ -282,9 +280,56 @@ impl Connections {
             close: tokio::sync::Notify::new(),
         });
         open.insert(id, state.clone());
-        ConnGuard { conns: self.clone(), id, state }
+        Some(ConnGuard { conns: self.clone(), id, state })
+    }
+
+    /// Which connection a newcomer (not yet authenticated) closes at the cap:
+    /// 1. the oldest connection nobody has authenticated on, at least
+    ///    [`UNAUTHENTICATED_GRACE`] old (a new client gets that long to say who it is);
+    /// 2. else, while unauthenticated connections hold less than half the cap, one of the
+    ///    identity (not `system:masters`) holding the most connections, idle ones and the
+    ///    least recently used first, so one token's connections never crowd others out;
+    /// 3. else one of `system:masters`' (the same order);
+    /// 4. else none: the newcomer is refused (every unauthenticated connection is younger
+    ///    than the grace, or they hold half the cap and authenticated ones keep the rest).
+    fn victim(&self, open: &HashMap<u64, Arc<ConnState>>) -> Option<Arc<ConnState>> {
+        let now = self.now();
+        let grace = UNAUTHENTICATED_GRACE.as_millis() as u64;
+        let live = || open.iter().filter(|(_, c)| !c.evicted.load(Ordering::Relaxed));
+        let unauthenticated = live().filter(|(_, c)| c.identity.get().is_none()).count();
+        let aged = live()
+            .filter(|(_, c)| c.identity.get().is_none() && now.saturating_sub(c.opened) >= grace)
+            .min_by_key(|(id, c)| (c.opened, **id));
+        if let Some((_, c)) = aged {
+            return Some(c.clone());
+        }
+        if unauthenticated * 2 >= self.max {
+            return None;
+        }
+        let mut per_user: HashMap<&str, usize> = HashMap::new();
+        for (_, c) in live() {
+            if let Some((user, _)) = c.identity.get() {
+                *per_user.entry(user.as_str()).or_default() += 1;
+            }
+        }
+        live()
+            .filter_map(|(id, c)| c.identity.get().map(|(user, master)| (id, c, user, *master)))
+            .min_by_key(|(id, c, user, master)| {
+                (
+                    *master,
+                    std::cmp::Reverse(per_user.get(user.as_str()).copied().unwrap_or(0)),
+                    c.open_requests.load(Ordering::Relaxed) > 0,
+                    c.last_active.load(Ordering::Relaxed),
+                    **id,
+                )
+            })
+            .map(|(_, c, _, _)| c.clone())
     }
 }
+
+/// How long a new connection may go without authenticating before it may be closed to
+/// make room for another.
+pub const UNAUTHENTICATED_GRACE: Duration = Duration::from_secs(1);
 
 /// A response body that counts its request open until it is sent or dropped.
 struct OpenRequest {
@@ -317,9 +362,10 @@ impl http_body::Body for OpenRequest {
     }
 }
 
-/// Marks an answer whose request authenticated as someone (set by the handler).
-#[derive(Clone, Copy)]
-pub struct Authenticated;
+/// Marks an answer whose request authenticated as someone (set by the handler): who, and
+/// whether in `system:masters`.
+#[derive(Clone)]
+pub struct Authenticated(pub String, pub bool);
 
 async fn serve_connection(
     server: Arc<ApiServer>,
@@ -336,7 +382,8 @@ async fn serve_connection(
         _ = state.close.notified() => return Ok(()),
     };
     let cert_user = crate::authn::client_certificate(client_ca.as_ref(), tls.get_ref().1.peer_certificates());
-    if matches!(cert_user, crate::authn::ClientCert::Valid(_)) {
+    if let crate::authn::ClientCert::Valid(u) = &cert_user {
+        let _ = state.identity.set((u.name.clone(), u.in_group("system:masters")));
         state.authenticated.store(true, Ordering::Relaxed);
     }
     let (request_state, request_conns) = (state.clone(), conns.clone());
@@ -349,8 +396,9 @@ async fn serve_connection(
             state.open_requests.fetch_add(1, Ordering::Relaxed);
             state.last_active.store(conns.now(), Ordering::Relaxed);
             let mut open = OpenRequest { body: codec::full(bytes::Bytes::new()), state, conns };
-            let resp = crate::handler::handle(server, req, cert_user, peer).await;
-            if resp.extensions().get::<Authenticated>().is_some() {
+            let mut resp = crate::handler::handle(server, req, cert_user, peer).await;
+            if let Some(Authenticated(user, master)) = resp.extensions_mut().remove::<Authenticated>() {
+                let _ = open.state.identity.set((user, master));
                 open.state.authenticated.store(true, Ordering::Relaxed);
             }
             let (parts, body) = resp.into_parts();

@@ -63,8 +63,10 @@ struct State {
     next_bookmark: Pin<Box<tokio::time::Sleep>>,
     deadline: tokio::time::Instant,
     deadline_timer: Pin<Box<tokio::time::Sleep>>,
-    /// When the client last took a chunk (for the reaper).
-    last_progress: std::time::Instant,
+    /// Since when something has waited that the client has not taken (for the reaper).
+    waiting_since: Option<std::time::Instant>,
+    /// Who to wake when the reaper ends the stream.
+    waker: Option<std::task::Waker>,
     store: Arc<dyn rkube_store::Store>,
     /// The server (for the encoding cache); dropping it counts the watcher out.
     server: WatchGuard,
@@ -258,7 +260,7 @@ impl State {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
             if let Some(b) = self.pending.pop_front() {
-                self.last_progress = std::time::Instant::now();
+                self.waiting_since = None;
                 return Poll::Ready(Some(b));
             }
             if self.next_initial() {
@@ -283,15 +285,23 @@ impl State {
     }
 
     /// Whether the reaper should end this stream: past its deadline, or with something to
-    /// send that the client has not taken for [`STALL_TIMEOUT`].
-    fn reapable(&self, now: std::time::Instant) -> bool {
+    /// send that the client has not taken for [`STALL_TIMEOUT`] (from the first time the
+    /// reaper saw it waiting, so a quiet watch that just got an event is not ended). A
+    /// client that takes a little now and then keeps its stream, but not an unbounded
+    /// backlog: the store ends a watcher [`rkube_store::WATCH_QUEUE_BYTES_MAX`] behind.
+    fn reapable(&mut self, now: std::time::Instant) -> bool {
         if tokio::time::Instant::now() >= self.deadline {
             return true;
         }
         let has_work = !self.pending.is_empty()
             || self.initial.len() > 0
             || self.watcher.as_ref().is_some_and(Watcher::has_queued);
-        has_work && now.duration_since(self.last_progress) >= STALL_TIMEOUT
+        if !has_work {
+            self.waiting_since = None;
+            return false;
+        }
+        let since = *self.waiting_since.get_or_insert(now);
+        now.duration_since(since) >= STALL_TIMEOUT
     }
 }
 
@@ -312,7 +322,12 @@ impl futures::Stream for WatchStream {
                 *guard = None;
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    st.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
         }
     }
 }
@@ -355,17 +370,23 @@ impl Streams {
             let Some(stream) = w.upgrade() else { return false };
             // A stream being polled right now is making progress.
             let Ok(mut guard) = stream.try_lock() else { return true };
-            match guard.as_ref() {
-                None => false,
-                Some(st) if st.reapable(now) => {
-                    ended.push(guard.take());
-                    false
-                }
-                Some(_) => true,
+            let reap = match guard.as_mut() {
+                None => return false,
+                Some(st) => st.reapable(now),
+            };
+            if reap {
+                ended.push(guard.take());
             }
+            !reap
         });
-        // Dropped here, outside the list's lock.
-        drop(ended);
+        // Dropped here, outside the list's lock; the streams are woken to end their answers.
+        for st in ended.into_iter().flatten() {
+            let waker = st.waker.clone();
+            drop(st);
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
     }
 
     /// How many watch streams hold state.
@@ -438,7 +459,8 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         next_bookmark: Box::pin(tokio::time::sleep(BOOKMARK_INTERVAL)),
         deadline: tokio::time::Instant::now() + timeout,
         deadline_timer: Box::pin(tokio::time::sleep(timeout)),
-        last_progress: std::time::Instant::now(),
+        waiting_since: None,
+        waker: None,
         store: store.clone(),
         server: guard,
     };

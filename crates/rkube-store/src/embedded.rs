@@ -73,6 +73,7 @@ struct WatcherSlot {
     id: u64,
     prefix: String,
     tx: mpsc::Sender<Arc<Event>>,
+    queued: Arc<crate::QueueBytes>,
 }
 
 enum Request {
@@ -344,9 +345,10 @@ fn commit_batch(inner: &Inner, db: &redb::Database, ops: Vec<(Op, Reply)>) {
                 if !key.starts_with(w.prefix.as_str()) {
                     return true;
                 }
-                // A full queue closes this watcher: dropping the sender ends its stream
-                // once it has drained what it has.
-                w.tx.try_send(event.clone()).is_ok()
+                // A full queue (in events) closes this watcher: dropping the sender ends its
+                // stream once it has drained what it has; past its bytes, it drops what it
+                // has at once.
+                w.queued.add(event) && w.tx.try_send(event.clone()).is_ok()
             });
         }
         debug_assert_eq!(state.revision, new_revision);
@@ -470,9 +472,10 @@ impl Store for EmbeddedStore {
         let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
         let id = state.next_watcher_id;
         state.next_watcher_id += 1;
-        state.watchers.push(WatcherSlot { id, prefix: prefix.to_string(), tx });
+        let queued = Arc::new(crate::QueueBytes::default());
+        state.watchers.push(WatcherSlot { id, prefix: prefix.to_string(), tx, queued: queued.clone() });
         let guard = WatchGuard { inner: Arc::downgrade(&self.inner), id };
-        Ok(Watcher::new(replay, rx, Box::new(guard)))
+        Ok(Watcher::new(replay, rx, queued, Box::new(guard)))
     }
 
     fn revision(&self) -> Revision {

@@ -45,6 +45,44 @@ pub type TombstoneFn = Box<dyn FnOnce(Revision) -> Bytes + Send>;
 
 /// The most events a live watcher may have queued before it is closed.
 pub const WATCH_QUEUE_EVENTS_MAX: usize = 8192;
+/// The most value bytes a live watcher may have queued before it is closed (what a
+/// watcher that reads too slowly can keep alive of events history has let go).
+pub const WATCH_QUEUE_BYTES_MAX: usize = 16 << 20;
+
+/// What a live watcher's queue holds, kept by the store (which adds) and the watcher
+/// (which takes).
+#[derive(Default, Debug)]
+pub struct QueueBytes {
+    bytes: std::sync::atomic::AtomicUsize,
+    overflowed: std::sync::atomic::AtomicBool,
+}
+
+impl QueueBytes {
+    /// Counts `e` in; false past [`WATCH_QUEUE_BYTES_MAX`], and the watcher is closed: it
+    /// drops what it has queued at its next step.
+    pub fn add(&self, e: &Event) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = event_bytes(e);
+        if self.bytes.fetch_add(n, Relaxed) + n > WATCH_QUEUE_BYTES_MAX {
+            self.overflowed.store(true, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn take(&self, e: &Event) {
+        self.bytes.fetch_sub(event_bytes(e), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn overflowed(&self) -> bool {
+        self.overflowed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The bytes an event keeps alive.
+pub fn event_bytes(e: &Event) -> usize {
+    e.kv.value.len() + e.prev.as_ref().map_or(0, |p| p.value.len())
+}
 
 /// One key at one revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,44 +179,61 @@ pub struct ListResult {
 /// A watch on a key prefix. Events arrive in revision order; replayed history first.
 pub struct Watcher {
     replay: VecDeque<Arc<Event>>,
-    live: mpsc::Receiver<Arc<Event>>,
+    /// None once closed for falling too far behind (its queue let go).
+    live: Option<mpsc::Receiver<Arc<Event>>>,
+    queued: Arc<QueueBytes>,
     /// Dropping the guard deregisters the watcher.
     _guard: Box<dyn Send + Sync>,
 }
 
 impl Watcher {
-    pub fn new(replay: VecDeque<Arc<Event>>, live: mpsc::Receiver<Arc<Event>>, guard: Box<dyn Send + Sync>) -> Self {
-        Watcher { replay, live, _guard: guard }
+    pub fn new(
+        replay: VecDeque<Arc<Event>>,
+        live: mpsc::Receiver<Arc<Event>>,
+        queued: Arc<QueueBytes>,
+        guard: Box<dyn Send + Sync>,
+    ) -> Self {
+        Watcher { replay, live: Some(live), queued, _guard: guard }
     }
 
     /// The next event, or None when the store closed the watch (shutdown, or the watcher
-    /// fell more than [`WATCH_QUEUE_EVENTS_MAX`] events behind).
+    /// fell more than [`WATCH_QUEUE_EVENTS_MAX`] events or [`WATCH_QUEUE_BYTES_MAX`] bytes
+    /// behind).
     pub async fn next(&mut self) -> Option<Arc<Event>> {
-        if let Some(e) = self.replay.pop_front() {
-            return Some(e);
-        }
-        self.live.recv().await
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// [`Watcher::next`] as a poll.
     pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Arc<Event>>> {
+        if self.queued.overflowed() {
+            // Too far behind: let go of everything queued now; the client re-lists.
+            self.replay.clear();
+            self.live = None;
+            return std::task::Poll::Ready(None);
+        }
         if let Some(e) = self.replay.pop_front() {
             return std::task::Poll::Ready(Some(e));
         }
-        self.live.poll_recv(cx)
+        let Some(live) = self.live.as_mut() else { return std::task::Poll::Ready(None) };
+        let got = live.poll_recv(cx);
+        if let std::task::Poll::Ready(Some(e)) = &got {
+            self.queued.take(e);
+        }
+        got
     }
 
     /// Whether events wait in this watcher's queue.
     pub fn has_queued(&self) -> bool {
-        !self.replay.is_empty() || !self.live.is_empty()
+        !self.replay.is_empty() || self.live.as_ref().is_some_and(|l| !l.is_empty())
     }
 
     /// An event if one is ready now, without waiting.
     pub fn try_next(&mut self) -> Option<Arc<Event>> {
-        if let Some(e) = self.replay.pop_front() {
-            return Some(e);
+        let waker = std::task::Waker::noop();
+        match self.poll_next(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(e) => e,
+            std::task::Poll::Pending => None,
         }
-        self.live.try_recv().ok()
     }
 }
 

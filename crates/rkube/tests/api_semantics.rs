@@ -355,8 +355,22 @@ fn http2_token_users_metrics_and_clean_shutdown() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
-    let s2 = Server::start_in(&data, &[]);
+    let mut s2 = Server::start_in(&data, &[]);
     assert_eq!(s2.curl("GET", "/api/v1/namespaces/default/configmaps/kept", None, &[]).0, 200);
+    // SIGINT (Ctrl-C) too.
+    s2.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kept-too"}}"#),
+        &[CT],
+    );
+    let mut child = s2.child.take().unwrap();
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
+    let s3 = Server::start_in(&data, &[]);
+    assert_eq!(s3.curl("GET", "/api/v1/namespaces/default/configmaps/kept-too", None, &[]).0, 200);
 }
 
 /// Past the in-flight limit, requests get 429 TooManyRequests with Retry-After, and a
@@ -379,9 +393,12 @@ fn inflight_limit_answers_429() {
         s.curl_as(false, "GET", cm, None, &["Authorization: Bearer bursttoken"]).0 == 200
     }));
     // 300 creates at once over one HTTP/2 connection, as `burst` or as the admin.
+    // Each answer's body goes to a file of its own (parallel transfers interleave on one
+    // output); one line per transfer: code, Retry-After, the body's file.
+    let bodies = tempfile::tempdir().unwrap();
     let burst = |admin: bool, prefix: &str| {
         let mut cmd = std::process::Command::new("curl");
-        cmd.args(["-sS", "--http2", "--parallel", "--parallel-immediate", "--parallel-max", "100", "-i"])
+        cmd.args(["-sS", "--http2", "--parallel", "--parallel-immediate", "--parallel-max", "100"])
             .args(["--cacert", &s.pki("ca.crt")]);
         if admin {
             cmd.args(["--cert", &s.pki("admin.crt"), "--key", &s.pki("admin.key")]);
@@ -390,7 +407,10 @@ fn inflight_limit_answers_429() {
         }
         let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"generateName":"{prefix}-"}}}}"#);
         let out = cmd
-            .args(["-H", CT, "-d", &body, "-w", "\ncode=%{http_code}\n"])
+            .args(["-H", CT, "-d", &body])
+            .args(["-w", "code=%{http_code} retry=%header{retry-after} file=%{filename_effective}\n"])
+            .arg("-o")
+            .arg(bodies.path().join(format!("{prefix}-#1")))
             .arg(format!("{}{cm}?n=[1-300]", s.url))
             .output()
             .unwrap();
@@ -406,7 +426,10 @@ fn inflight_limit_answers_429() {
             .count()
     };
     let codes = |text: &str| -> Vec<u16> {
-        text.lines().filter_map(|l| l.strip_prefix("code=")).filter_map(|c| c.trim().parse().ok()).collect()
+        text.lines()
+            .filter_map(|l| l.strip_prefix("code="))
+            .filter_map(|c| c.split_whitespace().next()?.parse().ok())
+            .collect()
     };
 
     let text = burst(false, "burst");
@@ -417,11 +440,14 @@ fn inflight_limit_answers_429() {
     assert!(created < 300, "a burst of 300 creates over one connection exceeds one in flight");
     assert_eq!(stored("burst"), created, "refused creates stored nothing");
     // Every refusal is the Status with Retry-After.
-    let refusals: Vec<&str> = text.split("HTTP/2 ").filter(|r| r.starts_with("429")).collect();
+    let refusals: Vec<&str> = text.lines().filter(|l| l.starts_with("code=429 ")).collect();
     assert_eq!(refusals.len(), 300 - created);
     for r in refusals {
-        assert!(r.to_lowercase().contains("retry-after: 1"), "{r}");
-        assert!(r.contains("\"TooManyRequests\"") && r.contains("Too many requests, please try again later."), "{r}");
+        assert!(r.contains(" retry=1 "), "{r}");
+        let file = r.split(" file=").nth(1).unwrap();
+        let st = parse(&std::fs::read_to_string(file).unwrap());
+        assert_eq!((st["reason"].as_str(), st["code"].as_u64()), (Some("TooManyRequests"), Some(429)), "{st}");
+        assert_eq!(st["message"], "Too many requests, please try again later.");
     }
 
     let text = burst(true, "admin");

@@ -186,6 +186,14 @@ fn service_account_tokens() {
     assert_eq!(tr["status"]["user"]["username"], "system:serviceaccount:default:default");
     s.kubectl_ok(&["delete", "pod", "p", "--wait=true"]);
     assert_eq!(with(&bound, "/api").0, 401, "a token bound to a deleted pod is revoked");
+    // A new pod of the same name has another uid: the old token stays refused.
+    assert_eq!(s.curl("POST", "/api/v1/namespaces/default/pods", Some(pod), &[CT]).0, 201);
+    assert_eq!(with(&bound, "/api").0, 401, "a token bound to a pod's earlier incarnation");
+    let rebound = s
+        .kubectl_ok(&["create", "token", "default", "--bound-object-kind=Pod", "--bound-object-name=p"])
+        .trim()
+        .to_string();
+    assert_eq!(with(&rebound, "/api").0, 200, "a token for the new pod works");
     // Deleting the service account revokes its tokens (the controller makes a new one with another uid).
     s.kubectl_ok(&["delete", "serviceaccount", "default"]);
     assert!(wait_for(Duration::from_secs(5), || with(&token, "/api").0 == 401));
@@ -279,7 +287,7 @@ fn rbac_writes_cannot_escalate() {
     let (_dir, s) = server_with_bob();
     // bob may manage Roles in `default` and read pods there; nothing more.
     let role = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"role-admin"},
-        "rules":[{"apiGroups":["rbac.authorization.k8s.io"],"resources":["roles","rolebindings"],"verbs":["create","get","list"]},
+        "rules":[{"apiGroups":["rbac.authorization.k8s.io"],"resources":["roles","rolebindings"],"verbs":["create","get","list","update","patch"]},
                  {"apiGroups":[""],"resources":["pods"],"verbs":["get","list"]}]}"#;
     let rb =
         br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"bob-role-admin"},
@@ -312,6 +320,43 @@ fn rbac_writes_cannot_escalate() {
         "subjects":[{"kind":"User","name":"carol","apiGroup":"rbac.authorization.k8s.io"}]}"#;
     let (code, _) = bob("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", dangling);
     assert_eq!(code, 404);
+
+    // Growing a Role bob may edit, by update or by patch, is refused the same way.
+    let bob_write = |method: &str, path: &str, ct: &str, body: &[u8]| {
+        let (code, _, body) = s.curl_as(
+            false,
+            method,
+            path,
+            Some(body),
+            &["Authorization: Bearer bobtoken", &format!("Content-Type: {ct}")],
+        );
+        (code, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+    };
+    let grown = br#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"readers"},
+        "rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get","delete"]}]}"#;
+    let (code, st) = bob_write("PUT", &format!("{roles}/readers"), "application/json", grown);
+    assert_eq!(code, 403, "{st}");
+    assert!(st["message"].as_str().unwrap_or("").contains("not currently held"), "{st}");
+    let patch = br#"{"rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["*"]}]}"#;
+    let (code, st) = bob_write("PATCH", &format!("{roles}/readers"), "application/merge-patch+json", patch);
+    assert_eq!(code, 403, "{st}");
+    let (_, _, body) = s.curl("GET", &format!("{roles}/readers"), None, &[]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["rules"][0]["verbs"],
+        serde_json::json!(["get"]),
+        "unchanged"
+    );
+    // Binding a role bob does not hold all of (admin, cluster-admin) is refused too.
+    for role in ["admin", "cluster-admin"] {
+        let rb = format!(
+            r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{{"name":"bob-{role}"}},
+            "roleRef":{{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"{role}"}},
+            "subjects":[{{"kind":"User","name":"bob","apiGroup":"rbac.authorization.k8s.io"}}]}}"#
+        );
+        let (code, st) = bob("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", rb.as_bytes());
+        assert_eq!(code, 403, "{role}: {st}");
+        assert!(st["message"].as_str().unwrap_or("").contains("not currently held"), "{st}");
+    }
 }
 
 /// Seed 004: a Role `demo-role` (get/list/watch pods) bound to the `default` service account

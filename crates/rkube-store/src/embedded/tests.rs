@@ -175,3 +175,27 @@ async fn a_refused_value_changes_nothing_and_takes_no_revision() {
     assert_eq!(w.next().await.unwrap().revision(), 2);
     assert_eq!(create(&s, "/r/c", "3").await.unwrap().mod_revision, 3);
 }
+
+#[tokio::test]
+async fn a_watcher_too_many_bytes_behind_is_closed_and_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let mut w = s.watch("/r/", 0).unwrap();
+    let big = Bytes::from(vec![b'x'; 1 << 20]);
+    // 20 MiB of events the watcher does not read, past WATCH_QUEUE_BYTES_MAX (16 MiB).
+    for i in 0..20 {
+        let v = big.clone();
+        s.txn(Op::Create { key: format!("/r/{i}"), value: Box::new(move |_| Ok(v)) }).await.unwrap();
+    }
+    assert_eq!(s.watcher_count(), 0, "the store let the watcher go");
+    assert!(w.next().await.is_none(), "it ends at once, without delivering what it had queued");
+    assert!(!w.has_queued());
+    // One that keeps up is not closed.
+    let mut w = s.watch("/r/", s.revision()).unwrap();
+    for i in 20..40 {
+        let v = big.clone();
+        s.txn(Op::Create { key: format!("/r/{i}"), value: Box::new(move |_| Ok(v)) }).await.unwrap();
+        assert_eq!(w.next().await.unwrap().kv.key.as_ref(), format!("/r/{i}"));
+    }
+    assert_eq!(s.watcher_count(), 1);
+}

@@ -59,6 +59,12 @@ impl Server {
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        // RKUBE_TEST_LOG=FILE keeps the server's log there (for debugging a test).
+        if let Some(path) = std::env::var_os("RKUBE_TEST_LOG") {
+            if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                cmd.stderr(f);
+            }
+        }
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
