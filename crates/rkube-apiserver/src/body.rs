@@ -136,8 +136,11 @@ pub async fn read(budget: &Budget, user: Option<&str>, headers: &HeaderMap, body
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    let mut held =
-        Held { total: None, user: user.map(|u| (u.to_string(), budget.per_user.clone())), bytes: 0, large: None };
+    // A small body (declared, so it cannot grow) takes only from the total: each user's
+    // part matters for what is large.
+    let small = declared.is_some_and(|n| n as usize <= FIRST_SHARE);
+    let owner = user.filter(|_| !small).map(|u| (u.to_string(), budget.per_user.clone()));
+    let mut held = Held { total: None, user: owner, bytes: 0, large: None };
     if user.is_some() {
         let first = declared.map_or(FIRST_SHARE, |n| (n as usize).min(FIRST_SHARE));
         budget.take(&mut held, first).await?;

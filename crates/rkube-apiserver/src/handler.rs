@@ -21,6 +21,7 @@ pub async fn handle(
     req: Request<Incoming>,
     cert_user: ClientCert,
     _peer: SocketAddr,
+    identity: &std::sync::OnceLock<(String, bool)>,
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -32,13 +33,13 @@ pub async fn handle(
         matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE);
     let mut body = takes_body.then_some(body);
     let mut authorized = false;
-    let mut authenticated: Option<(String, bool)> = None;
     // kube-apiserver's filter order: authentication, impersonation, in-flight limits,
     // authorization; only then is a body read. A refused request costs no body memory.
     let result = async {
         let user = authenticate(&server, &parts.headers, cert_user)?;
-        if !user.is_anonymous() {
-            authenticated = Some((user.name.clone(), user.in_group("system:masters")));
+        // The connection's first identity (the cap closes one's connections before others').
+        if identity.get().is_none() && !user.is_anonymous() {
+            let _ = identity.set((user.name.clone(), user.in_group("system:masters")));
         }
         let user = crate::authz::impersonate(&server, user, &parts.headers)?;
         let _permit = admit_inflight(&server, &parts.method, &info, &user)?;
@@ -66,13 +67,10 @@ pub async fn handle(
         let max = if authorized { crate::body::DRAIN_AUTHORIZED_BYTES } else { crate::body::DRAIN_BYTES };
         tokio::spawn(crate::body::drain(b, max));
     }
-    let mut resp = match result {
+    let resp = match result {
         Ok(r) => r,
         Err(e) => codec::error_response(&e, &neg),
     };
-    if let Some((user, master)) = authenticated {
-        resp.extensions_mut().insert(crate::serve::Authenticated(user, master));
-    }
     let resource = if info.is_resource {
         match &info.subresource {
             Some(s) => format!("{}/{}", info.resource, s),

@@ -50,6 +50,11 @@ pub struct Ctx<'a> {
     pub def: Arc<ResourceDef>,
     /// `Warning` headers to add to the answer.
     pub warnings: Vec<String>,
+    /// How much a written object may grow beyond the request body and the stored object
+    /// (JSON patch copies); with them, an upper bound of its size (see [`Ctx::check_size`]).
+    pub growth: usize,
+    /// The request body's length.
+    pub body_len: usize,
 }
 
 /// Kubernetes time format (RFC 3339, seconds, UTC).
@@ -207,6 +212,10 @@ impl<'a> Ctx<'a> {
             // Custom resources have no protobuf form.
             return Err(ApiError::unsupported_media_type(rkube_proto::MEDIA_TYPE));
         }
+        if format == BodyFormat::Yaml {
+            // Aliases may expand a YAML body (within codec's bound).
+            self.growth = self.body_len.saturating_add(400_000);
+        }
         let mut obj = heavy(raw.len(), || codec::decode(format, raw)).map_err(|e| {
             if format == BodyFormat::Protobuf {
                 return ApiError::bad_request(format!(
@@ -340,8 +349,15 @@ impl<'a> Ctx<'a> {
     /// object over it in JSON pays for measuring its protobuf form (built-in kinds are
     /// stored as protobuf by kube-apiserver, custom resources as JSON; JSON is never the
     /// smaller).
-    fn check_size(&self, obj: &Value) -> ApiResult<()> {
+    ///
+    /// `bound` is what the object can be at most, from what it was made of (the body, the
+    /// stored object, what a patch may add): defaults add little, so below 1 MiB the object
+    /// is not measured at all.
+    fn check_size(&self, obj: &Value, bound: usize) -> ApiResult<()> {
         let max = rkube_api::limits::STORED_OBJECT_BYTES_MAX;
+        if bound < 1 << 20 {
+            return Ok(());
+        }
         let json = rkube_api::limits::shape(obj, max).bytes;
         if json <= max {
             return Ok(());
@@ -428,7 +444,18 @@ pub async fn handle(
             _ => return Err(ApiError::no_route()),
         },
     };
-    let mut ctx = Ctx { server, info, query, neg, headers, user, def: def.clone(), warnings: vec![] };
+    let mut ctx = Ctx {
+        server,
+        info,
+        query,
+        neg,
+        headers,
+        user,
+        def: def.clone(),
+        warnings: vec![],
+        growth: 0,
+        body_len: body.len(),
+    };
     let verb = info.verb.as_str();
     if let Some(sr) = sub {
         let allowed = match verb {
@@ -516,6 +543,9 @@ pub async fn handle(
 }
 
 const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// How often a create with `generateName` tries a new name when the generated one is taken.
+const GENERATE_NAME_ATTEMPTS: u32 = 8;
 
 fn generate_suffix() -> String {
     let u = uuid::Uuid::new_v4();
@@ -615,6 +645,7 @@ impl<'a> Ctx<'a> {
     pub async fn create(&mut self, mut obj: Value) -> ApiResult<Response<Body>> {
         let def = self.def.clone();
         let dry = self.dry_run()?;
+        let generated;
         {
             let url_ns = self.ns().map(str::to_string);
             let meta = meta_mut(&mut obj);
@@ -632,7 +663,8 @@ impl<'a> Ctx<'a> {
             }
             let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
             let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
-            if name.is_empty() && !generate.is_empty() {
+            generated = name.is_empty() && !generate.is_empty();
+            if generated {
                 meta.insert("name".into(), json!(format!("{generate}{}", generate_suffix())));
             }
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -687,16 +719,27 @@ impl<'a> Ctx<'a> {
         if dry {
             return Ok(self.respond_value(StatusCode::CREATED, &obj));
         }
-        self.check_size(&obj)?;
-        let key = def.key(self.ns(), &name);
-        let unstored = self.protobuf_answer_from(&obj);
-        let kv = self
-            .server
-            .store
-            .txn(Op::Create { key, value: stamp(obj) })
-            .await
-            .map_err(|e| store_error(&def, &name, e))?;
-        Ok(self.respond_stored(StatusCode::CREATED, &kv, unstored))
+        self.check_size(&obj, self.body_len.saturating_add(self.growth))?;
+        // A generated name that is taken is generated again, up to 8 attempts in all, as
+        // kube-apiserver 1.32+ does (RetryGenerateName).
+        let mut attempts = if generated { GENERATE_NAME_ATTEMPTS } else { 1 };
+        let mut name = name;
+        loop {
+            attempts -= 1;
+            let key = def.key(self.ns(), &name);
+            let unstored = self.protobuf_answer_from(&obj);
+            let retry = (attempts > 0).then(|| obj.clone());
+            match self.server.store.txn(Op::Create { key, value: stamp(obj) }).await {
+                Ok(kv) => return Ok(self.respond_stored(StatusCode::CREATED, &kv, unstored)),
+                Err(StoreError::AlreadyExists) if retry.is_some() => {
+                    obj = retry.unwrap_or_default();
+                    let generate = obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or("");
+                    name = format!("{generate}{}", generate_suffix());
+                    meta_mut(&mut obj).insert("name".into(), json!(name));
+                }
+                Err(e) => return Err(store_error(&def, &name, e)),
+            }
+        }
     }
 
     /// For a write answered in protobuf: the object's message, encoded from the value tree
@@ -839,7 +882,7 @@ impl<'a> Ctx<'a> {
             let graceful = matches!(self.deletion(&prepared, pending_grace), Deletion::Graceful { .. });
             let mut unstored = None;
             if !(deleting && !finalizers_left && !graceful) {
-                self.check_size(&prepared)?;
+                self.check_size(&prepared, kv.value.len().saturating_add(self.body_len).saturating_add(self.growth))?;
             }
             let op = if deleting && !finalizers_left && !graceful {
                 Op::Delete { key: key.clone(), expected: Some(kv.mod_revision), tombstone: tombstone(prepared) }
@@ -895,6 +938,10 @@ impl<'a> Ctx<'a> {
                 "UnsupportedMediaType",
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
+        }
+        if format == BodyFormat::JsonPatch {
+            // Copies may add this much beyond the body and the stored object.
+            self.growth = rkube_api::limits::JSON_PATCH_COPY_BYTES_MAX;
         }
         let patch: Value = match format {
             BodyFormat::JsonPatch | BodyFormat::MergePatch | BodyFormat::StrategicMergePatch => {
@@ -1142,6 +1189,8 @@ impl<'a> Ctx<'a> {
                 user: self.user,
                 def: def.clone(),
                 warnings: vec![],
+                growth: 0,
+                body_len: 0,
             };
             match sub.delete(raw).await {
                 Ok(r) => {
@@ -1534,8 +1583,18 @@ pub async fn create_internal(
     let headers = HeaderMap::new();
     let query = Query::default();
     let neg = Negotiated::default();
-    let mut ctx =
-        Ctx { server, info: &info, query: &query, neg: &neg, headers: &headers, user: &user, def, warnings: vec![] };
+    let mut ctx = Ctx {
+        server,
+        info: &info,
+        query: &query,
+        neg: &neg,
+        headers: &headers,
+        user: &user,
+        def,
+        warnings: vec![],
+        growth: 0,
+        body_len: usize::MAX,
+    };
     let mut obj = obj;
     ctx.check_object(&mut obj)?;
     ctx.create(obj).await.map(|_| ())

@@ -20,7 +20,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::codec::{self, Body};
+use crate::codec::Body;
 use crate::ApiServer;
 
 #[derive(Debug, thiserror::Error)]
@@ -331,18 +331,31 @@ impl Connections {
 /// make room for another.
 pub const UNAUTHENTICATED_GRACE: Duration = Duration::from_secs(1);
 
-/// A response body that counts its request open until it is sent or dropped.
-struct OpenRequest {
-    body: Body,
+/// Counts a request open while it lives (from its start until its answer is sent).
+struct Opened {
     state: Arc<ConnState>,
     conns: Arc<Connections>,
 }
 
-impl Drop for OpenRequest {
+impl Opened {
+    fn new(state: Arc<ConnState>, conns: Arc<Connections>) -> Opened {
+        state.open_requests.fetch_add(1, Ordering::Relaxed);
+        state.last_active.store(conns.now(), Ordering::Relaxed);
+        Opened { state, conns }
+    }
+}
+
+impl Drop for Opened {
     fn drop(&mut self) {
         self.state.last_active.store(self.conns.now(), Ordering::Relaxed);
         self.state.open_requests.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A response body that keeps its request counted open until it is sent or dropped.
+struct OpenRequest {
+    body: Body,
+    _opened: Opened,
 }
 
 impl http_body::Body for OpenRequest {
@@ -361,11 +374,6 @@ impl http_body::Body for OpenRequest {
         self.body.size_hint()
     }
 }
-
-/// Marks an answer whose request authenticated as someone (set by the handler): who, and
-/// whether in `system:masters`.
-#[derive(Clone)]
-pub struct Authenticated(pub String, pub bool);
 
 async fn serve_connection(
     server: Arc<ApiServer>,
@@ -393,17 +401,13 @@ async fn serve_connection(
         let (state, conns) = (request_state.clone(), request_conns.clone());
         async move {
             // Counted from here until the answer's body is done (a watch's lifetime).
-            state.open_requests.fetch_add(1, Ordering::Relaxed);
-            state.last_active.store(conns.now(), Ordering::Relaxed);
-            let mut open = OpenRequest { body: codec::full(bytes::Bytes::new()), state, conns };
-            let mut resp = crate::handler::handle(server, req, cert_user, peer).await;
-            if let Some(Authenticated(user, master)) = resp.extensions_mut().remove::<Authenticated>() {
-                let _ = open.state.identity.set((user, master));
-                open.state.authenticated.store(true, Ordering::Relaxed);
+            let opened = Opened::new(state.clone(), conns);
+            let resp = crate::handler::handle(server, req, cert_user, peer, &state.identity).await;
+            if state.identity.get().is_some() {
+                state.authenticated.store(true, Ordering::Relaxed);
             }
             let (parts, body) = resp.into_parts();
-            open.body = body;
-            Ok::<_, std::convert::Infallible>(http::Response::from_parts(parts, open))
+            Ok::<_, std::convert::Infallible>(http::Response::from_parts(parts, OpenRequest { body, _opened: opened }))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
