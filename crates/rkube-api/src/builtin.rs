@@ -100,6 +100,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             typed: Some(typed_roundtrip::<core::ConfigMap>),
             schema: Some(typed_schema::<core::ConfigMap>),
             validate: validate_configmap,
+            validate_update: |n, o, e| kept_when_immutable(n, o, &["data", "binaryData"], e),
             ..Default::default()
         }))
         .short(&["cm"])
@@ -107,9 +108,15 @@ pub fn builtins() -> Vec<ResourceDef> {
         ResourceBuilder::new("", "v1", "Secret", "secrets", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Secret>),
             schema: Some(typed_schema::<core::Secret>),
-            defaults: |o| set_default(ensure_map(o, &[]), "type", json!("Opaque")),
+            defaults: |o| {
+                merge_string_data(o);
+                set_default(ensure_map(o, &[]), "type", json!("Opaque"))
+            },
             validate: validate_secret,
-            validate_update: |n, o, e| immutable(n, o, &["type"], "type", e),
+            validate_update: |n, o, e| {
+                immutable(n, o, &["type"], "type", e);
+                kept_when_immutable(n, o, &["data"], e);
+            },
             fields: &[("type", &["type"])],
             ..Default::default()
         }))
@@ -993,6 +1000,19 @@ fn decoded_len(v: &Value) -> usize {
     (s.len() / 4 * 3 + (s.len() % 4).saturating_sub(1)).saturating_sub(pad)
 }
 
+/// `stringData` is write-only: its values go into `data` (base64), over a key of the same
+/// name, and the field is never stored, as kube-apiserver's conversion does it.
+fn merge_string_data(o: &mut Value) {
+    use base64::Engine;
+    let Some(m) = o.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = m.remove("stringData") else { return };
+    let data = ensure_map(o, &["data"]);
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+    }
+}
+
 fn validate_secret(o: &Value, errs: &mut Vec<FieldError>) {
     validate_config_keys(o, "data", errs);
     validate_config_keys(o, "stringData", errs);
@@ -1139,6 +1159,24 @@ fn immutable(new: &Value, old: &Value, path: &[&str], field: &str, errs: &mut Ve
     let (n, o) = (get(new), get(old));
     if n != o {
         errs.push(FieldError::invalid(field, n, "field is immutable"));
+    }
+}
+
+/// A ConfigMap or Secret marked `immutable: true` keeps that mark and its `fields` (the
+/// data), as kube-apiserver's update validation requires; metadata may still change.
+fn kept_when_immutable(new: &Value, old: &Value, fields: &[&str], errs: &mut Vec<FieldError>) {
+    if old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return;
+    }
+    const DETAIL: &str = "field is immutable when `immutable` is set";
+    if new.get("immutable").and_then(Value::as_bool) != Some(true) {
+        errs.push(FieldError::forbidden("immutable", DETAIL));
+    }
+    let present = |v: &Value, f: &str| v.get(f).filter(|x| !x.is_null()).cloned();
+    for f in fields {
+        if present(new, f) != present(old, f) {
+            errs.push(FieldError::forbidden(*f, DETAIL));
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub struct ApiError {
     pub details: Option<Details>,
     /// Seconds a client should wait before retrying (429, some 500s).
     pub retry_after_seconds: Option<u32>,
+    /// The Status' `metadata.continue` (a 410 for an expired `continue` token carries the
+    /// token that continues the list inconsistently).
+    pub continue_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,7 +47,14 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None, retry_after_seconds: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after_seconds: None,
+            continue_token: None,
+        }
     }
 
     pub fn with_details(mut self, details: Details) -> Self {
@@ -132,6 +142,21 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// kube-apiserver's 410 for a `continue` token whose snapshot is no longer retained
+    /// (apiserver/pkg/storage: `handleCompactedErrorForPaging`), with the token that
+    /// continues from the same place at the latest revision.
+    pub fn continue_expired(next: String) -> Self {
+        let mut e = ApiError::gone(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new \
+             list without the continue parameter, or use the continue token in this response to retrieve the \
+             remainder of the results. Continuing with the provided token results in an inconsistent list - objects \
+             that were created, modified, or deleted between the time the first chunk was returned and now may show \
+             up in the list.",
+        );
+        e.continue_token = Some(next);
+        e
+    }
+
     pub fn too_large(limit: usize) -> Self {
         ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
     }
@@ -152,6 +177,15 @@ impl ApiError {
         )
     }
 
+    /// 406 naming the media types the resource can be answered in.
+    pub fn not_acceptable_of(accepted: &[&str]) -> Self {
+        ApiError::new(
+            406,
+            "NotAcceptable",
+            format!("only the following media types are accepted: {}", accepted.join(", ")),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
@@ -167,7 +201,10 @@ impl ApiError {
         let mut status = Map::new();
         status.insert("kind".into(), json!("Status"));
         status.insert("apiVersion".into(), json!("v1"));
-        status.insert("metadata".into(), json!({}));
+        match &self.continue_token {
+            Some(c) => status.insert("metadata".into(), json!({"continue": c})),
+            None => status.insert("metadata".into(), json!({})),
+        };
         status.insert("status".into(), json!("Failure"));
         status.insert("message".into(), json!(self.message));
         status.insert("reason".into(), json!(self.reason));

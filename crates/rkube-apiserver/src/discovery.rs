@@ -204,6 +204,7 @@ pub fn version() -> Value {
 /// `GET /` for callers allowed to see it: every path served.
 pub fn root_paths(t: &TableSnapshot) -> Value {
     let mut paths: Vec<String> = vec![
+        "/.well-known/openid-configuration".into(),
         "/api".into(),
         "/api/v1".into(),
         "/apis".into(),
@@ -214,6 +215,7 @@ pub fn root_paths(t: &TableSnapshot) -> Value {
         "/openapi/v2".into(),
         "/openapi/v3".into(),
         "/openapi/v3/".into(),
+        "/openid/v1/jwks".into(),
         "/readyz".into(),
         "/version".into(),
     ];

@@ -80,7 +80,8 @@ pub async fn handle(
         String::new()
     };
     let verb = if info.is_resource { info.verb.as_str() } else { parts.method.as_str() };
-    server.metrics.record(verb, &resource, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    server.metrics.record(verb, &resource, resp.status().as_u16(), content_type, started.elapsed().as_secs_f64());
     tracing::debug!(method = %parts.method, %path, code = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
 }

@@ -1,5 +1,9 @@
 //! `/metrics` in Prometheus text format: requests by verb, resource and code, request
-//! latency, registered watchers, storage commit latency.
+//! latency, registered watchers, storage commit latency, and (rkube's own; kube-apiserver
+//! has no such metric) `rkube_responses_total{verb,resource,content_type}`: answers by the
+//! media type they were sent in (`application/json`, `application/vnd.kubernetes.protobuf`,
+//! `application/yaml`, ...; parameters such as `;stream=watch` left off, `none` for an
+//! answer without a body type), so what a client was really answered in can be seen.
 
 use std::sync::Mutex;
 
@@ -23,11 +27,19 @@ pub struct LatencyLabels {
     pub resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabels {
+    pub verb: String,
+    pub resource: String,
+    pub content_type: String,
+}
+
 type HistogramFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub requests: Family<RequestLabels, Counter>,
+    pub responses: Family<ResponseLabels, Counter>,
     pub latency: HistogramFamily,
     pub watchers: Gauge,
     pub commit_seconds: Histogram,
@@ -42,11 +54,17 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
+        let responses = Family::<ResponseLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let watchers = Gauge::default();
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let commit_batch_writes = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         registry.register("apiserver_request", "Requests by verb, resource and HTTP code", requests.clone());
+        registry.register(
+            "rkube_responses",
+            "Answers by verb, resource and the media type of their body (rkube's own)",
+            responses.clone(),
+        );
         registry.register(
             "apiserver_request_duration_seconds",
             "Request latency by verb and resource (watch: until the stream starts)",
@@ -63,10 +81,27 @@ impl Metrics {
             "Writes per durable batch commit",
             commit_batch_writes.clone(),
         );
-        Metrics { registry: Mutex::new(registry), requests, latency, watchers, commit_seconds, commit_batch_writes }
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            responses,
+            latency,
+            watchers,
+            commit_seconds,
+            commit_batch_writes,
+        }
     }
 
-    pub fn record(&self, verb: &str, resource: &str, code: u16, seconds: f64) {
+    /// Counts one answer: `content_type` is its Content-Type header, if any.
+    pub fn record(&self, verb: &str, resource: &str, code: u16, content_type: Option<&str>, seconds: f64) {
+        let media = content_type.and_then(|c| c.split(';').next()).map(str::trim).filter(|m| !m.is_empty());
+        self.responses
+            .get_or_create(&ResponseLabels {
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+                content_type: media.unwrap_or("none").to_ascii_lowercase(),
+            })
+            .inc();
         self.requests
             .get_or_create(&RequestLabels {
                 verb: verb.to_string(),

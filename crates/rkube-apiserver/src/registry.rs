@@ -485,6 +485,14 @@ pub async fn handle(
         ("list", _) => ctx.list(),
         ("watch", _) => crate::watch::watch(&ctx).await,
         ("create", None) if def.strategy.ephemeral() => {
+            // A review has no Table form (kube-apiserver: no metadata to convert).
+            if neg.table {
+                return Err(ApiError::not_acceptable_of(&[
+                    "application/json",
+                    "application/yaml",
+                    rkube_proto::MEDIA_TYPE,
+                ]));
+            }
             let format = codec::body_format(headers)?;
             let obj = ctx.decode_object(&body, format)?;
             let answered = crate::review::answer(server, user, &def.kind, info.namespace.as_deref(), obj)?;
@@ -1221,13 +1229,17 @@ impl<'a> Ctx<'a> {
         let rv_param = self.query.get("resourceVersion").unwrap_or("");
         let rv_match = self.query.get("resourceVersionMatch").unwrap_or("");
         let mut opts = ListOptions::default();
+        let mut continued_from: Option<String> = None;
         if let Some(token) = self.query.get("continue").filter(|s| !s.is_empty()) {
             if !rv_param.is_empty() && rv_param != "0" {
                 return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
             }
             let (rev, start) = decode_continue(token)?;
-            opts.at_revision = Some(rev);
+            // None: a token kube-apiserver hands out with an expired-continue 410 (its
+            // resourceVersion -1), which continues at the latest revision.
+            opts.at_revision = rev;
             opts.start_after = Some(format!("{prefix}{start}"));
+            continued_from = Some(start);
         } else {
             match (rv_match, rv_param) {
                 ("", _) | ("NotOlderThan", _) => {
@@ -1259,7 +1271,12 @@ impl<'a> Ctx<'a> {
         if filter.is_empty() {
             opts.limit = limit;
         }
-        let res = self.server.store.list(&prefix, &opts).map_err(|e| store_error(def, "", e))?;
+        let res = self.server.store.list(&prefix, &opts).map_err(|e| match (e, continued_from) {
+            (StoreError::Compacted { .. }, Some(start)) => {
+                ApiError::continue_expired(encode_continue_token(-1, &start))
+            }
+            (e, _) => store_error(def, "", e),
+        })?;
         let revision = res.revision;
         let mut items: Vec<KeyValue> = Vec::new();
         let mut more = res.remaining > 0;
@@ -1468,12 +1485,18 @@ fn delete_options(raw: &[u8], format: BodyFormat, q: &Query) -> ApiResult<Value>
 }
 
 fn encode_continue(rev: u64, start: &str) -> String {
+    encode_continue_token(rev as i64, start)
+}
+
+/// kube-apiserver's continue token; `rev` -1 continues at the latest revision.
+fn encode_continue_token(rev: i64, start: &str) -> String {
     use base64::Engine;
     let tok = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": format!("{start}\u{0}")});
     base64::engine::general_purpose::URL_SAFE.encode(tok.to_string())
 }
 
-fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
+/// The revision (None for -1: the latest) and the key after which a token continues.
+fn decode_continue(token: &str) -> ApiResult<(Option<u64>, String)> {
     use base64::Engine;
     let invalid = |why: String| ApiError::bad_request(format!("invalid continue token: {why}"));
     let raw = base64::engine::general_purpose::URL_SAFE
@@ -1484,9 +1507,15 @@ fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
     if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
         return Err(invalid("continue key is not valid: server does not recognize this encoded version".into()));
     }
-    let rev = v.get("rv").and_then(Value::as_u64).filter(|r| *r > 0).ok_or_else(|| {
-        invalid("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())
-    })?;
+    let rev = match v.get("rv").and_then(Value::as_i64) {
+        Some(-1) => None,
+        Some(r) if r > 0 => Some(r as u64),
+        _ => {
+            return Err(invalid(
+                "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into(),
+            ))
+        }
+    };
     let start = v.get("start").and_then(Value::as_str).unwrap_or("").trim_end_matches('\u{0}').to_string();
     if start.contains("..") || start.starts_with('/') {
         return Err(invalid("continue key is not valid: invalid start key".into()));
@@ -1637,7 +1666,9 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_continue(42, "default/p1");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "default/p1".to_string()));
+        assert_eq!(decode_continue(&t).unwrap(), (Some(42), "default/p1".to_string()));
+        let latest = encode_continue_token(-1, "default/p1");
+        assert_eq!(decode_continue(&latest).unwrap(), (None, "default/p1".to_string()));
         assert!(decode_continue("!!!").is_err());
         use base64::Engine;
         let bad = base64::engine::general_purpose::URL_SAFE.encode(r#"{"v":"x","rv":1}"#);

@@ -60,54 +60,6 @@ const INT_OR_STRING: &str = "k8s.io.apimachinery.pkg.util.intstr.IntOrString";
 const RAW_EXTENSION: &str = "k8s.io.apimachinery.pkg.runtime.RawExtension";
 const UNKNOWN: &str = "k8s.io.apimachinery.pkg.runtime.Unknown";
 
-/// Fields that are pointers in Kubernetes' Go types, where a zero value (0, false, "") is
-/// meaningful and must survive decoding. Every other scalar zero on the wire is Go's
-/// "unset" and is dropped, as Go's `omitempty` JSON encoding drops it.
-const POINTER_FIELDS: &[&str] = &[
-    "activeDeadlineSeconds",
-    "allowPrivilegeEscalation",
-    "automountServiceAccountToken",
-    "backoffLimit",
-    "backoffLimitPerIndex",
-    "completions",
-    "defaultMode",
-    "enableServiceLinks",
-    "expirationSeconds",
-    "failedJobsHistoryLimit",
-    "fsGroup",
-    "hostUsers",
-    "immutable",
-    "manualSelector",
-    "maxFailedIndexes",
-    "mode",
-    "optional",
-    "parallelism",
-    "partition",
-    "priority",
-    "privileged",
-    "progressDeadlineSeconds",
-    "readOnlyRootFilesystem",
-    "replicas",
-    "revisionHistoryLimit",
-    "runAsGroup",
-    "runAsNonRoot",
-    "runAsUser",
-    "setHostnameAsFQDN",
-    "shareProcessNamespace",
-    "startingDeadlineSeconds",
-    "successfulJobsHistoryLimit",
-    "suspend",
-    "terminationGracePeriodSeconds",
-    "tolerationSeconds",
-    "ttlSecondsAfterFinished",
-    "gracePeriodSeconds",
-    "orphanDependents",
-    "blockOwnerDeletion",
-    "controller",
-    "ready",
-    "started",
-];
-
 /// The message definition of a full protobuf name.
 pub fn message(name: &str) -> Option<&'static MessageDef> {
     static INDEX: std::sync::OnceLock<FastMap<&'static str, &'static MessageDef>> = std::sync::OnceLock::new();
@@ -149,13 +101,11 @@ pub(crate) enum Special {
 }
 
 /// What the codecs need of one message, worked out once per table entry: which special
-/// form it has, its fields by tag, which of them are Go pointers, and its JSON keys.
+/// form it has, its fields by tag, and its JSON keys.
 pub(crate) struct Compiled {
     pub special: Special,
     /// Index into `fields` by tag (`u16::MAX`: no such field).
     by_tag: Vec<u16>,
-    /// Per field: a Go pointer, whose zero value survives decoding.
-    pointer: Vec<bool>,
     pub keys: FastMap<&'static str, transcode::Slot>,
 }
 
@@ -169,8 +119,7 @@ impl Compiled {
                 *slot = i as u16;
             }
         }
-        let pointer = m.fields.iter().map(|f| POINTER_FIELDS.contains(&f.json)).collect();
-        Compiled { special, by_tag, pointer, keys: transcode::keys_of(m) }
+        Compiled { special, by_tag, keys: transcode::keys_of(m) }
     }
 
     /// The field with `tag` and its index, if the message has one.
@@ -333,7 +282,7 @@ fn to_json_at(msg: &MessageDef, bytes: &[u8], depth: usize) -> Result<Value, Pro
             Some(c) => c.field(msg, tag),
             None => msg.fields.iter().enumerate().find(|(_, f)| f.tag == tag),
         };
-        let Some((i, f)) = found else {
+        let Some((_, f)) = found else {
             r.skip(wt)?;
             continue;
         };
@@ -352,13 +301,10 @@ fn to_json_at(msg: &MessageDef, bytes: &[u8], depth: usize) -> Result<Value, Pro
             }
             Label::Optional => {
                 let v = read_value(&mut r, wt, f.ty, f.json, depth + 1)?;
-                // Go drops unset (zero) scalars of non-pointer fields when it writes JSON.
-                if is_zero_scalar(&v) {
-                    let pointer = c.map_or_else(|| POINTER_FIELDS.contains(&f.json), |c| c.pointer[i]);
-                    if !pointer {
-                        out.shift_remove(f.json);
-                        continue;
-                    }
+                // Go's JSON leaves out the zero of a non-pointer `omitempty` field.
+                if !f.keeps_zero && is_zero_scalar(&v) {
+                    out.shift_remove(f.json);
+                    continue;
                 }
                 if matches!(f.ty, Ty::Message(_)) {
                     // A message field met again is merged into what came before.
@@ -442,21 +388,6 @@ fn flush(out: &mut Map<String, Value>, pending: Option<(u32, &'static str, Value
         (_, v) => {
             out.insert(key.to_string(), v);
         }
-    }
-}
-
-/// `v` without what protobuf cannot tell from "unset" in Go: zero scalars of non-pointer
-/// fields. A JSON -> protobuf -> JSON round trip equals its input after this.
-pub fn without_unset_zeros(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, x)| !is_zero_scalar(x) || POINTER_FIELDS.contains(&k.as_str()))
-                .map(|(k, x)| (k.clone(), without_unset_zeros(x)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(without_unset_zeros).collect()),
-        other => other.clone(),
     }
 }
 

@@ -40,6 +40,11 @@ pub struct FieldDef {
     /// A Go embedded struct: its fields appear directly in the parent's JSON object
     /// (`Volume.volumeSource`, `Probe.handler`, a key selector's `localObjectReference`).
     pub inline: bool,
+    /// Go's JSON keeps the field's zero value: a message (Go never leaves out a struct,
+    /// so `maxSurge: 0` stays), a pointer (`*int32`, where a set zero means something) or
+    /// a scalar without `omitempty`. The zero of any other scalar on the wire is Go's
+    /// "unset" and is left out of JSON.
+    pub keeps_zero: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

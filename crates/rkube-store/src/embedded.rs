@@ -91,6 +91,18 @@ impl EmbeddedStore {
     /// Opens (or creates) the store file at `path` and starts the committer thread.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
         let db = redb::Database::builder().set_cache_size(REDB_CACHE_BYTES).create(path).map_err(io_err)?;
+        EmbeddedStore::start(db)
+    }
+
+    /// Opens (or creates) the store over any redb storage backend (in memory, or one that
+    /// watches what redb does, as the durability test does) and starts the committer.
+    pub fn open_with_backend(backend: impl redb::StorageBackend) -> Result<EmbeddedStore, StoreError> {
+        let db =
+            redb::Database::builder().set_cache_size(REDB_CACHE_BYTES).create_with_backend(backend).map_err(io_err)?;
+        EmbeddedStore::start(db)
+    }
+
+    fn start(db: redb::Database) -> Result<EmbeddedStore, StoreError> {
         let (current, revision) = load(&db)?;
         let state = State {
             current,
@@ -363,7 +375,9 @@ fn commit_batch(inner: &Inner, db: &redb::Database, ops: Vec<(Op, Reply)>) {
 }
 
 fn persist(db: &redb::Database, mutations: &[Mutation], revision: Revision) -> Result<(), StoreError> {
-    let txn = db.begin_write().map_err(io_err)?;
+    let mut txn = db.begin_write().map_err(io_err)?;
+    // redb's default, said out loud: `commit` returns once the batch is synced to disk.
+    txn.set_durability(redb::Durability::Immediate).map_err(io_err)?;
     {
         let mut kv = txn.open_table(KV).map_err(io_err)?;
         for m in mutations {

@@ -534,3 +534,104 @@ fn pod_spec_matches_kube_apiserver_and_service_account_admission() {
         "pods \"nosa\" is forbidden: error looking up service account default/ghost: serviceaccount \"ghost\" not found"
     );
 }
+
+/// ConfigMaps and Secrets marked `immutable: true` refuse changes to their data and to the
+/// mark itself with kube-apiserver's Status (captured from the baseline kube-apiserver),
+/// store nothing, and still take metadata changes.
+#[test]
+fn immutable_configmaps_and_secrets_keep_their_data() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    const MERGE: &str = "Content-Type: application/merge-patch+json";
+    let cm = "/api/v1/namespaces/default/configmaps";
+    let body = br#"{"metadata":{"name":"imm"},"immutable":true,"data":{"a":"1"}}"#;
+    assert_eq!(s.curl("POST", cm, Some(body), &[CT]).0, 201);
+    let refused = |path: &str, patch: &[u8]| {
+        let (code, _, body) = s.curl("PATCH", path, Some(patch), &[MERGE]);
+        assert_eq!(code, 422, "{body}");
+        parse(&body)
+    };
+    let st = refused(&format!("{cm}/imm"), br#"{"data":{"a":"2"}}"#);
+    assert_eq!(
+        st["message"],
+        "ConfigMap \"imm\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+    );
+    assert_eq!(st["reason"], "Invalid");
+    assert_eq!(
+        st["details"],
+        json!({"name": "imm", "kind": "ConfigMap", "causes": [{"reason": "FieldValueForbidden",
+            "message": "Forbidden: field is immutable when `immutable` is set", "field": "data"}]})
+    );
+    let st = refused(&format!("{cm}/imm"), br#"{"immutable":false}"#);
+    assert_eq!(
+        st["message"],
+        "ConfigMap \"imm\" is invalid: immutable: Forbidden: field is immutable when `immutable` is set"
+    );
+    let st = refused(&format!("{cm}/imm"), br#"{"binaryData":{"b":"AAE="}}"#);
+    assert_eq!(st["details"]["causes"][0]["field"], "binaryData");
+    let (code, _, body) =
+        s.curl("PATCH", &format!("{cm}/imm"), Some(br#"{"metadata":{"labels":{"x":"y"}}}"#), &[MERGE]);
+    assert_eq!(code, 200, "{body}");
+    let stored = parse(&s.curl("GET", &format!("{cm}/imm"), None, &[]).2);
+    assert_eq!((stored["data"].clone(), stored["immutable"].clone()), (json!({"a": "1"}), json!(true)));
+    assert_eq!(stored["metadata"]["labels"], json!({"x": "y"}));
+    // A mutable ConfigMap may become immutable, with new data in the same write.
+    assert_eq!(s.curl("POST", cm, Some(br#"{"metadata":{"name":"mut"},"data":{"a":"1"}}"#), &[CT]).0, 201);
+    let (code, _, body) =
+        s.curl("PATCH", &format!("{cm}/mut"), Some(br#"{"immutable":true,"data":{"a":"2"}}"#), &[MERGE]);
+    assert_eq!(code, 200, "{body}");
+
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let body = br#"{"metadata":{"name":"imm"},"immutable":true,"data":{"a":"MQ=="}}"#;
+    assert_eq!(s.curl("POST", secrets, Some(body), &[CT]).0, 201);
+    let st = refused(&format!("{secrets}/imm"), br#"{"data":{"a":"Mg=="},"type":"Foo"}"#);
+    assert_eq!(
+        st["message"],
+        "Secret \"imm\" is invalid: [type: Invalid value: \"Foo\": field is immutable, data: Forbidden: field is \
+         immutable when `immutable` is set]"
+    );
+    let st = refused(&format!("{secrets}/imm"), br#"{"stringData":{"a":"2"}}"#);
+    assert_eq!(st["details"]["causes"][0]["field"], "data");
+    let stored = parse(&s.curl("GET", &format!("{secrets}/imm"), None, &[]).2);
+    assert_eq!(stored["data"], json!({"a": "MQ=="}));
+    // stringData is write-only: merged into data over the same key, never stored.
+    let body = br#"{"metadata":{"name":"sd"},"stringData":{"k":"v","n":"new"},"data":{"k":"eA=="}}"#;
+    let (code, _, body) = s.curl("POST", secrets, Some(body), &[CT]);
+    assert_eq!(code, 201, "{body}");
+    let created = parse(&body);
+    assert_eq!((created["data"].clone(), created.get("stringData")), (json!({"k": "dg==", "n": "bmV3"}), None));
+}
+
+/// A review asked for as a Table is a 406 with kube-apiserver's message (a review has no
+/// metadata to show), and `/` lists the service-account issuer discovery paths.
+#[test]
+fn reviews_have_no_table_and_root_lists_issuer_discovery() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let review = br#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview",
+        "spec":{"resourceAttributes":{"verb":"get","resource":"pods"}}}"#;
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let (code, _, body) =
+        s.curl("POST", path, Some(review), &[CT, "Accept: application/json;as=Table;v=v1;g=meta.k8s.io"]);
+    assert_eq!(code, 406, "{body}");
+    let st = parse(&body);
+    assert_eq!(st["reason"], "NotAcceptable");
+    assert_eq!(
+        st["message"],
+        "only the following media types are accepted: application/json, application/yaml, \
+         application/vnd.kubernetes.protobuf"
+    );
+    let (code, _, body) = s.curl("POST", path, Some(review), &[CT]);
+    assert_eq!((code, parse(&body)["status"]["allowed"].clone()), (201, json!(true)), "{body}");
+    let root = parse(&s.curl("GET", "/", None, &[]).2);
+    let paths: Vec<&str> = root["paths"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for p in ["/.well-known/openid-configuration", "/openid/v1/jwks"] {
+        assert!(paths.contains(&p), "{p} in {paths:?}");
+        assert_eq!(s.curl("GET", p, None, &[]).0, 200, "{p}");
+    }
+    assert_eq!(paths[0], "/.well-known/openid-configuration", "sorted as kube-apiserver sorts them");
+}

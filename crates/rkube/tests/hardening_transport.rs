@@ -313,6 +313,10 @@ fn watches_per_user_are_bounded() {
         .0,
         201
     );
+    // The binding is in force (RBAC follows its objects through a watch).
+    assert!(common::wait_for(Duration::from_secs(10), || {
+        s.curl_as(false, "GET", CM, None, &["Authorization: Bearer watchtoken"]).0 == 200
+    }));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let anon = connector(&s, false);

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{require, Server};
+use common::{require, wait_for, Server};
 
 const MANIFEST: &str = "../../../shared/reference/kube-apiserver-v1.28.7/objects/input.yaml";
 
@@ -108,8 +108,9 @@ fn get_watch_sees_changes() {
         return;
     }
     let s = Server::start();
+    let watchers = s.registered_watchers();
     let mut w = Command::new("kubectl")
-        .args(["get", "configmaps", "-w", "--output-watch-events", "--request-timeout=30s"])
+        .args(["get", "configmaps", "-w", "--output-watch-events", "--request-timeout=60s"])
         .env("KUBECONFIG", &s.kubeconfig)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -124,21 +125,22 @@ fn get_watch_sees_changes() {
             }
         }
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Established before anything changes: kubectl has printed the list (the namespace's
+    // kube-root-ca.crt) and the server counts its watch.
+    let mut seen: Vec<String> = Vec::new();
+    let established = wait_for(Duration::from_secs(60), || {
+        seen.extend(rx.try_iter());
+        seen.iter().any(|l| l.contains("kube-root-ca.crt")) && s.registered_watchers() > watchers
+    });
+    assert!(established, "kubectl get -w did not start watching; it printed {seen:?}");
     let cm = s.dir.join("cm.yaml");
     std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {a: '1'}\n").unwrap();
     s.kubectl_ok(&["apply", "-f", cm.to_str().unwrap()]);
     s.kubectl_ok(&["delete", "configmap", "watched"]);
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-            seen.push(l);
-        }
-        if seen.iter().any(|l| l.starts_with("DELETED") && l.contains("watched")) {
-            break;
-        }
-    }
+    wait_for(Duration::from_secs(60), || {
+        seen.extend(rx.try_iter());
+        seen.iter().any(|l| l.starts_with("DELETED") && l.contains("watched"))
+    });
     let _ = w.kill();
     let _ = w.wait();
     assert!(seen.iter().any(|l| l.starts_with("ADDED") && l.contains("watched")), "{seen:?}");

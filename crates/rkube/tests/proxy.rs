@@ -19,8 +19,13 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(mut cmd: Command) -> Proxy {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start proxy");
+    fn start(cmd: Command) -> Proxy {
+        Proxy::start_logging(cmd, Stdio::null())
+    }
+
+    /// As `start`, with the proxy's log (stderr) going to `log`.
+    fn start_logging(mut cmd: Command, log: impl Into<Stdio>) -> Proxy {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("start proxy");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("start line");
@@ -276,6 +281,7 @@ fn curl_and_kubectl_through_the_proxy() {
     let kubectl = |args: &[&str]| {
         Command::new("kubectl").arg("--kubeconfig=/dev/null").arg(&server).args(args).output().expect("kubectl")
     };
+    let watchers = s.registered_watchers();
     let mut watch = Command::new("kubectl")
         .arg("--kubeconfig=/dev/null")
         .arg(&server)
@@ -284,6 +290,11 @@ fn curl_and_kubectl_through_the_proxy() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The watch is established (the server counts it) before the pod is created.
+    assert!(
+        wait_for(Duration::from_secs(60), || s.registered_watchers() > watchers),
+        "kubectl get -w through the proxy did not start watching"
+    );
     let out = kubectl(&["run", "through-proxy", "--image=busybox", "--restart=Never"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = kubectl(&["get", "pod", "through-proxy", "-o", "jsonpath={.spec.containers[0].image}"]);
@@ -301,7 +312,7 @@ fn curl_and_kubectl_through_the_proxy() {
         }
     });
     let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !seen.iter().any(|l: &String| l.starts_with("DELETED") && l.contains("through-proxy")) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
@@ -316,20 +327,63 @@ fn curl_and_kubectl_through_the_proxy() {
 }
 
 /// The proxy's credentials are the ones the API server sees, whatever the client sends
-/// (kubectl proxy forwards a client's own Authorization header; we do not, on purpose).
+/// (kubectl proxy forwards a client's own Authorization header, and client-go then adds
+/// none of its own; we do not, on purpose). The proxy authenticates with a bearer token
+/// here, so a forwarded client header would replace it: the server would see the client's
+/// identity, or none, instead of the proxy's.
 #[test]
 fn client_authorization_is_never_forwarded() {
-    let s = Server::start();
-    let p = Proxy::rkube(&s.kubeconfig, &[]);
+    let (_tokens, s) = Server::start_with_tokens(
+        "proxy-token,proxy-user,proxy-uid,\"proxy-group\"\nclient-token,client-user,client-uid,\"client-group\"\n",
+        &[],
+    );
     let review = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
     let path = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
-    for auth in [None, Some("Bearer not-a-token"), Some("Basic YTpi")] {
+    let who = |status: u16, body: &[u8]| -> String {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        format!("{status} {} {}", v["status"]["userInfo"]["username"], v["status"]["userInfo"]["groups"])
+    };
+    // Sent straight to the server, the client's headers are another identity or none.
+    let basic_client = "Basic Y2xpZW50LXVzZXI6Y2xpZW50LXRva2Vu"; // client-user:client-token
+    let cases = [None, Some("Bearer client-token"), Some("Bearer not-a-token"), Some(basic_client), Some("Basic YTpi")];
+    for auth in cases.iter().flatten() {
+        let (code, _, body) = s.curl_as(
+            false,
+            "POST",
+            path,
+            Some(review.as_bytes()),
+            &["Content-Type: application/json", &format!("Authorization: {auth}")],
+        );
+        let direct = who(code, body.as_bytes());
+        assert!(!direct.contains("proxy-user"), "{auth} sent directly: {direct}");
+    }
+    let (code, _, body) = s.curl_as(
+        false,
+        "POST",
+        path,
+        Some(review.as_bytes()),
+        &["Content-Type: application/json", "Authorization: Bearer client-token"],
+    );
+    assert!(who(code, body.as_bytes()).starts_with("201 \"client-user\""), "{}", who(code, body.as_bytes()));
+
+    let none = tempfile::tempdir().unwrap();
+    let p = Proxy::rkube(
+        &none.path().join("none"),
+        &[
+            &format!("--server={}", s.url),
+            &format!("--certificate-authority={}", s.pki("ca.crt")),
+            "--token=proxy-token",
+        ],
+    );
+    for auth in cases {
         let headers: Vec<(&str, &str)> = auth.map(|a| vec![("Authorization", a)]).unwrap_or_default();
         let r = http(&p.addr, "POST", path, "localhost", &headers, review.as_bytes());
-        assert_eq!(r.status, 201, "{auth:?}: {}", r.text());
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        let groups = v["status"]["userInfo"]["groups"].to_string();
-        assert!(groups.contains("system:masters"), "{auth:?}: {v}");
+        assert_eq!(
+            who(r.status, &r.body),
+            "201 \"proxy-user\" [\"proxy-group\",\"system:authenticated\"]",
+            "{auth:?} through the proxy: {}",
+            r.text()
+        );
     }
 }
 
@@ -387,7 +441,8 @@ fn ambassador_in_cluster_config_and_token_rotation() {
             }
         }
     };
-    write_generation("2026_11_24_10_00_00.1", &token("bound-a"));
+    let old_token = token("bound-a");
+    write_generation("2026_11_24_10_00_00.1", &old_token);
 
     let port = s.url.rsplit(':').next().unwrap().to_string();
     let script = format!(
@@ -401,14 +456,20 @@ fn ambassador_in_cluster_config_and_token_rotation() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", sa.path())
+        .env("RKUBE_LOG", "info")
         .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         .env("KUBERNETES_SERVICE_PORT", &port);
-    let p = Proxy::start(cmd);
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("proxy.log");
+    let p = Proxy::start_logging(cmd, std::fs::File::create(&log_path).unwrap());
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let pods = "/api/v1/namespaces/amb/pods";
     assert_eq!(get(&p.addr, pods).status, 200, "in-cluster config with the pod's token");
     assert_eq!(get(&p.addr, "/api/v1/namespaces/default/pods").status, 403, "RBAC applies to the pod's identity");
 
-    // A watch through the proxy, read on a thread.
+    // A watch through the proxy, read on a thread, established (the server counts it)
+    // before the token rotates, so it runs on the old token.
+    let watchers = s.registered_watchers();
     let mut w = TcpStream::connect(&p.addr).unwrap();
     write!(w, "GET {pods}?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -422,12 +483,23 @@ fn ambassador_in_cluster_config_and_token_rotation() {
         }
     });
 
-    // Rotate as the kubelet does (the old token stays valid for a while), let the proxy's
-    // file check interval (1 s) pass, then make the old token invalid: not one request
-    // may fail.
+    assert!(wait_for(Duration::from_secs(60), || s.registered_watchers() > watchers), "the watch did not open");
+
+    // Rotate as the kubelet does (the old token stays valid for a while): not one request
+    // fails while the proxy picks up the new file (its log says when).
     write_generation("2026_11_24_10_50_00.2", &token("bound-b"));
-    std::thread::sleep(Duration::from_millis(1100));
+    let switched = wait_for(Duration::from_secs(60), || {
+        let r = get(&p.addr, pods);
+        assert_eq!(r.status, 200, "a request failed during the rotation: {}", r.text());
+        log().contains("bearer token file changed; using the new token")
+    });
+    assert!(switched, "the proxy did not re-read the rotated token file; its log:\n{}", log());
+    // Then the old token dies: the server refuses it from now on, and the proxy, which
+    // switched, is not refused.
+    let direct = |tok: &str| s.curl_as(false, "GET", pods, None, &[&format!("Authorization: Bearer {tok}")]).0;
+    assert_eq!(direct(&old_token), 200, "the old token is still good before its Secret goes");
     s.kubectl_ok(&["delete", "secret", "bound-a", "-n", "amb"]);
+    assert_eq!(direct(&old_token), 401, "the old token is refused once its Secret is gone");
     let r = get(&p.addr, pods);
     assert_eq!(r.status, 200, "the proxy still sent the old token: {}", r.text());
     // The watch opened with the old token kept running and sees new events.
@@ -472,15 +544,6 @@ fn upstream_down_is_502_and_recovers() {
     assert!(ok, "the proxy did not recover when the API server came back");
 }
 
-fn registered_watchers(s: &Server) -> i64 {
-    let (_, _, body) = s.curl("GET", "/metrics", None, &[]);
-    body.lines()
-        .find(|l| l.starts_with("apiserver_registered_watchers"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
-}
-
 /// A client that goes away mid-stream frees the upstream watch.
 #[test]
 fn client_disconnect_frees_the_upstream_watch() {
@@ -489,25 +552,26 @@ fn client_disconnect_frees_the_upstream_watch() {
     }
     let s = Server::start();
     let p = Proxy::rkube(&s.kubeconfig, &[]);
-    let base = registered_watchers(&s);
+    let base = s.registered_watchers();
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut c = TcpStream::connect(&p.addr).unwrap();
         write!(c, "GET /api/v1/configmaps?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
         clients.push(c);
     }
-    assert!(wait_for(Duration::from_secs(10), || registered_watchers(&s) == base + 3), "watches did not open");
+    assert!(wait_for(Duration::from_secs(10), || s.registered_watchers() == base + 3), "watches did not open");
     clients.clear();
     assert!(
-        wait_for(Duration::from_secs(10), || registered_watchers(&s) == base),
+        wait_for(Duration::from_secs(10), || s.registered_watchers() == base),
         "upstream watches still open after the clients left: {}",
-        registered_watchers(&s)
+        s.registered_watchers()
     );
 }
 
 /// An upgrade-capable stand-in for the kubelet's exec/port-forward endpoint (rkube has no
-/// node agent yet): answers 101 and echoes upper-cased; any other request gets back the
-/// request line, headers and the proxy's source port, as JSON, on a keep-alive connection.
+/// node agent yet): answers 101 naming the request's headers in `X-Seen-Headers`, and
+/// echoes upper-cased; any other request gets back the request line, headers and the
+/// proxy's source port, as JSON, on a keep-alive connection.
 const ECHO_UPSTREAM: &str = r#"
 import json, socket, sys, threading
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -528,7 +592,7 @@ def handle(c):
             headers.append(h.decode().strip())
         low = {h.split(":", 1)[0].lower(): h.split(":", 1)[1].strip() for h in headers}
         if "upgrade" in low:
-            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n" % low["upgrade"]).encode())
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Seen-Headers: %s\r\n\r\n" % (low["upgrade"], ",".join(sorted(low)))).encode())
             while True:
                 data = f.read1(65536)
                 if not data:
@@ -590,33 +654,42 @@ fn upgrades_and_hop_by_hop_headers() {
     let kubeconfig = none.path().join("none");
     let p = Proxy::rkube(&kubeconfig, &[&format!("--server={}", echo.1)]);
 
-    // Plain request: hop-by-hop headers and the client's credentials stop at the proxy.
-    let r = http(
-        &p.addr,
-        "GET",
-        "/api/v1/namespaces/a/pods/p?x=1",
-        "localhost",
-        &[
-            ("Authorization", "Bearer client-secret"),
-            ("Proxy-Authorization", "Basic x"),
-            ("Connection", "close, X-Hop"),
-            ("X-Hop", "1"),
-            ("Keep-Alive", "timeout=5"),
-            ("X-Kept", "yes"),
-        ],
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(v["line"], "GET /api/v1/namespaces/a/pods/p?x=1 HTTP/1.1");
-    let sent: Vec<String> =
-        v["headers"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_ascii_lowercase()).collect();
-    for gone in ["authorization", "proxy-authorization", "x-hop", "keep-alive"] {
-        assert!(!sent.iter().any(|h| h.starts_with(&format!("{gone}:"))), "{gone} forwarded: {sent:?}");
+    // Plain request: hop-by-hop headers and the client's credentials stop at the proxy
+    // (which has none of its own for a plain-HTTP server, so any Authorization the echo
+    // sees is the client's).
+    for auth in ["Bearer client-secret", "Basic YTpi"] {
+        let r = http(
+            &p.addr,
+            "GET",
+            "/api/v1/namespaces/a/pods/p?x=1",
+            "localhost",
+            &[
+                ("Authorization", auth),
+                ("Proxy-Authorization", "Basic x"),
+                ("Connection", "close, X-Hop"),
+                ("X-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("X-Kept", "yes"),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["line"], "GET /api/v1/namespaces/a/pods/p?x=1 HTTP/1.1");
+        let sent: Vec<String> =
+            v["headers"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_ascii_lowercase()).collect();
+        for gone in ["authorization", "proxy-authorization", "x-hop", "keep-alive"] {
+            assert!(!sent.iter().any(|h| h.starts_with(&format!("{gone}:"))), "{auth}: {gone} forwarded: {sent:?}");
+        }
+        assert!(sent.iter().any(|h| h == "x-kept: yes"), "{sent:?}");
+        assert!(sent.iter().any(|h| h == "x-forwarded-for: 127.0.0.1"), "{sent:?}");
+        assert!(sent.iter().any(|h| h.starts_with("host: 127.0.0.1:")), "{sent:?}");
     }
-    assert!(sent.iter().any(|h| h == "x-kept: yes"), "{sent:?}");
-    assert!(sent.iter().any(|h| h == "x-forwarded-for: 127.0.0.1"), "{sent:?}");
-    assert!(sent.iter().any(|h| h.starts_with("host: 127.0.0.1:")), "{sent:?}");
+    // On an upgrade the echo names the headers it got in its 101.
+    let seen_headers = |head: &str| -> Vec<String> {
+        let line = head.lines().find_map(|l| l.strip_prefix("x-seen-headers:")).unwrap_or_else(|| panic!("{head}"));
+        line.trim().split(',').map(str::to_string).collect()
+    };
 
     // Sequential requests reuse one upstream connection.
     let ports: std::collections::BTreeSet<u64> = (0..5)
@@ -641,9 +714,14 @@ fn upgrades_and_hop_by_hop_headers() {
     // Port-forward style upgrade (allowed by the default filter): 101, then bytes both ways.
     let (mut c, head) = upgrade_head(
         &p.addr,
-        "POST /api/v1/namespaces/a/pods/p/portforward HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n",
+        "POST /api/v1/namespaces/a/pods/p/portforward HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nAuthorization: Basic YTpi\r\nProxy-Authorization: Basic x\r\nX-Kept: yes\r\nContent-Length: 0\r\n\r\n",
     );
     assert!(head.starts_with("http/1.1 101"), "{head}");
+    let seen = seen_headers(&head);
+    assert!(seen.contains(&"x-kept".to_string()) && seen.contains(&"upgrade".to_string()), "{seen:?}");
+    for gone in ["authorization", "proxy-authorization"] {
+        assert!(!seen.contains(&gone.to_string()), "{gone} forwarded on a port-forward upgrade: {seen:?}");
+    }
     assert!(
         head.contains("upgrade: spdy/3.1") && head.contains("x-stream-protocol-version: v4.channel.k8s.io"),
         "{head}"
@@ -671,9 +749,12 @@ fn upgrades_and_hop_by_hop_headers() {
     let open = Proxy::rkube(&kubeconfig, &[&format!("--server={}", echo.1), "--reject-paths="]);
     let (mut c, head) = upgrade_head(
         &open.addr,
-        "GET /api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
+        "GET /api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\nAuthorization: Bearer client-secret\r\n\r\n",
     );
     assert!(head.starts_with("http/1.1 101") && head.contains("upgrade: websocket"), "{head}");
+    let seen = seen_headers(&head);
+    assert!(seen.contains(&"sec-websocket-key".to_string()), "{seen:?}");
+    assert!(!seen.contains(&"authorization".to_string()), "authorization forwarded on a WebSocket upgrade: {seen:?}");
     c.write_all(b"ws bytes").unwrap();
     let mut got = [0u8; 8];
     c.read_exact(&mut got).unwrap();
@@ -737,7 +818,8 @@ fn unix_socket_flags_and_bad_input() {
 }
 
 /// A kubeconfig whose user is an exec credential plugin (as with GKE, EKS, AKS): the plugin
-/// runs at start-up, its token is used, and it runs again once the token expires.
+/// runs at start-up, its token is used, it runs again once the token expires, and its new
+/// token is then kept until that one expires.
 #[test]
 fn exec_credential_plugin() {
     if !require("kubectl", &["version", "--client"]) {
@@ -756,12 +838,16 @@ fn exec_credential_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let plugin = dir.path().join("plugin.sh");
+    // The token lives 2 s until the test creates `long`, then an hour: the short one is
+    // sure to expire while the proxy runs (however slow the machine), the long one sure
+    // not to before the test ends. Each run is recorded in `runs`.
     std::fs::write(
         &plugin,
         format!(
             "#!/bin/sh\necho run >> {d}/runs\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > {d}/info\n\
+             life='+2 seconds'; [ -e {d}/long ] && life='+1 hour'\n\
              printf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"%s\"}}}}' \
-             {token} \"$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)\"\n"
+             {token} \"$(date -u -d \"$life\" +%Y-%m-%dT%H:%M:%SZ)\"\n"
         ),
     )
     .unwrap();
@@ -783,6 +869,7 @@ fn exec_credential_plugin() {
     let p = Proxy::rkube(&kubeconfig, &[]);
     let runs = || std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default().lines().count();
     assert_eq!(runs(), 1, "the plugin runs once at start-up");
+    std::fs::write(dir.path().join("long"), "").unwrap();
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("info")).unwrap()).unwrap();
     assert_eq!(info["spec"]["interactive"], false);
@@ -792,8 +879,15 @@ fn exec_credential_plugin() {
     let r = http(&p.addr, "DELETE", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", "localhost", &[], b"");
     assert_eq!(r.status, 403, "the plugin's identity (view only) is used: {}", r.text());
     assert!(r.text().contains("system:serviceaccount:default:plugin"), "{}", r.text());
-    // After the expiry the next request runs the plugin again.
-    std::thread::sleep(Duration::from_millis(3100));
-    assert_eq!(get(&p.addr, "/api/v1/namespaces/default/configmaps").status, 200);
-    assert_eq!(runs(), 2, "the plugin ran again after its token expired");
+    // Once the first token has expired a request runs the plugin again; no request fails.
+    let rerun = wait_for(Duration::from_secs(60), || {
+        assert_eq!(get(&p.addr, "/api/v1/namespaces/default/configmaps").status, 200);
+        runs() >= 2
+    });
+    assert!(rerun, "the plugin did not run again after its token expired");
+    // The new token (an hour) is kept: more requests do not run the plugin.
+    for _ in 0..5 {
+        assert_eq!(get(&p.addr, "/api/v1/namespaces/default/configmaps").status, 200);
+    }
+    assert_eq!(runs(), 2, "the plugin ran again while its token was still valid");
 }

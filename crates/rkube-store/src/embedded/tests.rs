@@ -199,3 +199,103 @@ async fn a_watcher_too_many_bytes_behind_is_closed_and_lets_go() {
     }
     assert_eq!(s.watcher_count(), 1);
 }
+
+/// A redb backend in memory that makes each `sync_data` (redb's fsync) wait for the test:
+/// it says a sync has begun and waits to be let go, so the test can look at the write's
+/// acknowledgement while the committer is inside the fsync.
+#[derive(Debug)]
+struct GatedSync {
+    inner: redb::backends::InMemoryBackend,
+    gate: std::sync::Mutex<Option<(tokio::sync::mpsc::UnboundedSender<()>, std::sync::mpsc::Receiver<()>)>>,
+}
+
+impl redb::StorageBackend for GatedSync {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.inner.set_len(len)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.inner.write(offset, data)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        let gate = self.gate.lock().unwrap();
+        if let Some((began, release)) = gate.as_ref() {
+            let _ = began.send(());
+            // Bounded: a test that stopped listening does not hang the committer.
+            let _ = release.recv_timeout(Duration::from_secs(30));
+        }
+        drop(gate);
+        self.inner.sync_data()
+    }
+}
+
+/// A write is acknowledged only after its batch is durable: while redb's fsync of the
+/// batch has not returned, the caller has no answer (checked at every fsync of the
+/// commit, with the committer held inside it), and at least one fsync happens between
+/// the write being sent and its answer.
+#[tokio::test]
+async fn a_write_is_acknowledged_only_after_its_fsync_returned() {
+    // redb owns its backend; this one is shared through a handle so that the gate can be
+    // installed once the store is open (opening syncs too, ungated).
+    let backend = Arc::new(GatedSync { inner: redb::backends::InMemoryBackend::new(), gate: Default::default() });
+    #[derive(Debug)]
+    struct Handle(Arc<GatedSync>);
+    impl redb::StorageBackend for Handle {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.0.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.0.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.0.set_len(len)
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.0.write(offset, data)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.0.sync_data()
+        }
+    }
+    let s = EmbeddedStore::open_with_backend(Handle(backend.clone())).expect("open");
+    let (began_tx, mut began) = tokio::sync::mpsc::unbounded_channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    *backend.gate.lock().unwrap() = Some((began_tx, release_rx));
+
+    let mut write = s.txn(Op::Create { key: "/r/durable".into(), value: val("v") });
+    let mut syncs = 0;
+    let answer = loop {
+        enum Step {
+            Fsync,
+            Answered(Result<KeyValue, StoreError>),
+        }
+        let step = tokio::select! {
+            biased;
+            b = began.recv() => {
+                b.expect("backend gate");
+                Step::Fsync
+            }
+            r = &mut write => Step::Answered(r),
+            _ = tokio::time::sleep(Duration::from_secs(30)) => panic!("no answer and no fsync within 30 s"),
+        };
+        match step {
+            Step::Answered(r) => break r,
+            Step::Fsync => {
+                // The committer is inside fsync: nothing may have been answered yet.
+                let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+                assert!(polled.is_pending(), "the write was acknowledged before its fsync returned: {polled:?}");
+                syncs += 1;
+                release.send(()).unwrap();
+            }
+        }
+    };
+    let kv = answer.expect("the write commits");
+    assert!(syncs >= 1, "the write was acknowledged without any fsync");
+    assert_eq!(s.get("/r/durable").map(|k| k.mod_revision), Some(kv.mod_revision));
+    *backend.gate.lock().unwrap() = None;
+}

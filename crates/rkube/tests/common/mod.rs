@@ -132,6 +132,17 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Watch streams the server has open now (`apiserver_registered_watchers`): a watch
+    /// counted here is established, so waiting for the count replaces sleeping.
+    pub fn registered_watchers(&self) -> i64 {
+        let (_, _, body) = self.curl("GET", "/metrics", None, &[]);
+        body.lines()
+            .find(|l| l.starts_with("apiserver_registered_watchers"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no apiserver_registered_watchers in /metrics:\n{body}"))
+    }
+
     pub fn pki(&self, name: &str) -> String {
         self.dir.join("pki").join(name).display().to_string()
     }
