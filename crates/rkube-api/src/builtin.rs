@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core};
 use k8s_openapi::api::{authentication::v1 as authentication, authorization::v1 as authorization};
+use k8s_openapi::api::{
+    discovery::v1 as discovery, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+};
 use k8s_openapi::api::{events::v1 as events, rbac::v1 as rbac};
 use serde_json::{json, Value};
 
@@ -249,6 +252,63 @@ pub fn builtins() -> Vec<ResourceDef> {
             schema: Some(typed_schema::<coordination::Lease>),
             ..Default::default()
         }))
+        .build(),
+        ResourceBuilder::new("", "v1", "PodTemplate", "podtemplates", true, s(Builtin {
+            typed: Some(typed_roundtrip::<core::PodTemplate>),
+            schema: Some(typed_schema::<core::PodTemplate>),
+            defaults: |o| default_template(o, &["template"]),
+            ..Default::default()
+        }))
+        .generation()
+        .build(),
+        // networking.k8s.io/v1
+        ResourceBuilder::new("networking.k8s.io", "v1", "Ingress", "ingresses", true, s(Builtin {
+            typed: Some(typed_roundtrip::<networking::Ingress>),
+            schema: Some(typed_schema::<networking::Ingress>),
+            initial_status: Some(|_| json!({"loadBalancer": {}})),
+            ..Default::default()
+        }))
+        .short(&["ing"])
+        .subresources(&[Status])
+        .generation()
+        .build(),
+        ResourceBuilder::new("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, s(Builtin {
+            typed: Some(typed_roundtrip::<networking::IngressClass>),
+            schema: Some(typed_schema::<networking::IngressClass>),
+            ..Default::default()
+        }))
+        .generation()
+        .build(),
+        // node.k8s.io/v1
+        ResourceBuilder::new("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false, s(Builtin {
+            typed: Some(typed_roundtrip::<node::RuntimeClass>),
+            schema: Some(typed_schema::<node::RuntimeClass>),
+            validate_update: |n, o, e| immutable(n, o, &["handler"], "handler", e),
+            ..Default::default()
+        }))
+        .build(),
+        // discovery.k8s.io/v1
+        ResourceBuilder::new("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, s(Builtin {
+            typed: Some(typed_roundtrip::<discovery::EndpointSlice>),
+            schema: Some(typed_schema::<discovery::EndpointSlice>),
+            defaults: default_endpoint_slice,
+            validate_update: |n, o, e| immutable(n, o, &["addressType"], "addressType", e),
+            ..Default::default()
+        }))
+        .generation()
+        .build(),
+        // policy/v1
+        ResourceBuilder::new("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, s(Builtin {
+            typed: Some(typed_roundtrip::<policy::PodDisruptionBudget>),
+            schema: Some(typed_schema::<policy::PodDisruptionBudget>),
+            initial_status: Some(
+                |_| json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
+            ),
+            ..Default::default()
+        }))
+        .short(&["pdb"])
+        .subresources(&[Status])
+        .generation()
         .build(),
         ResourceBuilder::new("events.k8s.io", "v1", "Event", "events", true, s(Builtin {
             typed: Some(typed_roundtrip::<events::Event>),
@@ -682,6 +742,22 @@ fn default_deployment(o: &mut Value) {
         }
     }
     default_template(o, &["spec", "template"]);
+}
+
+/// Each endpoint's `conditions` and each port's `name` and `protocol`, as kube-apiserver
+/// defaults an EndpointSlice.
+fn default_endpoint_slice(o: &mut Value) {
+    if let Some(endpoints) = o.get_mut("endpoints").and_then(Value::as_array_mut) {
+        for e in endpoints.iter_mut().filter(|e| e.is_object()) {
+            ensure_map(e, &["conditions"]);
+        }
+    }
+    if let Some(ports) = o.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set_default(p, "name", json!(""));
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
 }
 
 fn default_replicaset(o: &mut Value) {

@@ -258,7 +258,64 @@ fn every_resource_family_round_trips() {
             "/apis/events.k8s.io/v1/namespaces/default/events",
             json!({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"o2"},"eventTime":"2026-01-01T00:00:00.000000Z","reportingController":"x","reportingInstance":"y","action":"A","reason":"R","regarding":{"kind":"Pod","name":"p"}}),
         ),
+        (
+            "/api/v1/namespaces/default/podtemplates",
+            json!({"apiVersion":"v1","kind":"PodTemplate","metadata":{"name":"o"},"template":{"spec":{"containers":[{"name":"c","image":"i"}]}}}),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+            json!({"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"o"},"spec":{"defaultBackend":{"service":{"name":"s","port":{"number":80}}}}}),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/ingressclasses",
+            json!({"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"o"},"spec":{"controller":"example.com/c"}}),
+        ),
+        (
+            "/apis/node.k8s.io/v1/runtimeclasses",
+            json!({"apiVersion":"node.k8s.io/v1","kind":"RuntimeClass","metadata":{"name":"o"},"handler":"runc"}),
+        ),
+        (
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+            json!({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"o"},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"]}],"ports":[{"port":80}]}),
+        ),
+        (
+            "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+            json!({"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"o"},"spec":{"minAvailable":1}}),
+        ),
     ];
+    // What kube-apiserver (the baseline in shared/e2e) answered for these creates.
+    let defaulted: Vec<(&str, &str, Value)> = vec![
+        ("podtemplates", "/metadata/generation", json!(1)),
+        (
+            "podtemplates",
+            "/template",
+            json!({"metadata": {"creationTimestamp": null}, "spec": {"containers": [{"name": "c", "image": "i",
+                "resources": {}, "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+                "imagePullPolicy": "Always"}], "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                "dnsPolicy": "ClusterFirst", "securityContext": {}, "schedulerName": "default-scheduler"}}),
+        ),
+        ("ingresses", "/status", json!({"loadBalancer": {}})),
+        ("ingresses", "/metadata/generation", json!(1)),
+        ("ingressclasses", "/metadata/generation", json!(1)),
+        ("runtimeclasses", "/metadata/generation", Value::Null),
+        ("endpointslices", "/endpoints", json!([{"addresses": ["10.0.0.1"], "conditions": {}}])),
+        ("endpointslices", "/ports", json!([{"name": "", "protocol": "TCP", "port": 80}])),
+        (
+            "poddisruptionbudgets",
+            "/status",
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
+        ),
+        ("poddisruptionbudgets", "/metadata/generation", json!(1)),
+    ];
+    for (plural, pointer, want) in &defaulted {
+        let (path, obj) = objects.iter().find(|(p, _)| p.ends_with(&format!("/{plural}"))).unwrap();
+        let mut obj = obj.clone();
+        obj["metadata"]["name"] = json!("defaulted");
+        let (code, _, body) = s.curl("POST", path, Some(obj.to_string().as_bytes()), &[CT]);
+        assert!(code == 201 || code == 409, "{path}: {body}");
+        let (_, _, body) = s.curl("GET", &format!("{path}/defaulted"), None, &[]);
+        assert_eq!(parse(&body).pointer(pointer).unwrap_or(&Value::Null), want, "{plural}{pointer}: {body}");
+    }
     for (path, obj) in objects {
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
         let (_, _, body) = s.curl("GET", path, None, &[]);
