@@ -555,9 +555,14 @@ const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// How often a create with `generateName` tries a new name when the generated one is taken.
 const GENERATE_NAME_ATTEMPTS: u32 = 8;
 
-fn generate_suffix() -> String {
+/// `generate_name` with a random 5-character suffix, as kube-apiserver's name generator.
+fn generated_name(generate_name: &str) -> String {
     let u = uuid::Uuid::new_v4();
-    u.as_bytes().iter().take(5).map(|b| GENERATE_NAME_CHARS[*b as usize % GENERATE_NAME_CHARS.len()] as char).collect()
+    let mut name = generate_name.to_string();
+    name.extend(
+        u.as_bytes().iter().take(5).map(|b| GENERATE_NAME_CHARS[*b as usize % GENERATE_NAME_CHARS.len()] as char),
+    );
+    name
 }
 
 /// Everything but metadata and status: a change here bumps `metadata.generation`.
@@ -673,7 +678,7 @@ impl<'a> Ctx<'a> {
             let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
             generated = name.is_empty() && !generate.is_empty();
             if generated {
-                meta.insert("name".into(), json!(format!("{generate}{}", generate_suffix())));
+                meta.insert("name".into(), json!(generated_name(&generate)));
             }
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
@@ -741,8 +746,7 @@ impl<'a> Ctx<'a> {
                 Ok(kv) => return Ok(self.respond_stored(StatusCode::CREATED, &kv, unstored)),
                 Err(StoreError::AlreadyExists) if retry.is_some() => {
                     obj = retry.unwrap_or_default();
-                    let generate = obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or("");
-                    name = format!("{generate}{}", generate_suffix());
+                    name = generated_name(obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or(""));
                     meta_mut(&mut obj).insert("name".into(), json!(name));
                 }
                 Err(e) => return Err(store_error(&def, &name, e)),

@@ -122,13 +122,13 @@ impl Compiled {
         Compiled { special, by_tag, keys: transcode::keys_of(m) }
     }
 
-    /// The field with `tag` and its index, if the message has one.
-    fn field<'m>(&self, m: &'m MessageDef, tag: u32) -> Option<(usize, &'m FieldDef)> {
+    /// The field with `tag`, if the message has one.
+    fn field<'m>(&self, m: &'m MessageDef, tag: u32) -> Option<&'m FieldDef> {
         match self.by_tag.get(tag as usize) {
-            Some(&i) if i != u16::MAX => m.fields.get(i as usize).map(|f| (i as usize, f)),
+            Some(&i) if i != u16::MAX => m.fields.get(i as usize),
             Some(_) => None,
             // Tags past the table's bound (none in Kubernetes' protos): search.
-            None => m.fields.iter().enumerate().find(|(_, f)| f.tag == tag),
+            None => m.fields.iter().find(|f| f.tag == tag),
         }
     }
 }
@@ -280,9 +280,9 @@ fn to_json_at(msg: &MessageDef, bytes: &[u8], depth: usize) -> Result<Value, Pro
         let (tag, wt) = r.key()?;
         let found = match c {
             Some(c) => c.field(msg, tag),
-            None => msg.fields.iter().enumerate().find(|(_, f)| f.tag == tag),
+            None => msg.fields.iter().find(|f| f.tag == tag),
         };
-        let Some((_, f)) = found else {
+        let Some(f) = found else {
             r.skip(wt)?;
             continue;
         };
