@@ -18,6 +18,7 @@
 pub mod builtin;
 pub mod crd;
 pub mod limits;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod status;

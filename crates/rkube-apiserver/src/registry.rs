@@ -1053,7 +1053,41 @@ impl<'a> Ctx<'a> {
         Ok(self.respond_value(StatusCode::OK, &to_scale(&def, &parse_stored(&kv)?)))
     }
 
+    /// `pods/{name}/binding` (kube-apiserver's BindingREST): sets `spec.nodeName` if and only
+    /// if the pod is unassigned, merges the binding's annotations into the pod's, and sets
+    /// the pod's PodScheduled condition to True (`setPodHostAndAnnotations`). The binding's
+    /// `metadata.uid` and `resourceVersion`, when given, are preconditions on the pod. A
+    /// pod being deleted, already assigned or still gated is a Conflict.
     async fn bind(&mut self, binding: Value) -> ApiResult<Response<Body>> {
+        /// The PodScheduled condition as `podutil.UpdatePodCondition` leaves it for a binding:
+        /// replaced by one with only type and status (reason and message dropped,
+        /// lastProbeTime null), keeping lastTransitionTime when it was True already.
+        fn set_pod_scheduled(pod: &mut Value) {
+            let status = rkube_api::strategy::ensure_map(pod, &["status"]);
+            let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+            if !conditions.is_array() {
+                *conditions = json!([]);
+            }
+            let Some(list) = conditions.as_array_mut() else { return };
+            let mut condition = json!({
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": null,
+                "lastTransitionTime": now_rfc3339(),
+            });
+            match list.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled")) {
+                Some(existing) => {
+                    if existing.get("status").and_then(Value::as_str) == Some("True") {
+                        if let Some(t) = existing.get("lastTransitionTime").filter(|t| !t.is_null()) {
+                            condition["lastTransitionTime"] = t.clone();
+                        }
+                    }
+                    *existing = condition;
+                }
+                None => list.push(condition),
+            }
+        }
+
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
         if node.is_empty() {
             return Err(ApiError::invalid("", "Binding", self.name(), vec![FieldError::required("target.name", "")]));
@@ -1061,26 +1095,56 @@ impl<'a> Ctx<'a> {
         let name = self.name().to_string();
         let def = self.def.clone();
         let key = self.key();
-        let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &name))?;
-        let mut pod = parse_stored(&kv)?;
-        if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            return Err(ApiError::conflict(
-                &def.group,
-                &def.plural,
-                &name,
-                &format!("pod {name} is already assigned to node \"{existing}\""),
-            ));
+        let want_uid = binding.pointer("/metadata/uid").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let want_rv = binding.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).cloned();
+        let conflict = |why: String| ApiError::conflict(&def.group, &def.plural, &name, &why);
+        let mut last_error = StoreError::Conflict { current: 0 };
+        // Read, check, write; a write that lost a race reads again (GuaranteedUpdate).
+        for _ in 0..8 {
+            let kv = self.server.store.get(&key).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &name))?;
+            let mut pod = parse_stored(&kv)?;
+            let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            if let Some(want) = want_uid.filter(|w| *w != uid) {
+                return Err(conflict(format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                )));
+            }
+            if let Some(want) = want_rv.filter(|w| *w != kv.mod_revision.to_string()) {
+                return Err(conflict(format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                )));
+            }
+            if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return Err(conflict(format!("pod {name} is being deleted, cannot be assigned to a host")));
+            }
+            if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                return Err(conflict(format!("pod {name} is already assigned to node \"{existing}\"")));
+            }
+            if pod.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+                return Err(conflict(format!("pod {name} has non-empty .spec.schedulingGates")));
+            }
+            rkube_api::strategy::ensure_map(&mut pod, &["spec"]).insert("nodeName".into(), json!(node));
+            if let Some(extra) = annotations.as_ref().filter(|a| !a.is_empty()) {
+                let target = rkube_api::strategy::ensure_map(&mut pod, &["metadata", "annotations"]);
+                for (k, v) in extra {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+            set_pod_scheduled(&mut pod);
+            let op = Op::Update { key: key.clone(), expected: Some(kv.mod_revision), value: stamp(pod) };
+            match self.server.store.txn(op).await {
+                Ok(_) => {
+                    let mut status = success_status(&def.group, &def.plural, &name, &uid);
+                    status["code"] = json!(201);
+                    return Ok(self.respond_value(StatusCode::CREATED, &status));
+                }
+                Err(e @ StoreError::Conflict { .. }) => last_error = e,
+                Err(e) => return Err(store_error(&def, &name, e)),
+            }
         }
-        rkube_api::strategy::ensure_map(&mut pod, &["spec"]).insert("nodeName".into(), json!(node));
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
-        self.server
-            .store
-            .txn(Op::Update { key, expected: Some(kv.mod_revision), value: stamp(pod) })
-            .await
-            .map_err(|e| store_error(&def, &name, e))?;
-        let mut status = success_status(&def.group, &def.plural, &name, &uid);
-        status["code"] = json!(201);
-        Ok(self.respond_value(StatusCode::CREATED, &status))
+        Err(store_error(&def, &name, last_error))
     }
 
     /// How deleting `obj` proceeds (the strategy decides; it may ask what exists).

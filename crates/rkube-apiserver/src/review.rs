@@ -178,8 +178,11 @@ pub fn answer(
             match found {
                 Ok(a) => {
                     let u = a.user;
-                    json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups},
-                    "audiences": a.audiences})
+                    let mut user = json!({"username": u.name, "uid": u.uid, "groups": u.groups});
+                    if !u.extra.is_empty() {
+                        user["extra"] = json!(u.extra);
+                    }
+                    json!({"authenticated": true, "user": user, "audiences": a.audiences})
                 }
                 Err(e) => json!({"user": {}, "error": e}),
             }

@@ -369,11 +369,26 @@ fn bound_user(server: &ApiServer, claims: &Value) -> Option<UserInfo> {
             }
         }
     }
-    Some(UserInfo::authenticated(
+    let mut user = UserInfo::authenticated(
         format!("system:serviceaccount:{ns}:{sa_name}"),
         sa_uid.to_string(),
         vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")],
-    ))
+    );
+    // What the token is bound to, as kube-apiserver reports it (pkg/serviceaccount: the
+    // pod's and node's name and uid, the token's id as `JTI=<jti>`).
+    let mut extra = |key: &str, v: Option<&Value>| {
+        if let Some(s) = v.and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            user.extra.insert(format!("authentication.kubernetes.io/{key}"), vec![s.to_string()]);
+        }
+    };
+    extra("pod-name", k8s.pointer("/pod/name"));
+    extra("pod-uid", k8s.pointer("/pod/uid"));
+    extra("node-name", k8s.pointer("/node/name"));
+    extra("node-uid", k8s.pointer("/node/uid"));
+    if let Some(jti) = claims.get("jti").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        user.extra.insert("authentication.kubernetes.io/credential-id".into(), vec![format!("JTI={jti}")]);
+    }
+    Some(user)
 }
 
 /// `/.well-known/openid-configuration` for an API server reached at `server_url`.

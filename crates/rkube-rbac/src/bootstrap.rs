@@ -1,11 +1,17 @@
 //! The default RBAC policy kube-apiserver creates at start
-//! (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`), limited to
-//! the roles that make sense without kubelets and controllers.
+//! (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`, v1.33 with
+//! default feature gates), limited to the roles of the components rkube has:
+//! users, the scheduler and the node agent (no controllers yet).
 
 use serde_json::{json, Map, Value};
 
 use crate::rule::PolicyRule;
 use crate::{ALL_AUTHENTICATED, ALL_SERVICE_ACCOUNTS, ALL_UNAUTHENTICATED, RBAC_GROUP, SYSTEM_MASTERS};
+
+/// The user kube-scheduler authenticates as.
+const KUBE_SCHEDULER_USER: &str = "system:kube-scheduler";
+/// The group every node (kubelet) is in.
+const NODES_GROUP: &str = "system:nodes";
 
 /// Label on every bootstrap object: `kubernetes.io/bootstrapping=rbac-defaults`.
 pub const BOOTSTRAPPING_LABEL: (&str, &str) = ("kubernetes.io/bootstrapping", "rbac-defaults");
@@ -33,6 +39,18 @@ fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Value {
         verbs: sorted(verbs),
         api_groups: sorted(groups),
         resources: sorted(resources),
+        ..PolicyRule::default()
+    }
+    .to_json()
+}
+
+/// A rule limited to objects of the given names.
+fn named_rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> Value {
+    PolicyRule {
+        verbs: sorted(verbs),
+        api_groups: sorted(groups),
+        resources: sorted(resources),
+        resource_names: sorted(names),
         ..PolicyRule::default()
     }
     .to_json()
@@ -292,12 +310,93 @@ pub fn bootstrap_cluster_roles() -> Vec<Value> {
                 ],
             )],
         ),
+        cluster_role("system:kube-scheduler", &[], kube_scheduler_rules()),
+        cluster_role("system:node", &[], node_rules()),
+    ]
+}
+
+/// `system:kube-scheduler`: what kube-scheduler reads, binds and reports.
+fn kube_scheduler_rules() -> Vec<Value> {
+    let core = "";
+    let coordination = "coordination.k8s.io";
+    let storage = "storage.k8s.io";
+    vec![
+        rule(&["create", "update", "patch"], &[core, "events.k8s.io"], &["events"]),
+        // Leader election.
+        rule(&["create"], &[coordination], &["leases"]),
+        named_rule(&["get", "update"], &[coordination], &["leases"], &["kube-scheduler"]),
+        rule(READ, &[core], &["nodes"]),
+        rule(&["get", "list", "watch", "delete"], &[core], &["pods"]),
+        rule(&["create"], &[core], &["pods/binding", "bindings"]),
+        rule(&["patch", "update"], &[core], &["pods/status"]),
+        // What selects pods (spreading).
+        rule(READ, &[core], &["services", "replicationcontrollers"]),
+        rule(READ, &["apps", "extensions"], &["replicasets"]),
+        rule(READ, &["apps"], &["statefulsets"]),
+        // What pods use or is applied to them.
+        rule(READ, &["policy"], &["poddisruptionbudgets"]),
+        rule(READ, &[core], &["persistentvolumeclaims", "persistentvolumes"]),
+        // Delegated authentication and authorization (non-mutating creates).
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+        rule(READ, &[storage], &["csinodes"]),
+        // namespaceSelector in pod affinity.
+        rule(READ, &[core], &["namespaces"]),
+        rule(READ, &[storage], &["csidrivers"]),
+        rule(READ, &[storage], &["csistoragecapacities"]),
+        // Volume limits count attachments (v1.32 on).
+        rule(READ, &[storage], &["volumeattachments"]),
+    ]
+}
+
+/// `system:node`: what a kubelet needs (upstream's Node authorizer and
+/// NodeRestriction admission narrow it to the node's own objects).
+fn node_rules() -> Vec<Value> {
+    let core = "";
+    let storage = "storage.k8s.io";
+    vec![
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"]),
+        // Service environment variables.
+        rule(READ, &[core], &["services"]),
+        // Registering and reporting its Node.
+        rule(&["create", "get", "list", "watch"], &[core], &["nodes"]),
+        rule(&["update", "patch"], &[core], &["nodes/status"]),
+        rule(&["update", "patch"], &[core], &["nodes"]),
+        rule(&["create", "update", "patch"], &[core], &["events"]),
+        rule(READ, &[core], &["pods"]),
+        // Mirror pods.
+        rule(&["create", "delete"], &[core], &["pods"]),
+        rule(&["update", "patch"], &[core], &["pods/status"]),
+        rule(&["create"], &[core], &["pods/eviction"]),
+        // Secret and ConfigMap volumes, env and image pull secrets.
+        rule(READ, &[core], &["secrets", "configmaps"]),
+        rule(&["get"], &[core], &["persistentvolumeclaims", "persistentvolumes"]),
+        rule(&["get"], &[core], &["endpoints"]),
+        // Rotating its client certificate.
+        rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
+        rule(&["get", "create", "update", "patch", "delete"], &["coordination.k8s.io"], &["leases"]),
+        rule(&["get"], &[storage], &["volumeattachments"]),
+        // Projected service account tokens.
+        rule(&["create"], &[core], &["serviceaccounts/token"]),
+        rule(&["get", "update", "patch"], &[core], &["persistentvolumeclaims/status"]),
+        rule(&["get", "watch", "list"], &[storage], &["csidrivers"]),
+        rule(&["get", "create", "update", "patch", "delete"], &[storage], &["csinodes"]),
+        rule(&["get", "list", "watch"], &["node.k8s.io"], &["runtimeclasses"]),
     ]
 }
 
 fn cluster_role_binding(name: &str, groups: &[&str]) -> Value {
     let subjects: Vec<Value> =
         groups.iter().map(|g| json!({ "kind": "Group", "apiGroup": RBAC_GROUP, "name": g })).collect();
+    binding_with(name, subjects)
+}
+
+fn cluster_role_binding_to_user(name: &str, user: &str) -> Value {
+    binding_with(name, vec![json!({ "kind": "User", "apiGroup": RBAC_GROUP, "name": user })])
+}
+
+fn binding_with(name: &str, subjects: Vec<Value>) -> Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
@@ -311,7 +410,15 @@ fn cluster_role_binding(name: &str, groups: &[&str]) -> Value {
 /// binds: cluster-admin to `system:masters`; system:discovery and
 /// system:basic-user to `system:authenticated`; system:public-info-viewer
 /// to `system:authenticated` and `system:unauthenticated`;
-/// system:service-account-issuer-discovery to `system:serviceaccounts`.
+/// system:service-account-issuer-discovery to `system:serviceaccounts`;
+/// system:kube-scheduler to the user `system:kube-scheduler`, as upstream; and
+/// system:node to the group `system:nodes`.
+///
+/// Deviation: upstream binds system:node to no one (since 1.8 the Node
+/// authorizer grants nodes what they need, narrowed to their own pods and the
+/// Secrets, ConfigMaps and volumes those use). rkube has no Node authorizer
+/// yet, so it binds the role to `system:nodes`; until it has one, a node can
+/// read every Secret and ConfigMap and update every pod's status.
 pub fn bootstrap_cluster_role_bindings() -> Vec<Value> {
     vec![
         cluster_role_binding("cluster-admin", &[SYSTEM_MASTERS]),
@@ -319,5 +426,7 @@ pub fn bootstrap_cluster_role_bindings() -> Vec<Value> {
         cluster_role_binding("system:basic-user", &[ALL_AUTHENTICATED]),
         cluster_role_binding("system:public-info-viewer", &[ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]),
         cluster_role_binding("system:service-account-issuer-discovery", &[ALL_SERVICE_ACCOUNTS]),
+        cluster_role_binding_to_user("system:kube-scheduler", KUBE_SCHEDULER_USER),
+        cluster_role_binding("system:node", &[NODES_GROUP]),
     ]
 }

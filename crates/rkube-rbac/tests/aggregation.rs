@@ -253,9 +253,12 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
         "system:basic-user",
         "system:public-info-viewer",
         "system:service-account-issuer-discovery",
+        "system:kube-scheduler",
+        "system:node",
     ] {
         assert!(names.contains(&want), "{want}");
     }
+    assert_eq!(roles.len(), 13);
     let bindings = bootstrap_cluster_role_bindings();
     for obj in roles.iter().chain(&bindings) {
         assert_eq!(obj["apiVersion"], "rbac.authorization.k8s.io/v1");
@@ -296,7 +299,10 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
         vec![group("system:authenticated"), group("system:unauthenticated")]
     );
     assert_eq!(subjects("system:service-account-issuer-discovery"), vec![group("system:serviceaccounts")]);
-    assert_eq!(bindings.len(), 5);
+    assert_eq!(subjects("system:kube-scheduler"), vec![("User".to_string(), "system:kube-scheduler".to_string())]);
+    // Deviation (no Node authorizer yet): upstream binds system:node to no one.
+    assert_eq!(subjects("system:node"), vec![group("system:nodes")]);
+    assert_eq!(bindings.len(), 7);
 
     // Every binding's role exists, and every rule list is sorted like
     // kube's rule builder leaves it.
@@ -312,4 +318,41 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
             }
         }
     }
+}
+
+#[test]
+fn scheduler_and_node_roles_have_upstreams_rules() {
+    let roles = bootstrap_cluster_roles();
+    let read = json!(["get", "list", "watch"]);
+    let r = |groups: Value, resources: Value, verbs: Value| json!({"verbs": verbs, "apiGroups": groups, "resources": resources});
+    // plugin/pkg/auth/authorizer/rbac/bootstrappolicy/testdata/cluster-roles.yaml (v1.33).
+    assert_eq!(
+        by_name(&roles, "system:kube-scheduler")["rules"],
+        json!([
+            r(json!(["", "events.k8s.io"]), json!(["events"]), json!(["create", "patch", "update"])),
+            r(json!(["coordination.k8s.io"]), json!(["leases"]), json!(["create"])),
+            {"verbs": ["get", "update"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["kube-scheduler"]},
+            r(json!([""]), json!(["nodes"]), read.clone()),
+            r(json!([""]), json!(["pods"]), json!(["delete", "get", "list", "watch"])),
+            r(json!([""]), json!(["bindings", "pods/binding"]), json!(["create"])),
+            r(json!([""]), json!(["pods/status"]), json!(["patch", "update"])),
+            r(json!([""]), json!(["replicationcontrollers", "services"]), read.clone()),
+            r(json!(["apps", "extensions"]), json!(["replicasets"]), read.clone()),
+            r(json!(["apps"]), json!(["statefulsets"]), read.clone()),
+            r(json!(["policy"]), json!(["poddisruptionbudgets"]), read.clone()),
+            r(json!([""]), json!(["persistentvolumeclaims", "persistentvolumes"]), read.clone()),
+            r(json!(["authentication.k8s.io"]), json!(["tokenreviews"]), json!(["create"])),
+            r(json!(["authorization.k8s.io"]), json!(["subjectaccessreviews"]), json!(["create"])),
+            r(json!(["storage.k8s.io"]), json!(["csinodes"]), read.clone()),
+            r(json!([""]), json!(["namespaces"]), read.clone()),
+            r(json!(["storage.k8s.io"]), json!(["csidrivers"]), read.clone()),
+            r(json!(["storage.k8s.io"]), json!(["csistoragecapacities"]), read.clone()),
+            r(json!(["storage.k8s.io"]), json!(["volumeattachments"]), read.clone()),
+        ])
+    );
+    let node = by_name(&roles, "system:node")["rules"].as_array().unwrap().clone();
+    assert_eq!(node.len(), 22);
+    assert_eq!(node[0], r(json!(["authentication.k8s.io"]), json!(["tokenreviews"]), json!(["create"])));
+    assert_eq!(node[11], r(json!([""]), json!(["configmaps", "secrets"]), read.clone()));
+    assert_eq!(node[21], r(json!(["node.k8s.io"]), json!(["runtimeclasses"]), read));
 }

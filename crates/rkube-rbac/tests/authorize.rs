@@ -688,3 +688,48 @@ fn rules_for_lists_cluster_and_namespace_rules() {
     assert_eq!(resource_rules.len(), 2);
     assert!(!resource_rules.iter().any(|r| r["resources"] == json!(["pods"])));
 }
+
+#[test]
+fn the_scheduler_and_nodes_get_what_they_need_from_the_bootstrap_policy() {
+    let policy = bootstrap_only();
+    let scheduler = User::new("system:kube-scheduler", &["system:authenticated"]);
+    let node = User::new("system:node:n1", &["system:nodes", "system:authenticated"]);
+    let cases = [
+        ("scheduler binds", &scheduler, res("create", "default", "", "pods", "binding", "p"), true),
+        ("scheduler patches pod status", &scheduler, res("patch", "default", "", "pods", "status", "p"), true),
+        ("scheduler watches pods", &scheduler, res("watch", "", "", "pods", "", ""), true),
+        ("scheduler lists nodes", &scheduler, res("list", "", "", "nodes", "", ""), true),
+        ("scheduler records events", &scheduler, res("create", "default", "events.k8s.io", "events", "", ""), true),
+        ("scheduler patches events", &scheduler, res("patch", "default", "events.k8s.io", "events", "", "e"), true),
+        (
+            "scheduler renews its own lease",
+            &scheduler,
+            res("update", "kube-system", "coordination.k8s.io", "leases", "", "kube-scheduler"),
+            true,
+        ),
+        (
+            "scheduler cannot take another lease",
+            &scheduler,
+            res("update", "kube-system", "coordination.k8s.io", "leases", "", "other"),
+            false,
+        ),
+        ("scheduler cannot update pods", &scheduler, res("update", "default", "", "pods", "", "p"), false),
+        ("scheduler cannot read secrets", &scheduler, res("get", "default", "", "secrets", "", "s"), false),
+        ("node registers", &node, res("create", "", "", "nodes", "", ""), true),
+        ("node reports status", &node, res("patch", "", "", "nodes", "status", "n1"), true),
+        ("node reports pod status", &node, res("patch", "default", "", "pods", "status", "p"), true),
+        (
+            "node renews its lease",
+            &node,
+            res("update", "kube-node-lease", "coordination.k8s.io", "leases", "", "n1"),
+            true,
+        ),
+        ("node records core events", &node, res("create", "default", "", "events", "", ""), true),
+        ("node has no events.k8s.io events", &node, res("create", "default", "events.k8s.io", "events", "", ""), false),
+        ("node cannot bind", &node, res("create", "default", "", "pods", "binding", "p"), false),
+        ("node cannot delete nodes", &node, res("delete", "", "", "nodes", "", "n1"), false),
+    ];
+    for (name, user, attrs, allowed) in cases {
+        assert_eq!(policy.authorize(user, &attrs).is_allowed(), allowed, "{name}");
+    }
+}

@@ -21,6 +21,43 @@ enum Command {
     Server(ServerArgs),
     /// Run a proxy to the Kubernetes API server (a drop-in for `kubectl proxy`).
     Proxy(Box<rkube_proxy::ProxyArgs>),
+    /// Run a node agent that joins an API server and runs the pods bound to it as processes.
+    Node(NodeArgs),
+}
+
+/// What both `rkube server` (its own node) and `rkube node` take about the agent.
+#[derive(clap::Args, Clone)]
+struct AgentArgs {
+    /// The Node's name (default: the hostname).
+    #[arg(long = "node-name")]
+    node_name: Option<String>,
+    /// The address the Node reports as its InternalIP (default: guessed, read only).
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// Labels to register the Node with (k=v,k2=v2).
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// A JSON file of images to commands, extending the built-in image map.
+    #[arg(long)]
+    image_map: Option<PathBuf>,
+    /// The kubelet API port the Node advertises.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Rotate a container's log file past this many bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    container_log_max_size: u64,
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The kubeconfig of the API server to join (its user needs the system:node role).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Where pods' directories and logs live.
+    #[arg(long, default_value = "./rkube-node")]
+    root_dir: PathBuf,
+    #[command(flatten)]
+    agent: AgentArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -53,13 +90,27 @@ struct ServerArgs {
     /// open connection (unauthenticated or idle first) is closed.
     #[arg(long, default_value_t = rkube_apiserver::serve::CONNECTIONS_MAX_DEFAULT)]
     max_connections: usize,
+    /// Do not run a node agent for this machine (pods then wait for another node).
+    #[arg(long)]
+    no_node: bool,
+    /// Do not run the scheduler (pods then wait for a binding from elsewhere).
+    #[arg(long)]
+    no_scheduler: bool,
+    #[command(flatten)]
+    agent: AgentArgs,
 }
 
 fn main() -> std::process::ExitCode {
+    // A container's init: set up its namespaces and become its program (no runtime, no
+    // logging: nothing of the agent may run in the container).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 3 && argv[1] == "__container" {
+        rkube_node::container_init(std::path::Path::new(&argv[2]));
+    }
     let cli = Cli::parse();
     // The proxy logs like kubectl proxy: warnings and errors, each filter decision at -v=3.
     let default_filter = match &cli.command {
-        Command::Server(_) => "info",
+        Command::Server(_) | Command::Node(_) => "info",
         Command::Proxy(p) if p.verbosity >= 3 => "debug",
         Command::Proxy(_) => "warn",
     };
@@ -73,7 +124,7 @@ fn main() -> std::process::ExitCode {
     // it free of cross-thread wake-ups (lower latency) and small (one malloc arena).
     let runtime = match &cli.command {
         Command::Proxy(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        Command::Server(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        Command::Server(_) | Command::Node(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
         Ok(r) => r,
@@ -85,6 +136,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Proxy(args) => runtime.block_on(rkube_proxy::run(*args)).map_err(|e| format!("error: {e}")),
+        Command::Node(args) => runtime.block_on(node(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -146,23 +198,138 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     tracing::info!(listen = %addr, ready_ms = started.elapsed().as_millis() as u64, "rkube server ready");
     println!("rkube: serving https://{client_addr}; kubeconfig: {}", kubeconfig.display());
 
-    let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    // The scheduler and the node agent reach the API as separate processes would: over
+    // HTTPS, each with its own identity and RBAC role.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut components = Vec::new();
+    let url = format!("https://{client_addr}");
+    if !args.no_scheduler {
+        let path = args.data_dir.join("scheduler.kubeconfig");
+        write_identity(&pki, &path, &url, "system:kube-scheduler", &[])?;
+        let client = rkube_client::connect(&path).await?;
+        let stop = stopped(stop_rx.clone());
+        components.push(tokio::spawn(async move {
+            rkube_scheduler::run(rkube_client::Informers::new(client), stop).await;
+        }));
+    }
+    if !args.no_node {
+        let mut config = agent_config(&args.agent, args.data_dir.join("node"))?;
+        let name =
+            config.name.clone().unwrap_or_else(|| rkube_node::node::Machine::read(&args.data_dir, None).hostname);
+        config.name = Some(name.clone());
+        config.hide.push(args.data_dir.clone());
+        config.api_server = Some((client_host.clone(), addr.port()));
+        let path = args.data_dir.join("node.kubeconfig");
+        write_identity(&pki, &path, &url, &format!("system:node:{name}"), &["system:nodes"])?;
+        let client = rkube_client::connect(&path).await?;
+        let stop = stopped(stop_rx.clone());
+        components.push(tokio::spawn(async move {
+            if let Err(e) = rkube_node::run(client, config, stop).await {
+                tracing::error!(error = %e, "node agent failed");
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        }));
+    }
+    let shutdown = async move {
+        termination().await;
+        // Pods end before the API server does.
+        let _ = stop_tx.send(true);
+        for c in components {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), c).await;
         }
     };
     rkube_apiserver::serve::serve(api.clone(), listener, tls, shutdown).await.map_err(|e| e.to_string())?;
     tracing::info!("shutting down");
     store.close().await;
     Ok(())
+}
+
+async fn termination() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Resolves once `rx` turns true.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// A kubeconfig in the data directory for one of the server's own components.
+fn write_identity(
+    pki: &rkube_pki::Pki,
+    path: &std::path::Path,
+    url: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<(), String> {
+    let (cert, key) = pki.issue_client(user, groups).map_err(|e| e.to_string())?;
+    private_file(path)?;
+    std::fs::write(path, pki.kubeconfig(url, user, &cert, &key)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn agent_config(a: &AgentArgs, root_dir: PathBuf) -> Result<rkube_node::Config, String> {
+    let binary = std::env::current_exe().map_err(|e| format!("the rkube binary's path: {e}"))?;
+    let mut image_map = rkube_node::images::ImageMap::builtin(&binary);
+    if let Some(f) = &a.image_map {
+        image_map.extend_from_file(f)?;
+    }
+    let mut node_labels = std::collections::BTreeMap::new();
+    for l in &a.node_labels {
+        let (k, v) = l.split_once('=').ok_or_else(|| format!("--node-labels: {l:?} is not key=value"))?;
+        node_labels.insert(k.to_string(), v.to_string());
+    }
+    let root_dir = if root_dir.is_absolute() {
+        root_dir
+    } else {
+        std::env::current_dir().map_err(|e| e.to_string())?.join(root_dir)
+    };
+    Ok(rkube_node::Config {
+        name: a.node_name.clone(),
+        root_dir,
+        rkube_binary: binary,
+        hide: Vec::new(),
+        image_map,
+        kubelet_port: a.kubelet_port,
+        node_ip: a.node_ip.clone(),
+        node_labels,
+        cluster_domain: "cluster.local".into(),
+        log_max_bytes: a.container_log_max_size,
+        api_server: None,
+        version: rkube_apiserver::KUBE_GIT_VERSION.to_string(),
+    })
+}
+
+/// `rkube node`: an agent joining the API server a kubeconfig names.
+async fn node(args: NodeArgs) -> Result<(), String> {
+    let mut config = agent_config(&args.agent, args.root_dir.clone())?;
+    let kc = std::fs::read_to_string(&args.kubeconfig).map_err(|e| format!("{}: {e}", args.kubeconfig.display()))?;
+    let server = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .unwrap_or_default();
+    config.api_server = host_port(&server);
+    let client = rkube_client::connect(&args.kubeconfig).await?;
+    rkube_node::run(client, config, termination()).await
+}
+
+/// `https://host:port` as (host, port).
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
+        _ => (authority, 443),
+    };
+    Some((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }
 
 /// The data directory holds every Secret and the cluster's keys: only its owner may
@@ -189,7 +356,7 @@ fn private_file(path: &std::path::Path) -> Result<(), String> {
 /// from the kubeconfig). Nothing else in the directory is touched.
 fn lock_down(dir: &std::path::Path) -> Result<(), String> {
     private_dir(dir)?;
-    for name in ["store.redb", "admin.kubeconfig"] {
+    for name in ["store.redb", "admin.kubeconfig", "scheduler.kubeconfig", "node.kubeconfig"] {
         let path = dir.join(name);
         if path.exists() {
             private_file(&path)?;

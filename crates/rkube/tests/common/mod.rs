@@ -14,6 +14,8 @@ pub struct Server {
     pub dir: PathBuf,
     pub url: String,
     pub kubeconfig: PathBuf,
+    /// Runs pods: stopped with SIGTERM so the agent ends them before the server exits.
+    pub node: bool,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -29,7 +31,16 @@ impl Server {
 
     /// A server on `dir` (kept by the caller, e.g. for restarts).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
-        Server::spawn(dir, extra, None)
+        Server::spawn(dir, extra, None, false)
+    }
+
+    /// A fresh server that also runs its scheduler and node agent (as `rkube server` does by
+    /// default), so pods run; the others leave both out, as an API-only envtest does.
+    pub fn start_with_node(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::spawn(tmp.path(), extra, None, true);
+        s._tmp = Some(tmp);
+        s
     }
 
     /// A fresh server with a static token file (`token,user,uid,"groups"` lines) and more
@@ -47,18 +58,18 @@ impl Server {
     /// A fresh server whose process may open at most `nofile` descriptors.
     pub fn start_limited(nofile: u64) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut s = Server::spawn(tmp.path(), &[], Some(nofile));
+        let mut s = Server::spawn(tmp.path(), &[], Some(nofile), false);
         s._tmp = Some(tmp);
         s
     }
 
-    fn spawn(dir: &Path, extra: &[&str], nofile: Option<u64>) -> Server {
+    fn spawn(dir: &Path, extra: &[&str], nofile: Option<u64>, node: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkube"));
-        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir).args(extra);
+        if !node {
+            cmd.args(["--no-node", "--no-scheduler"]);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
         // RKUBE_TEST_LOG=FILE keeps the server's log there (for debugging a test).
         if let Some(path) = std::env::var_os("RKUBE_TEST_LOG") {
             if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
@@ -82,7 +93,30 @@ impl Server {
         // "rkube: serving https://127.0.0.1:PORT; kubeconfig: PATH"
         let url = line.split("serving ").nth(1).and_then(|s| s.split(';').next()).unwrap_or("").to_string();
         assert!(url.starts_with("https://127.0.0.1:"), "unexpected start line: {line:?}");
-        Server { child: Some(child), dir: dir.to_path_buf(), url, kubeconfig: dir.join("admin.kubeconfig"), _tmp: None }
+        Server {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            url,
+            kubeconfig: dir.join("admin.kubeconfig"),
+            node,
+            _tmp: None,
+        }
+    }
+
+    /// SIGTERM (by PID) and wait up to 30 s for a clean exit; returns whether it exited.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
     }
 
     pub fn pid(&self) -> u32 {
@@ -210,6 +244,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.node {
+            self.stop();
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

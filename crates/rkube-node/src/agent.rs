@@ -1,0 +1,204 @@
+//! The agent: registration and heartbeats, the informers, and one worker per pod bound to
+//! this node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::Client;
+use rkube_client::{Change, Informer, Informers};
+use tokio::sync::watch;
+
+use crate::images::ImageMap;
+use crate::node::{self, Machine};
+use crate::pod::{self, Msg};
+use crate::runtime::Cgroups;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The Node's name (default: the hostname, lower case).
+    pub name: Option<String>,
+    /// Where pods' directories, logs and state live.
+    pub root_dir: PathBuf,
+    /// The rkube binary (containers start as `rkube __container`).
+    pub rkube_binary: PathBuf,
+    /// Host paths no container may read (the server's data directory, ...), on top of the
+    /// agent's own root directory and the host users' credentials.
+    pub hide: Vec<PathBuf>,
+    pub image_map: ImageMap,
+    /// The port the Node advertises for the kubelet API.
+    pub kubelet_port: u16,
+    pub node_ip: Option<String>,
+    pub node_labels: BTreeMap<String, String>,
+    pub cluster_domain: String,
+    /// A container's log file rotates past this size.
+    pub log_max_bytes: u64,
+    /// Where pods reach the API server: without pod networking (this release), the
+    /// `kubernetes` service's variables and names point here instead of the ClusterIP.
+    pub api_server: Option<(String, u16)>,
+    /// The version the Node reports as kubeletVersion.
+    pub version: String,
+}
+
+/// What every pod worker shares.
+pub(crate) struct Shared {
+    pub client: Client,
+    pub name: String,
+    pub machine: Machine,
+    pub config: Config,
+    pub cgroups: Cgroups,
+    pub services: Arc<Informer<Service>>,
+    pub config_maps: Arc<Informer<ConfigMap>>,
+    pub secrets: Arc<Informer<Secret>>,
+}
+
+/// Runs the agent until `shutdown`; then kills every pod process it started and removes
+/// what it made for them.
+pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&config.root_dir).map_err(|e| format!("{}: {e}", config.root_dir.display()))?;
+    let machine = Machine::read(&config.root_dir, config.node_ip.as_deref());
+    let name = config.name.clone().unwrap_or_else(|| machine.hostname.clone());
+    let cgroups = Cgroups::detect(&cgroup_scope(&name, &config.root_dir));
+    if !cgroups.available() {
+        tracing::warn!(
+            "cgroups are not writable: pod processes are tracked by session only and limits are not applied"
+        );
+    }
+    // Whatever an earlier agent left running is ended: pods are restarted from the API.
+    for uid in cgroups.leftover_pods() {
+        cgroups.remove_pod(&uid).await;
+    }
+    pod::remove_leftovers(&config.root_dir);
+
+    let node_obj = node::initial_node(&name, &machine, &config.node_labels);
+    let mut backoff = Duration::from_millis(200);
+    let node_uid = loop {
+        match node::register(&client, &name, &node_obj).await {
+            Ok(uid) => break uid,
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "cannot register the node; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(7));
+            }
+        }
+    };
+    let status = tokio::spawn(node::status_loop(
+        client.clone(),
+        name.clone(),
+        machine.clone(),
+        config.kubelet_port,
+        config.version.clone(),
+    ));
+    let lease = tokio::spawn(node::lease_loop(client.clone(), name.clone(), node_uid));
+
+    let informers = Informers::new(client.clone());
+    let pods = informers.get::<Pod>(&format!("spec.nodeName={name}"));
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        name: name.clone(),
+        machine,
+        config,
+        cgroups,
+        services: informers.get::<Service>(""),
+        config_maps: informers.get::<ConfigMap>(""),
+        secrets: informers.get::<Secret>(""),
+    });
+    tracing::info!(
+        node = %name,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "node agent registered (pods run as processes on the host network: pod networking is not built yet)"
+    );
+
+    let mut pod_changes = pods.subscribe();
+    let mut cm_changes = shared.config_maps.subscribe();
+    let mut secret_changes = shared.secrets.subscribe();
+    let mut workers: HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<()>)> = HashMap::new();
+    pods.ready().await;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut resync = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        // Level-triggered: every wake-up compares the cache with the workers.
+        let mut seen = std::collections::HashSet::new();
+        for p in pods.store().state() {
+            let Some(uid) = p.metadata.uid.clone() else { continue };
+            seen.insert(uid.clone());
+            match workers.get(&uid) {
+                Some((tx, _)) => {
+                    tx.send_if_modified(|m| {
+                        let same =
+                            m.pod.as_ref().map(|old| old.metadata.resource_version == p.metadata.resource_version);
+                        if same == Some(true) {
+                            return false;
+                        }
+                        m.pod = Some(p.clone());
+                        true
+                    });
+                }
+                None => {
+                    if pod::is_terminal(&p) && !pod::has_state(&shared.config.root_dir, &uid) {
+                        // A finished pod from before this agent started: nothing to run.
+                        continue;
+                    }
+                    let (tx, rx) = watch::channel(Msg { pod: Some(p.clone()), stop: false, nudge: 0 });
+                    let handle = tokio::spawn(pod::work(shared.clone(), uid.clone(), rx));
+                    workers.insert(uid, (tx, handle));
+                }
+            }
+        }
+        for (uid, (tx, _)) in workers.iter() {
+            if !seen.contains(uid) {
+                tx.send_modify(|m| m.pod = None);
+            }
+        }
+        workers.retain(|_, (_, h)| !h.is_finished());
+
+        tokio::select! {
+            _ = &mut shutdown => break,
+            c = pod_changes.recv() => { if let Err(tokio::sync::broadcast::error::RecvError::Closed) = c { break } }
+            c = cm_changes.recv() => nudge(&workers, c.is_ok_and(|c| !matches!(c, Change::Resynced))),
+            c = secret_changes.recv() => nudge(&workers, c.is_ok_and(|c| !matches!(c, Change::Resynced))),
+            _ = resync.tick() => nudge(&workers, true),
+        }
+    }
+    tracing::info!(node = %name, pods = workers.len(), "node agent stopping: ending every pod process");
+    for (tx, _) in workers.values() {
+        tx.send_modify(|m| m.stop = true);
+    }
+    for (_, (_, handle)) in workers.drain() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    }
+    for uid in shared.cgroups.leftover_pods() {
+        shared.cgroups.remove_pod(&uid).await;
+    }
+    shared.cgroups.remove_scope();
+    status.abort();
+    lease.abort();
+    Ok(())
+}
+
+/// The agent's cgroup scope: its node name and a digest of its root directory, so two
+/// agents on one machine (tests, or `rkube node` next to `rkube server`) never touch each
+/// other's pods, and a restarted agent finds its own.
+fn cgroup_scope(name: &str, root: &std::path::Path) -> String {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let h = root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3));
+    format!("{name}-{:08x}", h as u32)
+}
+
+/// Tells every worker that referenced objects may have changed (they re-sync volumes).
+fn nudge(workers: &HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<()>)>, yes: bool) {
+    if yes {
+        for (tx, _) in workers.values() {
+            tx.send_modify(|m| m.nudge += 1);
+        }
+    }
+}

@@ -1,0 +1,1190 @@
+//! One worker per pod: volumes, containers (init, sidecars, regular, restarts with the
+//! kubelet's back-off), status, termination and the final delete.
+//!
+//! Invariants: a worker is the only writer of its pod's status and directory; it ends only
+//! after every process of the pod is gone; the pod's directory and cgroups are removed
+//! when the pod is deleted or the agent stops.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, ServiceAccount, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::agent::Shared;
+use crate::images;
+use crate::runtime::{self, ContainerCgroup, Exit, LogFile};
+use crate::sandbox::{BindMount, SandboxSpec};
+use crate::status::{self, ContainerStatus, PodStatusInput, State};
+
+/// What the agent tells a worker.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    /// The pod as last seen; None once it is gone from the API.
+    pub pod: Option<Arc<Pod>>,
+    /// The agent is stopping: end every process.
+    pub stop: bool,
+    /// Bumped when referenced objects may have changed.
+    pub nudge: u64,
+}
+
+/// The kubelet's crash-loop back-off (pkg/kubelet/kubelet.go).
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The minimum grace period the kubelet applies (minimumGracePeriodInSeconds).
+const MIN_GRACE: i64 = 2;
+
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+fn pods_dir(root: &Path) -> PathBuf {
+    root.join("pods")
+}
+
+pub fn has_state(root: &Path, uid: &str) -> bool {
+    pods_dir(root).join(uid).exists()
+}
+
+/// Removes the pod directories an earlier agent left (their processes were killed with
+/// their cgroups).
+pub fn remove_leftovers(root: &Path) {
+    let _ = std::fs::remove_dir_all(pods_dir(root));
+    let _ = std::fs::remove_dir_all(root.join("logs"));
+}
+
+struct Ctr {
+    spec: Container,
+    init: bool,
+    sidecar: bool,
+    status: ContainerStatus,
+    running: Option<Running>,
+    /// Starts so far in this worker (the first is not a restart unless the API says it ran).
+    starts: u32,
+    backoff: Duration,
+    not_before: Option<Instant>,
+    /// The last start error shown as the waiting reason (CreateContainerConfigError...).
+    ever_ran: bool,
+}
+
+struct Running {
+    pid: u32,
+    cgroup: ContainerCgroup,
+    since: Instant,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    uid: String,
+    ns: String,
+    name: String,
+    dir: PathBuf,
+    ctrs: Vec<Ctr>,
+    exits: mpsc::UnboundedSender<(String, Exit, bool)>,
+    start_time: String,
+    pod_ip: Option<String>,
+    last_status: Option<Value>,
+    volumes_ready: bool,
+    mount_error: Option<String>,
+    tokens: HashMap<String, (String, chrono::DateTime<chrono::Utc>, i64)>,
+    warned: std::collections::HashSet<String>,
+}
+
+/// Runs one pod until it is deleted (or gone, or the agent stops).
+pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Msg>) {
+    let Some(pod) = rx.borrow().pod.clone() else { return };
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let dir = pods_dir(&shared.config.root_dir).join(&uid);
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let prev_statuses: Vec<k8s_openapi::api::core::v1::ContainerStatus> = pod
+        .status
+        .as_ref()
+        .map(|s| {
+            s.container_statuses
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(s.init_container_statuses.clone().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    let has_init = spec.init_containers.as_ref().is_some_and(|c| !c.is_empty());
+    let mut ctrs = Vec::new();
+    for c in spec.init_containers.clone().unwrap_or_default() {
+        let sidecar = c.restart_policy.as_deref() == Some("Always");
+        ctrs.push(new_ctr(c, true, sidecar, false, &prev_statuses));
+    }
+    for c in spec.containers.clone() {
+        ctrs.push(new_ctr(c, false, false, has_init, &prev_statuses));
+    }
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(now);
+    let host_network = spec.host_network.unwrap_or(false);
+    let pod_ip = Some(if host_network { shared.machine.internal_ip.clone() } else { fallback_pod_ip(&uid) });
+    let mut w = Worker {
+        shared,
+        uid,
+        ns,
+        name,
+        dir,
+        ctrs,
+        exits: exit_tx,
+        start_time,
+        pod_ip,
+        last_status: pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        volumes_ready: false,
+        mount_error: None,
+        tokens: HashMap::new(),
+        warned: Default::default(),
+    };
+    if let Err(e) = std::fs::create_dir_all(&w.dir) {
+        tracing::warn!(pod = %w.name, error = %e, "cannot make the pod directory");
+    }
+    // Envs wait for the service cache, as the kubelet refuses envs before its informer synced.
+    w.shared.services.ready().await;
+    w.shared.config_maps.ready().await;
+    w.shared.secrets.ready().await;
+    let mut seen_nudge = u64::MAX;
+    let mut seen_version: Option<String> = None;
+    loop {
+        let msg = rx.borrow_and_update().clone();
+        let Some(pod) = msg.pod.clone() else {
+            // Deleted without grace (or by someone else): nothing to report to.
+            w.kill_everything().await;
+            w.cleanup().await;
+            return;
+        };
+        if msg.stop {
+            w.kill_everything().await;
+            w.cleanup().await;
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            w.terminate(&pod, &mut exit_rx).await;
+            w.final_delete(&pod).await;
+            w.cleanup().await;
+            return;
+        }
+        // Labels and annotations feed downwardAPI volumes: a new pod version is a re-sync.
+        if !w.volumes_ready || msg.nudge != seen_nudge || seen_version != pod.metadata.resource_version {
+            seen_nudge = msg.nudge;
+            seen_version = pod.metadata.resource_version.clone();
+            w.sync_volumes(&pod).await;
+        }
+        let terminal = is_terminal(&pod) || w.phase(&pod) == "Succeeded" || w.phase(&pod) == "Failed";
+        if terminal {
+            // Sidecars and anything still running end with the pod.
+            w.kill_running(&mut exit_rx, 0).await;
+        } else if w.volumes_ready {
+            w.sync_containers(&pod).await;
+        }
+        w.report(&pod).await;
+
+        let wake = w.ctrs.iter().filter_map(|c| c.not_before).min();
+        let sleep = match wake {
+            Some(t) => t.saturating_duration_since(Instant::now()).max(Duration::from_millis(5)),
+            None if !w.volumes_ready => Duration::from_secs(2),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    w.kill_everything().await;
+                    w.cleanup().await;
+                    return;
+                }
+            }
+            Some((name, exit, oom)) = exit_rx.recv() => w.exited(&name, exit, oom),
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+fn new_ctr(
+    c: Container,
+    init: bool,
+    sidecar: bool,
+    init_pending: bool,
+    prev: &[k8s_openapi::api::core::v1::ContainerStatus],
+) -> Ctr {
+    let image = c.image.clone().unwrap_or_default();
+    let mut status = ContainerStatus::initial(&c.name, &image, init_pending, sidecar);
+    let before = prev.iter().find(|p| p.name == c.name);
+    if let Some(p) = before {
+        status.restart_count = p.restart_count;
+    }
+    let ever_ran = before.is_some_and(|p| {
+        p.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            || p.last_state.as_ref().is_some_and(|s| s.terminated.is_some())
+    });
+    Ctr {
+        spec: c,
+        init,
+        sidecar,
+        status,
+        running: None,
+        starts: 0,
+        backoff: Duration::ZERO,
+        not_before: None,
+        ever_ran,
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Without pod networking, a pod gets a loopback address of its own (127.0.0.0/8, from its
+/// uid), written in its status and /etc/hosts; its processes use the host's network.
+fn fallback_pod_ip(uid: &str) -> String {
+    let h = uid.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let b1 = 1 + (h % 254) as u8;
+    let b2 = ((h >> 8) % 256) as u8;
+    let b3 = 1 + ((h >> 16) % 254) as u8;
+    format!("127.{b1}.{b2}.{b3}")
+}
+
+struct StoreObjects<'a>(&'a Shared);
+
+impl rkube_inpod::Objects for StoreObjects<'_> {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
+        self.0.config_maps.store().get(&ObjectRef::new(name).within(namespace)).map(|c| (*c).clone())
+    }
+    fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.0.secrets.store().get(&ObjectRef::new(name).within(namespace)).map(|c| (*c).clone())
+    }
+}
+
+impl Worker {
+    fn phase(&self, pod: &Pod) -> &'static str {
+        let (init, regular): (Vec<_>, Vec<_>) = self.ctrs.iter().partition(|c| c.init);
+        let init: Vec<ContainerStatus> = init.iter().map(|c| c.status.clone()).collect();
+        let regular: Vec<ContainerStatus> = regular.iter().map(|c| c.status.clone()).collect();
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        status::phase(&policy, &init, &regular, false)
+    }
+
+    fn node_allocatable(&self) -> BTreeMap<String, Quantity> {
+        self.shared.machine.allocatable().into_iter().map(|(k, v)| (k, Quantity(v))).collect()
+    }
+
+    fn volume_dir(&self, v: &Volume) -> PathBuf {
+        let plugin = if v.config_map.is_some() {
+            "kubernetes.io~configmap"
+        } else if v.secret.is_some() {
+            "kubernetes.io~secret"
+        } else if v.downward_api.is_some() {
+            "kubernetes.io~downward-api"
+        } else if v.projected.is_some() {
+            "kubernetes.io~projected"
+        } else {
+            "kubernetes.io~empty-dir"
+        };
+        self.dir.join("volumes").join(plugin).join(&v.name)
+    }
+
+    /// Where a volume's files are on the host (hostPath: the path itself).
+    fn volume_source(&self, v: &Volume) -> PathBuf {
+        match &v.host_path {
+            Some(h) => PathBuf::from(&h.path),
+            None => self.volume_dir(v),
+        }
+    }
+
+    /// A token for a projection, refreshed on the kubelet's rule (80 % of its lifetime or 24 h).
+    async fn fetch_tokens(&mut self, pod: &Pod) -> Result<(), String> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let sa = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
+        for v in spec.volumes.unwrap_or_default() {
+            let Some(p) = v.projected else { continue };
+            for src in p.sources.unwrap_or_default() {
+                let Some(t) = src.service_account_token else { continue };
+                let exp = t.expiration_seconds.unwrap_or(3600);
+                let key = format!("{:?}/{exp}", t.audience);
+                if let Some((_, expires, secs)) = self.tokens.get(&key) {
+                    let now = chrono::Utc::now();
+                    let issued = *expires - chrono::Duration::seconds(*secs);
+                    let fresh = now < issued + chrono::Duration::hours(24)
+                        && now < *expires - chrono::Duration::seconds(*secs * 20 / 100);
+                    if fresh {
+                        continue;
+                    }
+                }
+                let req = TokenRequest {
+                    spec: TokenRequestSpec {
+                        audiences: t.audience.clone().filter(|a| !a.is_empty()).map(|a| vec![a]).unwrap_or_default(),
+                        expiration_seconds: Some(exp),
+                        bound_object_ref: Some(BoundObjectReference {
+                            api_version: Some("v1".into()),
+                            kind: Some("Pod".into()),
+                            name: pod.metadata.name.clone(),
+                            uid: pod.metadata.uid.clone(),
+                        }),
+                    },
+                    ..Default::default()
+                };
+                let api: Api<ServiceAccount> = Api::namespaced(self.shared.client.clone(), &self.ns);
+                match api.create_token_request(&sa, &PostParams::default(), &req).await {
+                    Ok(tr) => {
+                        let Some(st) = tr.status else { return Err("failed to fetch token: no status".into()) };
+                        let expires = chrono::DateTime::from_timestamp(st.expiration_timestamp.0.as_second(), 0)
+                            .unwrap_or_default();
+                        self.tokens.insert(key, (st.token, expires, exp));
+                    }
+                    Err(e) => {
+                        if !self.tokens.contains_key(&key) {
+                            return Err(format!("failed to fetch token: {}", api_message(&e)));
+                        }
+                        tracing::warn!(pod = %self.name, error = %e, "Couldn't update token");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every configMap, secret, downwardAPI and projected volume (a no-op when
+    /// nothing changed), makes emptyDirs, and checks hostPaths.
+    async fn sync_volumes(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let token_result = self.fetch_tokens(pod).await;
+        let alloc = self.node_allocatable();
+        let mut error: Option<(String, String)> = None;
+        for v in spec.volumes.clone().unwrap_or_default() {
+            let dir = self.volume_dir(&v);
+            let payload = if let Some(cm) = &v.config_map {
+                let obj = StoreObjects(&self.shared).config_map_owned(&self.ns, &cm.name);
+                rkube_inpod::volumes::config_map_payload(cm, obj.as_ref()).map(Some)
+            } else if let Some(s) = &v.secret {
+                let name = s.secret_name.clone().unwrap_or_default();
+                let obj = StoreObjects(&self.shared).secret_owned(&self.ns, &name);
+                rkube_inpod::volumes::secret_payload(s, obj.as_ref()).map(Some)
+            } else if let Some(d) = &v.downward_api {
+                rkube_inpod::volumes::downward_api_payload(
+                    &d.items.clone().unwrap_or_default(),
+                    d.default_mode,
+                    pod,
+                    &alloc,
+                )
+                .map(Some)
+            } else if let Some(p) = &v.projected {
+                if let Err(e) = &token_result {
+                    error = Some((v.name.clone(), e.clone()));
+                    break;
+                }
+                let tokens = self.tokens.clone();
+                let mut token = |t: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection| {
+                    let key = format!("{:?}/{}", t.audience, t.expiration_seconds.unwrap_or(3600));
+                    tokens.get(&key).map(|(tok, _, _)| tok.clone()).ok_or_else(|| "no token".to_string())
+                };
+                rkube_inpod::volumes::projected_payload(p, pod, &StoreObjects(&self.shared), &alloc, &mut token)
+                    .map(Some)
+            } else if let Some(h) = &v.host_path {
+                let path = Path::new(&h.path);
+                match h.type_.as_deref().unwrap_or("") {
+                    "DirectoryOrCreate" => {
+                        let _ = std::fs::create_dir_all(path);
+                    }
+                    "FileOrCreate" => {
+                        let _ = std::fs::OpenOptions::new().create(true).append(true).open(path);
+                    }
+                    "Directory" if !path.is_dir() => {
+                        error = Some((
+                            v.name.clone(),
+                            format!("hostPath type check failed: {} is not a directory", h.path),
+                        ));
+                        break;
+                    }
+                    "File" if !path.is_file() => {
+                        error = Some((v.name.clone(), format!("hostPath type check failed: {} is not a file", h.path)));
+                        break;
+                    }
+                    _ => {}
+                }
+                if !path.exists() {
+                    // The kubelet creates an untyped hostPath as a directory (the runtime does).
+                    let _ = std::fs::create_dir_all(path);
+                }
+                Ok(None)
+            } else {
+                // emptyDir (and anything else: a directory of the pod).
+                let _ = std::fs::create_dir_all(&dir);
+                if v.empty_dir.is_none() {
+                    self.warn_once(
+                        pod,
+                        &format!("volume-{}", v.name),
+                        "FailedMount",
+                        &format!("volume \"{}\" has a type rkube does not mount yet; it is an empty directory", v.name),
+                    );
+                }
+                Ok(None)
+            };
+            match payload {
+                Ok(Some(p)) => {
+                    if let Err(e) =
+                        std::fs::create_dir_all(&dir).and_then(|_| rkube_inpod::volumes::atomic_write(&dir, &p))
+                    {
+                        error = Some((v.name.clone(), e.to_string()));
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    error = Some((v.name.clone(), e.message()));
+                    break;
+                }
+            }
+        }
+        match error {
+            None => {
+                self.volumes_ready = true;
+                self.mount_error = None;
+            }
+            Some((vol, msg)) => {
+                let message = format!("MountVolume.SetUp failed for volume \"{vol}\" : {msg}");
+                if self.mount_error.as_deref() != Some(message.as_str()) {
+                    self.event(pod, "Warning", "FailedMount", &message, None);
+                }
+                self.mount_error = Some(message);
+                // Files already written stay; containers already running keep running.
+                if !self.ctrs.iter().any(|c| c.running.is_some() || c.ever_ran) {
+                    self.volumes_ready = false;
+                }
+            }
+        }
+    }
+
+    fn warn_once(&mut self, pod: &Pod, key: &str, reason: &str, message: &str) {
+        if self.warned.insert(key.to_string()) {
+            self.event(pod, "Warning", reason, message, None);
+        }
+    }
+
+    /// Starts what should run now: init containers in order (a sidecar counts as done once
+    /// started), then every regular container; exited containers restart per restartPolicy
+    /// after their back-off.
+    async fn sync_containers(&mut self, pod: &Pod) {
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        let mut init_done = true;
+        for i in 0..self.ctrs.len() {
+            if !self.ctrs[i].init {
+                continue;
+            }
+            let c = &self.ctrs[i];
+            if c.sidecar {
+                if c.running.is_none() && self.may_start(i, "Always") {
+                    self.start(pod, i).await;
+                }
+                if self.ctrs[i].running.is_none() {
+                    init_done = false;
+                    break;
+                }
+                continue;
+            }
+            match &c.status.state {
+                State::Terminated { exit_code: 0, .. } => continue,
+                State::Running { .. } => {
+                    init_done = false;
+                    break;
+                }
+                _ => {
+                    // Init containers that fail restart unless the pod's policy is Never.
+                    let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
+                    if self.may_start(i, init_policy) {
+                        self.start(pod, i).await;
+                    }
+                    init_done = false;
+                    break;
+                }
+            }
+        }
+        if !init_done {
+            return;
+        }
+        for i in 0..self.ctrs.len() {
+            if self.ctrs[i].init || self.ctrs[i].running.is_some() {
+                continue;
+            }
+            if self.may_start(i, &policy) {
+                self.start(pod, i).await;
+            }
+        }
+    }
+
+    /// Whether container `i` should start now (ShouldContainerBeRestarted plus the back-off);
+    /// a container in back-off shows CrashLoopBackOff.
+    fn may_start(&mut self, i: usize, policy: &str) -> bool {
+        let c = &mut self.ctrs[i];
+        if c.running.is_some() {
+            return false;
+        }
+        let exited = match &c.status.state {
+            State::Terminated { exit_code, .. } => Some(*exit_code),
+            State::Waiting { .. } => match &c.status.last_state {
+                Some(State::Terminated { exit_code, .. }) if c.starts > 0 => Some(*exit_code),
+                _ => None,
+            },
+            State::Running { .. } => return false,
+        };
+        if let Some(code) = exited {
+            if c.starts > 0 {
+                let restart = match policy {
+                    "Never" => false,
+                    "OnFailure" => code != 0,
+                    _ => true,
+                };
+                if !restart {
+                    return false;
+                }
+            }
+        }
+        if let Some(t) = c.not_before {
+            if Instant::now() < t {
+                let crashed = match &c.status.state {
+                    State::Terminated { .. } => true,
+                    State::Waiting { reason, .. } => reason == "CrashLoopBackOff",
+                    State::Running { .. } => false,
+                };
+                if !crashed {
+                    // A configuration error is retried as is (its reason stays).
+                    return false;
+                }
+                if let State::Terminated { .. } = &c.status.state {
+                    let last =
+                        std::mem::replace(&mut c.status.state, State::Waiting { reason: String::new(), message: None });
+                    c.status.last_state = Some(last);
+                }
+                c.status.state = State::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(format!(
+                        "back-off {} restarting failed container={} pod={}_{}({})",
+                        go_duration(c.backoff),
+                        c.spec.name,
+                        self.name,
+                        self.ns,
+                        self.uid
+                    )),
+                };
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn start(&mut self, pod: &Pod, i: usize) {
+        let shared = self.shared.clone();
+        let name = self.ctrs[i].spec.name.clone();
+        let field_path = format!("spec.{}{{{name}}}", if self.ctrs[i].init { "initContainers" } else { "containers" });
+        let container = self.ctrs[i].spec.clone();
+        // The environment, as the kubelet assembles it.
+        let services: Vec<Service> = self.services_for_env();
+        let alloc = self.node_allocatable();
+        let host_ips = vec![shared.machine.internal_ip.clone()];
+        let pod_ips: Vec<String> = self.pod_ip.iter().cloned().collect();
+        let env_result = {
+            let objects = StoreObjects(&shared);
+            let ctx = rkube_inpod::env::EnvContext {
+                pod,
+                container: &container,
+                node_allocatable: &alloc,
+                host_ips: &host_ips,
+                pod_ips: &pod_ips,
+                services: &services,
+                objects: &objects,
+            };
+            rkube_inpod::env::container_env(&ctx)
+        };
+        let env = match env_result {
+            Ok(e) => e,
+            Err(e) => {
+                let msg = e.to_string();
+                self.config_error(pod, i, "CreateContainerConfigError", &msg, &field_path);
+                return;
+            }
+        };
+        let spec_cmd = rkube_inpod::env::command_line(&container, &env);
+        let n_command = container.command.as_ref().map(|c| c.len()).unwrap_or(0);
+        let (command, args) = spec_cmd.split_at(n_command.min(spec_cmd.len()));
+        let image_ref = container.image.clone().unwrap_or_default();
+        let entry = shared.config.image_map.get(&image_ref);
+        let argv = images::argv(command, args, entry.as_ref());
+        if argv.is_empty() {
+            let msg = format!(
+                "no command: the container gives none and image \"{image_ref}\" is not in the image map (rkube runs no images; add it with --image-map)"
+            );
+            self.config_error(pod, i, "CreateContainerConfigError", &msg, &field_path);
+            return;
+        }
+        let (hostname, domain) = rkube_inpod::hosts::pod_hostname_and_domain(pod, &shared.config.cluster_domain);
+        let mut full_env: Vec<(String, String)> = vec![("HOSTNAME".into(), hostname.clone())];
+        let set = |k: &str, v: &str, e: &mut Vec<(String, String)>| {
+            if let Some(x) = e.iter_mut().find(|(n, _)| n == k) {
+                x.1 = v.to_string();
+            } else {
+                e.push((k.to_string(), v.to_string()));
+            }
+        };
+        set("PATH", images::DEFAULT_PATH, &mut full_env);
+        if let Some(en) = &entry {
+            for (k, v) in &en.env {
+                set(k, v, &mut full_env);
+            }
+        }
+        for (k, v) in &env {
+            set(k, v, &mut full_env);
+        }
+        if !full_env.iter().any(|(k, _)| k == "HOME") {
+            // The runtime's default for a user without a home in the image: never the host user's.
+            full_env.push(("HOME".into(), "/".into()));
+        }
+        if container.tty == Some(true) {
+            set("TERM", "xterm", &mut full_env);
+        }
+
+        // Files and mounts.
+        let cdir = self.dir.join("containers").join(&name);
+        let root = cdir.join("root");
+        if let Err(e) = std::fs::create_dir_all(&root) {
+            self.config_error(pod, i, "CreateContainerError", &e.to_string(), &field_path);
+            return;
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let volumes = spec.volumes.clone().unwrap_or_default();
+        let mut mounts = Vec::new();
+        for m in container.volume_mounts.clone().unwrap_or_default() {
+            let Some(v) = volumes.iter().find(|v| v.name == m.name) else { continue };
+            let mut source = self.volume_source(v);
+            let sub = match (&m.sub_path, &m.sub_path_expr) {
+                (Some(s), _) if !s.is_empty() => Some(s.clone()),
+                (_, Some(e)) if !e.is_empty() => {
+                    Some(rkube_inpod::env::expand(e, &|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())))
+                }
+                _ => None,
+            };
+            if let Some(sub) = sub {
+                source = source.join(sub);
+                if !source.exists() {
+                    let _ = std::fs::create_dir_all(&source);
+                }
+            }
+            mounts.push(BindMount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) });
+        }
+        let mounts_etc_hosts = mounts.iter().any(|m| m.target == "/etc/hosts");
+        if !mounts_etc_hosts {
+            let hosts = self.dir.join("etc-hosts");
+            let aliases = spec.host_aliases.clone().unwrap_or_default();
+            let mut text = if spec.host_network.unwrap_or(false) {
+                rkube_inpod::hosts::host_network_hosts_file(
+                    &std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+                    &aliases,
+                )
+            } else {
+                rkube_inpod::hosts::hosts_file(&hostname, domain.as_deref(), &pod_ips, &aliases)
+            };
+            if let Some((host, _)) = &shared.config.api_server {
+                if host.parse::<std::net::IpAddr>().is_ok() {
+                    // No cluster DNS yet: the API server's names resolve here.
+                    let d = &shared.config.cluster_domain;
+                    text.push_str(&format!(
+                        "{host}\tkubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.{d}\n"
+                    ));
+                }
+            }
+            let write = std::fs::write(&hosts, text);
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o644));
+            if write.is_ok() {
+                mounts.push(BindMount { source: hosts, target: "/etc/hosts".into(), read_only: false });
+            }
+        }
+        let mut hide: Vec<PathBuf> = shared.config.hide.clone();
+        hide.push(shared.config.root_dir.clone());
+        hide.extend(credential_paths());
+
+        // Who the process runs as.
+        let psc = spec.security_context.clone().unwrap_or_default();
+        let csc = container.security_context.clone().unwrap_or_default();
+        let uid = csc.run_as_user.or(psc.run_as_user).map(|u| u as u32);
+        let gid = csc.run_as_group.or(psc.run_as_group).map(|g| g as u32);
+        let mut groups: Vec<u32> =
+            psc.supplemental_groups.clone().unwrap_or_default().into_iter().map(|g| g as u32).collect();
+        if let Some(fs) = psc.fs_group {
+            groups.insert(0, fs as u32);
+        }
+
+        // Its cgroup, with its limits.
+        let cgroup = shared.cgroups.container(&self.uid, &name);
+        cgroup.kill_all().await;
+        let limits = container.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+        let memory =
+            limits.get("memory").and_then(|q| rkube_inpod::quantity::value(&q.0).ok()).map(|v| v.max(0) as u64);
+        let cpu =
+            limits.get("cpu").and_then(|q| rkube_inpod::quantity::milli_value(&q.0).ok()).map(|v| v.max(0) as u64);
+        let missing = if shared.cgroups.available() {
+            cgroup.limit(memory, cpu)
+        } else if memory.is_some() || cpu.is_some() {
+            vec!["limits".into()]
+        } else {
+            vec![]
+        };
+        if !missing.is_empty() {
+            self.warn_once(
+                pod,
+                &format!("limits-{name}"),
+                "LimitsNotApplied",
+                &format!(
+                    "container {name}: {} not enforced on this node (cgroup controller unavailable)",
+                    missing.join(", ")
+                ),
+            );
+        }
+
+        let restart = self.ctrs[i].starts > 0 || self.ctrs[i].ever_ran;
+        let restart_count =
+            if restart { self.ctrs[i].status.restart_count + 1 } else { self.ctrs[i].status.restart_count };
+        let log_path = shared
+            .config
+            .root_dir
+            .join("logs")
+            .join(format!("{}_{}_{}", self.ns, self.name, self.uid))
+            .join(&name)
+            .join(format!("{restart_count}.log"));
+        let log = match LogFile::open(&log_path, shared.config.log_max_bytes) {
+            Ok(l) => Arc::new(Mutex::new(l)),
+            Err(e) => {
+                self.config_error(pod, i, "CreateContainerError", &format!("log file: {e}"), &field_path);
+                return;
+            }
+        };
+        let sandbox = SandboxSpec {
+            argv,
+            env: full_env,
+            hostname,
+            root,
+            working_dir: container.working_dir.clone(),
+            mounts,
+            hide,
+            tmpfs: vec!["/tmp".into()],
+            cgroup_procs: cgroup.procs_files(),
+            uid,
+            gid,
+            supplemental_groups: groups,
+        };
+        let container_id = format!("rkube://{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let image = container.image.clone().unwrap_or_default();
+        self.event(
+            pod,
+            "Normal",
+            "Pulled",
+            &format!("Container image \"{image}\" already present on machine"),
+            Some(&field_path),
+        );
+        self.event(pod, "Normal", "Created", &format!("Created container: {name}"), Some(&field_path));
+        let c = &mut self.ctrs[i];
+        c.starts += 1;
+        c.status.restart_count = restart_count;
+        if let State::Terminated { .. } = c.status.state {
+            c.status.last_state = Some(c.status.state.clone());
+        }
+        match runtime::start(&shared.config.rkube_binary, &sandbox, &cdir.join("spec.json"), log).await {
+            Ok(process) => {
+                let started_at = now();
+                c.status.state = State::Running { started_at };
+                c.status.container_id = Some(container_id);
+                c.status.started = true;
+                // Without a readiness probe a running container is ready.
+                c.status.ready = true;
+                c.ever_ran = true;
+                c.running = Some(Running { pid: process.pid, cgroup: cgroup.clone(), since: Instant::now() });
+                let exits = self.exits.clone();
+                let cname = name.clone();
+                tokio::spawn(async move {
+                    let exit = process.wait().await;
+                    let oom = cgroup.oom_killed();
+                    // The container's processes end with it, as they would with its pid namespace.
+                    cgroup.kill_all().await;
+                    let _ = exits.send((cname, exit, oom));
+                });
+                self.event(pod, "Normal", "Started", &format!("Started container {name}"), Some(&field_path));
+            }
+            Err(message) => {
+                cgroup.kill_all().await;
+                let finished = now();
+                c.status.state = State::Terminated {
+                    exit_code: 128,
+                    signal: None,
+                    reason: "StartError".into(),
+                    message: Some(message.clone()),
+                    started_at: None,
+                    finished_at: finished,
+                    container_id: Some(container_id.clone()),
+                };
+                c.status.container_id = Some(container_id);
+                c.status.ready = false;
+                c.status.started = false;
+                self.bump_backoff(i);
+                self.event(pod, "Warning", "Failed", &format!("Error: {message}"), Some(&field_path));
+            }
+        }
+    }
+
+    /// The services for env: without pod networking the `kubernetes` service's variables
+    /// name the API server's own address (the ClusterIP is not reachable).
+    fn services_for_env(&self) -> Vec<Service> {
+        let mut services: Vec<Service> = self.shared.services.store().state().iter().map(|s| (**s).clone()).collect();
+        if let Some((host, port)) = &self.shared.config.api_server {
+            for s in services.iter_mut() {
+                if s.metadata.namespace.as_deref() == Some("default")
+                    && s.metadata.name.as_deref() == Some("kubernetes")
+                {
+                    if let Some(spec) = s.spec.as_mut() {
+                        spec.cluster_ip = Some(host.clone());
+                        for p in spec.ports.iter_mut().flatten() {
+                            p.port = *port as i32;
+                        }
+                    }
+                }
+            }
+        }
+        services
+    }
+
+    fn config_error(&mut self, pod: &Pod, i: usize, reason: &str, message: &str, field_path: &str) {
+        let c = &mut self.ctrs[i];
+        let changed = c.status.state != State::Waiting { reason: reason.into(), message: Some(message.into()) };
+        c.status.state = State::Waiting { reason: reason.into(), message: Some(message.into()) };
+        c.not_before = Some(Instant::now() + Duration::from_secs(2));
+        if changed {
+            self.event(pod, "Warning", "Failed", &format!("Error: {message}"), Some(field_path));
+        }
+    }
+
+    fn bump_backoff(&mut self, i: usize) {
+        let c = &mut self.ctrs[i];
+        c.backoff = if c.backoff.is_zero() { BACKOFF_INITIAL } else { (c.backoff * 2).min(BACKOFF_MAX) };
+        c.not_before = Some(Instant::now() + c.backoff);
+    }
+
+    fn exited(&mut self, name: &str, exit: Exit, oom: bool) {
+        let Some(i) = self.ctrs.iter().position(|c| c.spec.name == name) else { return };
+        let c = &mut self.ctrs[i];
+        let Some(run) = c.running.take() else { return };
+        // Stable for twice the maximum back-off: the back-off starts over.
+        if run.since.elapsed() >= BACKOFF_MAX * 2 {
+            c.backoff = Duration::ZERO;
+        }
+        c.status.state = State::Terminated {
+            exit_code: exit.code,
+            signal: None,
+            reason: status::exit_reason(exit.code, oom).into(),
+            message: None,
+            started_at: match &c.status.state {
+                State::Running { started_at } => Some(started_at.clone()),
+                _ => None,
+            },
+            finished_at: now(),
+            container_id: c.status.container_id.clone(),
+        };
+        c.status.ready = false;
+        c.status.started = false;
+        let init_ok = c.init && !c.sidecar && exit.code == 0;
+        if !init_ok {
+            self.bump_backoff(i);
+        } else {
+            self.ctrs[i].not_before = None;
+        }
+    }
+
+    /// Patches pods/status when it changed.
+    async fn report(&mut self, pod: &Pod) {
+        let (init, regular): (Vec<_>, Vec<_>) = self.ctrs.iter().partition(|c| c.init);
+        let init: Vec<ContainerStatus> = init.iter().map(|c| c.status.clone()).collect();
+        let regular: Vec<ContainerStatus> = regular.iter().map(|c| c.status.clone()).collect();
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        let gates: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.readiness_gates.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.condition_type)
+            .collect();
+        let previous = pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+        let now = now();
+        let status = status::pod_status(&PodStatusInput {
+            restart_policy: &policy,
+            init: &init,
+            regular: &regular,
+            sandbox_ready: true,
+            terminal: false,
+            host_ip: &self.shared.machine.internal_ip,
+            pod_ip: self.pod_ip.as_deref(),
+            start_time: &self.start_time,
+            previous: previous.as_ref(),
+            now: &now,
+            readiness_gates: &gates,
+        });
+        self.send_status(status).await;
+    }
+
+    async fn send_status(&mut self, status: Value) {
+        if self.last_status.as_ref().is_some_and(|l| same_status(l, &status)) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.ns);
+        match api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
+            Ok(_) => self.last_status = Some(status),
+            Err(e) => tracing::debug!(pod = %self.name, error = %e, "status update failed; retried at the next sync"),
+        }
+    }
+
+    /// Graceful termination: SIGTERM to each container's process, SIGKILL after the grace
+    /// period; the final status says how each ended.
+    async fn terminate(&mut self, pod: &Pod, exits: &mut mpsc::UnboundedReceiver<(String, Exit, bool)>) {
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(MIN_GRACE);
+        let grace = if grace <= 0 { 0 } else { grace.max(MIN_GRACE) };
+        for i in 0..self.ctrs.len() {
+            if self.ctrs[i].running.is_some() {
+                let name = self.ctrs[i].spec.name.clone();
+                let fp = format!("spec.{}{{{name}}}", if self.ctrs[i].init { "initContainers" } else { "containers" });
+                self.event(pod, "Normal", "Killing", &format!("Stopping container {name}"), Some(&fp));
+            }
+        }
+        self.kill_running(exits, grace).await;
+        for c in self.ctrs.iter_mut() {
+            if let State::Waiting { .. } = c.status.state {
+                c.not_before = None;
+            }
+        }
+        let (init, regular): (Vec<_>, Vec<_>) = self.ctrs.iter().partition(|c| c.init);
+        let init: Vec<ContainerStatus> = init.iter().map(|c| c.status.clone()).collect();
+        let regular: Vec<ContainerStatus> = regular.iter().map(|c| c.status.clone()).collect();
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        let previous = pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+        let now = now();
+        let status = status::pod_status(&PodStatusInput {
+            restart_policy: &policy,
+            init: &init,
+            regular: &regular,
+            sandbox_ready: false,
+            terminal: regular.iter().all(|c| matches!(c.state, State::Terminated { .. })),
+            host_ip: &self.shared.machine.internal_ip,
+            pod_ip: self.pod_ip.as_deref(),
+            start_time: &self.start_time,
+            previous: previous.as_ref(),
+            now: &now,
+            readiness_gates: &[],
+        });
+        self.send_status(status).await;
+    }
+
+    /// Stops every running container: SIGTERM to its process (none when `grace` is 0), then
+    /// SIGKILL to its whole cgroup once `grace` seconds passed.
+    async fn kill_running(&mut self, exits: &mut mpsc::UnboundedReceiver<(String, Exit, bool)>, grace: i64) {
+        if self.ctrs.iter().all(|c| c.running.is_none()) {
+            return;
+        }
+        if grace > 0 {
+            for c in &self.ctrs {
+                if let Some(r) = &c.running {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(r.pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(grace as u64);
+        while self.ctrs.iter().any(|c| c.running.is_some()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, exits.recv()).await {
+                Ok(Some((name, exit, oom))) => self.exited(&name, exit, oom),
+                _ => break,
+            }
+        }
+        for c in &self.ctrs {
+            if let Some(r) = &c.running {
+                r.cgroup.kill_all().await;
+            }
+        }
+        while self.ctrs.iter().any(|c| c.running.is_some()) {
+            match tokio::time::timeout(Duration::from_secs(5), exits.recv()).await {
+                Ok(Some((name, exit, oom))) => self.exited(&name, exit, oom),
+                _ => break,
+            }
+        }
+    }
+
+    async fn kill_everything(&mut self) {
+        for c in &self.ctrs {
+            if let Some(r) = &c.running {
+                r.cgroup.kill_all().await;
+            }
+        }
+        self.shared.cgroups.remove_pod(&self.uid).await;
+    }
+
+    /// The kubelet's last word on a pod: delete it with grace 0, only if it is still this pod.
+    async fn final_delete(&self, pod: &Pod) {
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.ns);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        if let Err(e) = api.delete(&self.name, &dp).await {
+            if !matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409) {
+                tracing::warn!(pod = %self.name, error = %e, "final delete failed");
+            }
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        self.shared.cgroups.remove_pod(&self.uid).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let logs = self.shared.config.root_dir.join("logs").join(format!("{}_{}_{}", self.ns, self.name, self.uid));
+        let _ = std::fs::remove_dir_all(logs);
+    }
+
+    /// Posts a core/v1 Event about the pod, as the kubelet's recorder does (fire and forget).
+    fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str, field_path: Option<&str>) {
+        let client = self.shared.client.clone();
+        let node = self.shared.name.clone();
+        let now_micro = chrono::Utc::now();
+        let ts = now_micro.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut involved = json!({
+            "kind": "Pod",
+            "namespace": self.ns,
+            "name": self.name,
+            "uid": self.uid,
+            "apiVersion": "v1",
+            "resourceVersion": pod.metadata.resource_version,
+        });
+        if let Some(fp) = field_path {
+            involved["fieldPath"] = json!(fp);
+        }
+        let ev = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": format!("{}.{:x}", self.name, now_micro.timestamp_nanos_opt().unwrap_or(0)), "namespace": self.ns},
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message,
+            "source": {"component": "kubelet", "host": node},
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+            "type": kind,
+            "eventTime": null,
+            "reportingComponent": "kubelet",
+            "reportingInstance": node,
+        });
+        let ns = self.ns.clone();
+        tokio::spawn(async move {
+            let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, &ns);
+            if let Ok(e) = serde_json::from_value(ev) {
+                let _ = api.create(&PostParams::default(), &e).await;
+            }
+        });
+    }
+}
+
+impl StoreObjects<'_> {
+    fn config_map_owned(&self, ns: &str, name: &str) -> Option<ConfigMap> {
+        rkube_inpod::Objects::config_map(self, ns, name)
+    }
+    fn secret_owned(&self, ns: &str, name: &str) -> Option<Secret> {
+        rkube_inpod::Objects::secret(self, ns, name)
+    }
+}
+
+/// Two statuses are the same when they differ at most in condition heartbeat times.
+fn same_status(a: &Value, b: &Value) -> bool {
+    a == b
+}
+
+/// Host users' credentials no pod may read: kubeconfigs, SSH keys, cloud and registry
+/// credentials, under /root and every /home/* (and kube-apiserver's /etc/kubernetes).
+fn credential_paths() -> Vec<PathBuf> {
+    const IN_HOME: &[&str] = &[
+        ".kube",
+        ".ssh",
+        ".aws",
+        ".azure",
+        ".docker",
+        ".gnupg",
+        ".config/gcloud",
+        ".netrc",
+        ".git-credentials",
+        ".cargo/credentials",
+        ".cargo/credentials.toml",
+        ".pypirc",
+        ".config/gh",
+    ];
+    let mut homes = vec![PathBuf::from("/root")];
+    if let Ok(rd) = std::fs::read_dir("/home") {
+        homes.extend(rd.flatten().map(|e| e.path()));
+    }
+    let mut out: Vec<PathBuf> = homes.iter().flat_map(|h| IN_HOME.iter().map(move |p| h.join(p))).collect();
+    out.push(PathBuf::from("/etc/kubernetes"));
+    out.retain(|p| p.exists());
+    out
+}
+
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A duration as Go prints it (`10s`, `5m0s`).
+fn go_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_go_does() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_secs(160)), "2m40s");
+    }
+
+    #[test]
+    fn fallback_pod_ips_are_loopback_and_stable() {
+        let a = fallback_pod_ip("0b5e7c8e-1111-2222-3333-444455556666");
+        assert_eq!(a, fallback_pod_ip("0b5e7c8e-1111-2222-3333-444455556666"));
+        let ip: std::net::Ipv4Addr = a.parse().unwrap();
+        assert!(ip.is_loopback());
+        assert_ne!(ip.octets()[1], 0, "never 127.0.x.x (the host's own loopback uses)");
+    }
+}

@@ -1,0 +1,425 @@
+//! The agent's side of a process container: cgroups that track (and limit) every process of
+//! a container, the spawn of the container init ([`crate::sandbox`]), the CRI-format log file
+//! its output goes to, its exit, and killing it.
+//!
+//! Invariant: a container's processes are all in its cgroup before its program runs (the init
+//! joins first), so [`ContainerCgroup::kill_all`] reaches every descendant, whatever it does
+//! with sessions or process groups.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::Mutex;
+
+use crate::sandbox::SandboxSpec;
+
+/// Where an agent's cgroups live: one directory per controller hierarchy (cgroup v1) or the
+/// one unified hierarchy (v2), each `<the agent's own cgroup>/rkube/<scope>`. The scope is
+/// the agent's own (several agents may share a machine): an agent only ever kills in it.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    /// (controller name, base directory); the first one is used to list processes.
+    bases: Vec<(String, PathBuf)>,
+}
+
+impl Cgroups {
+    /// Finds the hierarchies this process is in. Empty when cgroups are not writable
+    /// (not root): processes are then tracked by process group only, with a warning.
+    pub fn detect(scope: &str) -> Cgroups {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let mut bases = Vec::new();
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            if let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) {
+                bases.push((
+                    "unified".to_string(),
+                    Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')).join("rkube").join(scope),
+                ));
+            }
+        } else {
+            for wanted in ["pids", "memory", "cpu"] {
+                let Some(path) = own.lines().find_map(|l| {
+                    let mut parts = l.splitn(3, ':');
+                    let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    ctrls.split(',').any(|c| c == wanted).then(|| path.to_string())
+                }) else {
+                    continue;
+                };
+                let mount = Path::new("/sys/fs/cgroup").join(wanted);
+                if mount.exists() {
+                    bases
+                        .push((wanted.to_string(), mount.join(path.trim_start_matches('/')).join("rkube").join(scope)));
+                }
+            }
+        }
+        bases.retain(|(_, b)| std::fs::create_dir_all(b).is_ok());
+        Cgroups { bases }
+    }
+
+    /// Removes the (empty) scope directories when the agent stops.
+    pub fn remove_scope(&self) {
+        for (_, b) in &self.bases {
+            let _ = std::fs::remove_dir(b);
+        }
+    }
+
+    pub fn available(&self) -> bool {
+        !self.bases.is_empty()
+    }
+
+    /// The cgroup of one container (`<pod uid>/<container>`), created empty.
+    pub fn container(&self, pod_uid: &str, name: &str) -> ContainerCgroup {
+        let dirs: Vec<(String, PathBuf)> =
+            self.bases.iter().map(|(c, b)| (c.clone(), b.join(pod_uid).join(name))).collect();
+        for (_, d) in &dirs {
+            let _ = std::fs::create_dir_all(d);
+        }
+        ContainerCgroup { dirs }
+    }
+
+    /// Every pod cgroup left by an earlier agent (pod uids).
+    pub fn leftover_pods(&self) -> Vec<String> {
+        let mut uids = Vec::new();
+        for (_, base) in &self.bases {
+            for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.path().is_dir() && !uids.contains(&name) {
+                    uids.push(name);
+                }
+            }
+        }
+        uids
+    }
+
+    /// Kills every process of a pod and removes its cgroups.
+    pub async fn remove_pod(&self, pod_uid: &str) {
+        for (_, base) in &self.bases {
+            let pod = base.join(pod_uid);
+            for e in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+                let cg = ContainerCgroup { dirs: vec![("".into(), e.path())] };
+                cg.kill_all().await;
+                let _ = std::fs::remove_dir(e.path());
+            }
+            let _ = std::fs::remove_dir(&pod);
+        }
+    }
+}
+
+/// One container's cgroup directories.
+#[derive(Debug, Clone)]
+pub struct ContainerCgroup {
+    dirs: Vec<(String, PathBuf)>,
+}
+
+impl ContainerCgroup {
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect()
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        let Some((_, dir)) = self.dirs.first() else { return Vec::new() };
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Applies memory (bytes) and CPU (millicores) limits where the controller exists;
+    /// returns what could not be applied.
+    pub fn limit(&self, memory: Option<u64>, cpu_millis: Option<u64>) -> Vec<String> {
+        let mut missing = Vec::new();
+        let find = |c: &str| self.dirs.iter().find(|(n, _)| n == c || n == "unified").map(|(_, d)| d.clone());
+        if let Some(bytes) = memory {
+            let ok = match find("memory") {
+                Some(d) if d.join("memory.limit_in_bytes").exists() => {
+                    std::fs::write(d.join("memory.limit_in_bytes"), bytes.to_string()).is_ok()
+                }
+                Some(d) if d.join("memory.max").exists() => {
+                    std::fs::write(d.join("memory.max"), bytes.to_string()).is_ok()
+                }
+                _ => false,
+            };
+            if !ok {
+                missing.push("memory limit".to_string());
+            }
+        }
+        if let Some(millis) = cpu_millis {
+            let period = 100_000u64;
+            let quota = (millis * period / 1000).max(1000);
+            let ok = match find("cpu") {
+                Some(d) if d.join("cpu.cfs_quota_us").exists() => {
+                    std::fs::write(d.join("cpu.cfs_period_us"), period.to_string()).is_ok()
+                        && std::fs::write(d.join("cpu.cfs_quota_us"), quota.to_string()).is_ok()
+                }
+                Some(d) if d.join("cpu.max").exists() => {
+                    std::fs::write(d.join("cpu.max"), format!("{quota} {period}")).is_ok()
+                }
+                _ => false,
+            };
+            if !ok {
+                missing.push("cpu limit".to_string());
+            }
+        }
+        missing
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this container.
+    pub fn oom_killed(&self) -> bool {
+        for (_, d) in &self.dirs {
+            for (file, key) in [("memory.oom_control", "oom_kill "), ("memory.events", "oom_kill ")] {
+                if let Ok(text) = std::fs::read_to_string(d.join(file)) {
+                    if text
+                        .lines()
+                        .any(|l| l.strip_prefix(key).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0) > 0)
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// SIGKILL to every process until the cgroup is empty (bounded: 5 s).
+    pub async fn kill_all(&self) {
+        for _ in 0..500 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return;
+            }
+            for p in pids {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(cgroup = ?self.dirs.first().map(|d| &d.1), "processes survive SIGKILL");
+    }
+
+    pub fn remove(&self) {
+        for (_, d) in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// How a container's process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, or 128 + the signal that ended it (as runtimes report it).
+    pub code: i32,
+    pub signal: Option<i32>,
+}
+
+/// A started container process.
+pub struct Process {
+    pub pid: u32,
+    child: tokio::process::Child,
+    log_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Process {
+    /// Waits for the program to end and its output to be written.
+    pub async fn wait(mut self) -> Exit {
+        let status = self.child.wait().await;
+        for t in self.log_tasks.drain(..) {
+            // Output may still come from descendants; they are killed with the cgroup, which
+            // closes the pipes.
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        match status {
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => Exit { code: c, signal: None },
+                (None, Some(sig)) => Exit { code: 128 + sig, signal: Some(sig) },
+                _ => Exit { code: 255, signal: None },
+            },
+            Err(_) => Exit { code: 255, signal: None },
+        }
+    }
+}
+
+/// Starts the container init (`helper __container <spec>`) and returns once the program
+/// runs, or the reason it could not start (a StartError).
+pub async fn start(
+    helper: &Path,
+    spec: &SandboxSpec,
+    spec_path: &Path,
+    log: Arc<Mutex<LogFile>>,
+) -> Result<Process, String> {
+    let raw = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    std::fs::write(spec_path, raw).map_err(|e| format!("write {}: {e}", spec_path.display()))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let mut cmd = tokio::process::Command::new(helper);
+    cmd.arg("__container")
+        .arg(spec_path)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(false);
+    let raw_w = std::os::fd::AsRawFd::as_raw_fd(&err_w);
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc_dup2(raw_w, crate::sandbox::ERROR_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("start {}: {e}", helper.display()))?;
+    drop(err_w);
+    let pid = child.id().unwrap_or(0);
+    let mut reader = tokio::fs::File::from_std(std::fs::File::from(err_r));
+    let mut message = String::new();
+    let _ = reader.read_to_string(&mut message).await;
+    let mut tasks = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        tasks.push(tokio::spawn(copy_to_log(out, "stdout", log.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        tasks.push(tokio::spawn(copy_to_log(err, "stderr", log.clone())));
+    }
+    if !message.is_empty() {
+        let _ = child.wait().await;
+        return Err(message);
+    }
+    Ok(Process { pid, child, log_tasks: tasks })
+}
+
+fn libc_dup2(from: i32, to: i32) -> i32 {
+    // SAFETY: dup2 on descriptors we own; async-signal-safe.
+    unsafe { libc::dup2(from, to) }
+}
+
+/// A time as Go's RFC3339Nano writes it (what containerd puts in CRI logs): UTC, trailing
+/// zeros of the fraction dropped, no fraction when it is zero.
+pub fn rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
+    let fixed = t.format("%Y-%m-%dT%H:%M:%S%.9f").to_string();
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    format!("{trimmed}Z")
+}
+
+/// A container's log file in the CRI format (`<RFC3339Nano> <stream> <P|F> <line>`), rotated
+/// when it passes `max_bytes` (the previous file kept as `<name>.1`, as one rotation).
+pub struct LogFile {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+    max_bytes: u64,
+}
+
+/// The longest line written as one entry; longer lines are split into partial (`P`) entries.
+const MAX_LINE: usize = 16 * 1024;
+
+impl LogFile {
+    pub fn open(path: &Path, max_bytes: u64) -> std::io::Result<LogFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile { path: path.to_path_buf(), file, size, max_bytes })
+    }
+
+    /// Writes one entry: `partial` when the line continues in the next entry.
+    pub fn write(&mut self, stream: &str, content: &[u8], partial: bool) {
+        use std::io::Write;
+        let ts = rfc3339_nano(chrono::Utc::now());
+        let mut line = Vec::with_capacity(content.len() + 48);
+        line.extend_from_slice(ts.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(stream.as_bytes());
+        line.extend_from_slice(if partial { b" P " } else { b" F " });
+        line.extend_from_slice(content);
+        line.push(b'\n');
+        if self.size + line.len() as u64 > self.max_bytes && self.size > 0 {
+            let rotated = self.path.with_extension("log.1");
+            let _ = std::fs::rename(&self.path, &rotated);
+            if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+                self.file = f;
+                self.size = 0;
+            }
+        }
+        if self.file.write_all(&line).is_ok() {
+            self.size += line.len() as u64;
+        }
+    }
+}
+
+async fn copy_to_log(mut from: impl AsyncRead + Unpin, stream: &'static str, log: Arc<Mutex<LogFile>>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let mut log = log.lock().await;
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            write_split(&mut log, stream, &line[..line.len() - 1], false);
+        }
+        while pending.len() >= MAX_LINE {
+            let chunk: Vec<u8> = pending.drain(..MAX_LINE).collect();
+            log.write(stream, &chunk, true);
+        }
+    }
+    if !pending.is_empty() {
+        // The last line had no newline: a partial entry, as containerd writes it.
+        log.lock().await.write(stream, &pending, true);
+    }
+}
+
+fn write_split(log: &mut LogFile, stream: &str, line: &[u8], _partial: bool) {
+    let mut rest = line;
+    while rest.len() > MAX_LINE {
+        log.write(stream, &rest[..MAX_LINE], true);
+        rest = &rest[MAX_LINE..];
+    }
+    log.write(stream, rest, false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_gos_rfc3339nano() {
+        use chrono::TimeZone;
+        let t = chrono::Utc.with_ymd_and_hms(2024, 5, 1, 9, 30, 12).unwrap();
+        assert_eq!(rfc3339_nano(t), "2024-05-01T09:30:12Z");
+        assert_eq!(rfc3339_nano(t + chrono::Duration::nanoseconds(123_400_000)), "2024-05-01T09:30:12.1234Z");
+        assert_eq!(rfc3339_nano(t + chrono::Duration::nanoseconds(5)), "2024-05-01T09:30:12.000000005Z");
+    }
+
+    #[test]
+    fn log_entries_are_cri_lines_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let mut log = LogFile::open(&path, 200).unwrap();
+        log.write("stdout", b"hello", false);
+        log.write("stderr", b"part", true);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let re = |l: &str, rest: &str| {
+            let (ts, tail) = l.split_once(' ').unwrap();
+            assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+            assert_eq!(tail, rest);
+        };
+        re(lines[0], "stdout F hello");
+        re(lines[1], "stderr P part");
+        for _ in 0..5 {
+            log.write("stdout", &[b'x'; 60], false);
+        }
+        assert!(path.with_extension("log.1").exists(), "rotated at 200 bytes");
+        assert!(std::fs::metadata(&path).unwrap().len() <= 200);
+    }
+}

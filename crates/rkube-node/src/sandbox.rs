@@ -1,0 +1,372 @@
+//! The container's side of a process pod: what runs between the agent's spawn and the
+//! container's own program, in the new process, as a container runtime's init does.
+//!
+//! The agent starts `rkube __container SPEC` (the same binary); [`container_init`] reads the
+//! spec and, in order: joins the container's cgroups (so every descendant is tracked before
+//! anything else runs), makes a private mount and UTS namespace, sets the pod's hostname,
+//! builds the container's root (a tmpfs whose entries are bind mounts of the host's `/`),
+//! mounts the pod's volumes at their mount paths, hides what a pod must never read, pivots
+//! into the new root, drops to the pod's user and group, changes to the working directory
+//! and executes the program with exactly the environment the kubelet assembled.
+//!
+//! Invariant: the host's filesystem is never modified. A mount path whose directory does
+//! not exist is created inside a tmpfs laid over its parent (the parent's entries bound
+//! back into it), never on the host.
+//!
+//! Errors before the program starts are written to file descriptor 3 (close-on-exec), so
+//! the agent reads either nothing (the program runs) or the reason it could not start.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::fs::{symlink, FileTypeExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+/// One bind mount into the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BindMount {
+    /// Host path (a directory or a file).
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Everything the init needs, written by the agent as JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// The program and its arguments (argv[0] is looked up in the container's PATH).
+    pub argv: Vec<String>,
+    /// The environment, in order; nothing of the agent's own environment is inherited.
+    pub env: Vec<(String, String)>,
+    pub hostname: String,
+    /// Where the container's root is assembled (an empty directory the agent made).
+    pub root: PathBuf,
+    pub working_dir: Option<String>,
+    /// Volumes, /etc/hosts and /etc/resolv.conf, in mount order.
+    pub mounts: Vec<BindMount>,
+    /// Paths covered by an empty read-only directory (or /dev/null for a file).
+    pub hide: Vec<PathBuf>,
+    /// Paths given a fresh writable tmpfs (the container's /tmp and HOME).
+    pub tmpfs: Vec<String>,
+    /// `cgroup.procs` files to join first.
+    pub cgroup_procs: Vec<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub supplemental_groups: Vec<u32>,
+}
+
+/// The descriptor the init reports start errors on.
+pub const ERROR_FD: i32 = 3;
+
+/// Runs the init: never returns on success (the program replaced this process).
+pub fn container_init(spec_path: &Path) -> ! {
+    // The error channel must not leak into the program.
+    // SAFETY: fcntl on a descriptor number; harmless if it is not open.
+    unsafe { libc::fcntl(ERROR_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let err = match std::fs::read(spec_path)
+        .map_err(|e| format!("read {}: {e}", spec_path.display()))
+        .and_then(|raw| serde_json::from_slice::<SandboxSpec>(&raw).map_err(|e| format!("bad spec: {e}")))
+    {
+        Ok(spec) => run(&spec),
+        Err(e) => e,
+    };
+    // SAFETY: fd 3 is the pipe the agent gave us; writing to a closed fd only fails.
+    let mut out = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(ERROR_FD) };
+    let _ = out.write_all(err.as_bytes());
+    std::process::exit(128)
+}
+
+/// Sets everything up and executes the program; returns only the reason it could not.
+fn run(spec: &SandboxSpec) -> String {
+    for procs in &spec.cgroup_procs {
+        if let Err(e) = std::fs::write(procs, std::process::id().to_string()) {
+            return format!("join cgroup {}: {e}", procs.display());
+        }
+    }
+    if let Err(e) = enter(spec) {
+        return e;
+    }
+    exec(spec)
+}
+
+fn enter(spec: &SandboxSpec) -> Result<(), String> {
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(|e| format!("unshare: {e}"))?;
+    nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make / private: {e}"))?;
+    let mut root = Root::build(&spec.root)?;
+    for m in &spec.mounts {
+        root.bind(&m.source, &m.target, m.read_only)?;
+    }
+    for t in &spec.tmpfs {
+        root.tmpfs(t)?;
+    }
+    for h in &spec.hide {
+        root.hide(h)?;
+    }
+    root.pivot()?;
+    let dir = spec.working_dir.as_deref().filter(|d| !d.is_empty()).unwrap_or("/");
+    if let Some(gid) = spec.gid {
+        let mut groups: Vec<nix::unistd::Gid> = vec![nix::unistd::Gid::from_raw(gid)];
+        groups.extend(spec.supplemental_groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)));
+        nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(|e| format!("setgid {gid}: {e}"))?;
+    } else if !spec.supplemental_groups.is_empty() {
+        let groups: Vec<nix::unistd::Gid> =
+            spec.supplemental_groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
+    }
+    if let Some(uid) = spec.uid {
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(|e| format!("setuid {uid}: {e}"))?;
+    }
+    // A working directory that does not exist is made, as runc does (in a tmpfs over its parent).
+    std::env::set_current_dir(dir).map_err(|e| format!("chdir to cwd (\"{dir}\") set in config.json failed: {e}"))
+}
+
+fn exec(spec: &SandboxSpec) -> String {
+    let Some(program) = spec.argv.first() else {
+        return "no command specified".to_string();
+    };
+    let path_var = spec.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
+    let resolved = match resolve_program(program, path_var) {
+        Some(p) => p,
+        None => return format!("exec: \"{program}\": executable file not found in $PATH"),
+    };
+    let to_c = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+    let mut argv = Vec::new();
+    for a in &spec.argv {
+        match to_c(a) {
+            Ok(c) => argv.push(c),
+            Err(e) => return e,
+        }
+    }
+    let mut envp = Vec::new();
+    for (k, v) in &spec.env {
+        match to_c(&format!("{k}={v}")) {
+            Ok(c) => envp.push(c),
+            Err(e) => return e,
+        }
+    }
+    let Ok(path) = CString::new(resolved.as_os_str().as_encoded_bytes()) else {
+        return format!("exec: \"{program}\": bad path");
+    };
+    match nix::unistd::execve(&path, &argv, &envp) {
+        Ok(never) => match never {},
+        Err(e) => format!("exec: \"{program}\": {}", e.desc().to_lowercase()),
+    }
+}
+
+/// `program` as an executable path: a name with a slash as is; otherwise the first
+/// executable of that name in the container's PATH.
+fn resolve_program(program: &str, path_var: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
+}
+
+/// The container's root while it is assembled.
+struct Root {
+    root: PathBuf,
+    /// Directories inside the root that live in our tmpfs (safe to create entries in).
+    ours: HashSet<PathBuf>,
+    shadows: usize,
+}
+
+impl Root {
+    /// A tmpfs at `root` holding a bind mount (recursive) of every entry of the host's `/`.
+    fn build(root: &Path) -> Result<Root, String> {
+        mount(Some("tmpfs"), root, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
+            .map_err(|e| format!("mount root tmpfs at {}: {e}", root.display()))?;
+        let mut r = Root { root: root.to_path_buf(), ours: HashSet::new(), shadows: 0 };
+        r.ours.insert(root.to_path_buf());
+        replicate(Path::new("/"), root)?;
+        Ok(r)
+    }
+
+    /// Resolves `inside` (an absolute container path) to a path under the root, following
+    /// symbolic links as the container will see them and creating missing directories
+    /// (the last component as a directory, or as a file when `file`).
+    fn ensure(&mut self, inside: &str, file: bool) -> Result<PathBuf, String> {
+        let mut pending: Vec<String> = components(inside);
+        pending.reverse();
+        let mut cur = self.root.clone();
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            if c == ".." {
+                if cur != self.root {
+                    cur.pop();
+                }
+                continue;
+            }
+            let next = cur.join(&c);
+            match std::fs::symlink_metadata(&next) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(format!("{inside}: too many levels of symbolic links"));
+                    }
+                    let target = std::fs::read_link(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+                    let mut more = components(&target.to_string_lossy());
+                    more.reverse();
+                    pending.extend(more);
+                    if target.is_absolute() {
+                        cur = self.root.clone();
+                    }
+                }
+                Ok(_) => cur = next,
+                Err(_) => {
+                    self.make_ours(&cur)?;
+                    if pending.is_empty() && file {
+                        std::fs::File::create(&next).map_err(|e| format!("create {}: {e}", next.display()))?;
+                    } else {
+                        std::fs::create_dir(&next).map_err(|e| format!("mkdir {}: {e}", next.display()))?;
+                        self.ours.insert(next.clone());
+                    }
+                    cur = next;
+                }
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Makes `dir` writable without touching the host: a directory of the host is covered by
+    /// a tmpfs into which its entries are bound back.
+    fn make_ours(&mut self, dir: &Path) -> Result<(), String> {
+        if self.ours.contains(dir) {
+            return Ok(());
+        }
+        self.shadows += 1;
+        let staging = self.root.join(format!(".rkube-shadow-{}", self.shadows));
+        std::fs::create_dir(&staging).map_err(|e| format!("mkdir {}: {e}", staging.display()))?;
+        mount(Some("tmpfs"), &staging, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
+            .map_err(|e| format!("mount tmpfs: {e}"))?;
+        if let Ok(m) = std::fs::metadata(dir) {
+            let _ =
+                std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(m.permissions().mode() & 0o7777));
+        }
+        replicate(dir, &staging)?;
+        mount(Some(&staging), dir, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(|e| format!("move tmpfs onto {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_dir(&staging);
+        self.ours.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn bind(&mut self, source: &Path, target: &str, read_only: bool) -> Result<(), String> {
+        let is_dir = std::fs::metadata(source).map_err(|e| format!("{}: {e}", source.display()))?.is_dir();
+        let at = self.ensure(target, !is_dir)?;
+        bind_at(source, &at)?;
+        if read_only {
+            mount(
+                None::<&str>,
+                &at,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| format!("remount {target} read-only: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn tmpfs(&mut self, target: &str) -> Result<(), String> {
+        let at = self.ensure(target, false)?;
+        mount(Some("tmpfs"), &at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+            .map_err(|e| format!("mount tmpfs at {target}: {e}"))
+    }
+
+    /// Covers a host path: nothing of it is readable from the container.
+    fn hide(&mut self, host: &Path) -> Result<(), String> {
+        let inside = self.root.join(host.strip_prefix("/").unwrap_or(host));
+        let Ok(m) = std::fs::metadata(&inside) else { return Ok(()) };
+        if m.is_dir() {
+            mount(Some("tmpfs"), &inside, Some("tmpfs"), MsFlags::MS_RDONLY, Some("mode=0755,size=4k"))
+                .map_err(|e| format!("hide {}: {e}", host.display()))
+        } else {
+            bind_at(Path::new("/dev/null"), &inside)
+        }
+    }
+
+    fn pivot(&self) -> Result<(), String> {
+        std::env::set_current_dir(&self.root).map_err(|e| format!("chdir {}: {e}", self.root.display()))?;
+        nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach the old root: {e}"))?;
+        std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
+    }
+}
+
+fn components(p: &str) -> Vec<String> {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn bind_at(source: &Path, at: &Path) -> Result<(), String> {
+    mount(Some(source), at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| format!("bind {} at {}: {e}", source.display(), at.display()))
+}
+
+/// Fills the (tmpfs) directory `into` with the entries of `from`: directories and files
+/// bound (recursively, so their submounts come along), symbolic links copied.
+fn replicate(from: &Path, into: &Path) -> Result<(), String> {
+    let entries = std::fs::read_dir(from).map_err(|e| format!("read {}: {e}", from.display()))?;
+    for entry in entries.flatten() {
+        let src = entry.path();
+        let dst = into.join(entry.file_name());
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_symlink() {
+            if let Ok(target) = std::fs::read_link(&src) {
+                let _ = symlink(target, &dst);
+            }
+            continue;
+        }
+        if ft.is_dir() {
+            if std::fs::create_dir(&dst).is_err() {
+                continue;
+            }
+        } else if ft.is_file() || ft.is_socket() || ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            if std::fs::File::create(&dst).is_err() {
+                continue;
+            }
+        } else {
+            continue;
+        }
+        // A directory we cannot bind (a vanished entry) is left empty, not fatal.
+        let _ = bind_at(&src, &dst);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_resolve_through_the_containers_path() {
+        assert_eq!(resolve_program("/bin/sh", ""), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(resolve_program("sh", "/nonexistent:/bin"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(resolve_program("sh", ""), None);
+        assert_eq!(resolve_program("no-such-program-rkube", "/bin:/usr/bin"), None);
+    }
+
+    #[test]
+    fn components_keep_parent_references() {
+        assert_eq!(components("/var/run/../x"), vec!["var", "run", "..", "x"]);
+        assert_eq!(components("/"), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,392 @@
+//! The node agent, through the real binary: `rkube server` registers its machine as a Node,
+//! renews its Lease, schedules pods onto it and runs them as processes with the in-pod
+//! files and environment a kubelet gives. Pods write what they see to a hostPath the test
+//! reads (the logs/exec API comes with its own issue).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{wait_for, Server};
+use serde_json::{json, Value};
+
+fn get(s: &Server, path: &str) -> Value {
+    let (code, _, body) = s.curl("GET", path, None, &[]);
+    if code != 200 {
+        return Value::Null;
+    }
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+fn create(s: &Server, path: &str, obj: &Value) -> Value {
+    let body = obj.to_string();
+    let (code, _, out) = s.curl("POST", path, Some(body.as_bytes()), &["Content-Type: application/json"]);
+    assert_eq!(code, 201, "create {path}: {out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn node_name(s: &Server) -> String {
+    let mut name = String::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let nodes = get(s, "/api/v1/nodes");
+            if let Some(n) = nodes["items"].as_array().and_then(|a| a.first()) {
+                name = n["metadata"]["name"].as_str().unwrap_or("").to_string();
+            }
+            !name.is_empty()
+        }),
+        "the node registers"
+    );
+    name
+}
+
+/// A pod running `script` under /bin/sh with `out` (a host directory) mounted at /out.
+fn shell_pod(name: &str, script: &str, out: &Path, extra_spec: Value) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main",
+                "image": "busybox",
+                "command": ["/bin/sh", "-c", script],
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            }],
+            "volumes": [{"name": "out", "hostPath": {"path": out.display().to_string()}}],
+        },
+    });
+    if let (Some(spec), Some(extra)) = (pod["spec"].as_object_mut(), extra_spec.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    pod
+}
+
+fn pod_path(name: &str) -> String {
+    format!("/api/v1/namespaces/default/pods/{name}")
+}
+
+fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) -> Value {
+    let mut pod = Value::Null;
+    let ok = wait_for(Duration::from_secs(secs), || {
+        pod = get(s, &pod_path(name));
+        pod["status"]["phase"] == phase
+    });
+    assert!(ok, "pod {name} never reached {phase}: {pod:#}");
+    pod
+}
+
+fn wait_file(path: &Path, secs: u64) -> String {
+    let mut text = String::new();
+    let ok = wait_for(Duration::from_secs(secs), || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        // Scripts finish a file with a line "end".
+        text.ends_with("end\n")
+    });
+    assert!(ok, "{} never completed; has {text:?}", path.display());
+    text.trim_end_matches("end\n").to_string()
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+fn out_dir() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path().to_path_buf();
+    (d, p)
+}
+
+#[test]
+fn the_node_registers_like_a_kubelet_and_renews_its_lease() {
+    let s = Server::start_with_node(&[]);
+    let name = node_name(&s);
+    let mut node = Value::Null;
+    assert!(wait_for(Duration::from_secs(20), || {
+        node = get(&s, &format!("/api/v1/nodes/{name}"));
+        node["status"]["conditions"].as_array().is_some_and(|c| c.len() == 4)
+    }));
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/hostname"], name.as_str());
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert!(labels["kubernetes.io/arch"].is_string());
+    let conds = node["status"]["conditions"].as_array().unwrap();
+    let ready = conds.last().unwrap();
+    assert_eq!(ready["type"], "Ready", "Ready is the last condition");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(ready["reason"], "KubeletReady");
+    assert_eq!(ready["message"], "kubelet is posting ready status");
+    assert_eq!(conds[0]["reason"], "KubeletHasSufficientMemory");
+    assert_eq!(node["status"]["capacity"]["pods"], "110");
+    assert_eq!(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    assert_eq!(node["status"]["nodeInfo"]["operatingSystem"], "linux");
+    assert!(node["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap().starts_with("v1."));
+
+    let lease_path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}");
+    let mut lease = Value::Null;
+    assert!(wait_for(Duration::from_secs(10), || {
+        lease = get(&s, &lease_path);
+        !lease.is_null()
+    }));
+    assert_eq!(lease["spec"]["holderIdentity"], name.as_str());
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], node["metadata"]["uid"]);
+    let first = lease["spec"]["renewTime"].as_str().unwrap().to_string();
+    assert!(first.contains('.') && first.ends_with('Z'), "renewTime is a MicroTime: {first}");
+    // Renewed every 10 s (with up to 4 % jitter).
+    assert!(wait_for(Duration::from_secs(15), || get(&s, &lease_path)["spec"]["renewTime"] != first.as_str()));
+}
+
+#[test]
+fn a_pod_runs_with_the_service_account_files_env_and_identity_of_a_pod() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let script = "SA=/var/run/secrets/kubernetes.io/serviceaccount; \
+        cat $SA/namespace > /out/namespace; cp $SA/ca.crt /out/ca.crt; cp $SA/token /out/token; \
+        ls -a $SA > /out/ls; readlink $SA/token > /out/token-link; readlink $SA/..data > /out/data-link; \
+        env | sort > /out/env; hostname > /out/hostname; echo $$$$ > /out/pid; echo end >> /out/ls; \
+        exec sleep 3600";
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("sa", script, &out, json!({})));
+    let pod = wait_phase(&s, "sa", "Running", 30);
+    let ls = wait_file(&out.join("ls"), 10);
+
+    // The kubelet's atomic-writer layout.
+    let names: Vec<&str> = ls.lines().collect();
+    assert!(
+        names.contains(&"..data")
+            && names.contains(&"token")
+            && names.contains(&"ca.crt")
+            && names.contains(&"namespace"),
+        "{names:?}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("token-link")).unwrap().trim(), "..data/token");
+    let data = std::fs::read_to_string(out.join("data-link")).unwrap();
+    assert!(regex::Regex::new(r"^\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d+\n$").unwrap().is_match(&data), "{data:?}");
+    assert_eq!(std::fs::read_to_string(out.join("namespace")).unwrap(), "default", "no trailing newline");
+    assert_eq!(std::fs::read_to_string(out.join("ca.crt")).unwrap(), std::fs::read_to_string(s.pki("ca.crt")).unwrap());
+
+    // The token is bound to this pod (TokenRequest), and the API accepts it.
+    let token = std::fs::read_to_string(out.join("token")).unwrap();
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
+    let r = create(&s, "/apis/authentication.k8s.io/v1/tokenreviews", &review);
+    assert_eq!(r["status"]["authenticated"], true, "{r:#}");
+    assert_eq!(r["status"]["user"]["username"], "system:serviceaccount:default:default");
+    assert_eq!(r["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"][0], "sa");
+    assert_eq!(r["status"]["user"]["extra"]["authentication.kubernetes.io/pod-uid"][0], pod["metadata"]["uid"]);
+    assert_eq!(r["status"]["user"]["extra"]["authentication.kubernetes.io/node-name"][0], pod["spec"]["nodeName"]);
+    assert!(r["status"]["user"]["extra"]["authentication.kubernetes.io/credential-id"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("JTI="));
+
+    // The environment a runtime and the kubelet give.
+    let env = std::fs::read_to_string(out.join("env")).unwrap();
+    let var = |k: &str| env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
+    assert_eq!(var("HOSTNAME").as_deref(), Some("sa"));
+    assert_eq!(std::fs::read_to_string(out.join("hostname")).unwrap().trim(), "sa", "the pod's own UTS name");
+    assert_eq!(var("HOME").as_deref(), Some("/"), "never the host user's home");
+    assert!(var("PATH").is_some());
+    assert!(var("KUBERNETES_SERVICE_HOST").is_some() && var("KUBERNETES_SERVICE_PORT").is_some(), "{env}");
+    assert_eq!(var("KUBERNETES_SERVICE_PORT_HTTPS"), var("KUBERNETES_SERVICE_PORT"));
+    assert!(
+        env.lines().all(|l| !l.starts_with("CARGO") && !l.starts_with("RUST")),
+        "nothing of the agent's env: {env}"
+    );
+
+    // Status as the kubelet reports it.
+    let st = &pod["status"];
+    let types: Vec<&str> = st["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
+    assert!(st["podIP"].is_string() && st["hostIP"].is_string() && st["startTime"].is_string());
+    let cs = &st["containerStatuses"][0];
+    assert_eq!(cs["name"], "main");
+    assert_eq!(cs["ready"], true);
+    assert_eq!(cs["started"], true);
+    assert_eq!(cs["restartCount"], 0);
+    assert!(cs["state"]["running"]["startedAt"].is_string());
+    assert!(cs["containerID"].as_str().unwrap().starts_with("rkube://"));
+
+    // Scheduled and started, with the kubelet's events.
+    let mut reasons: Vec<String> = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let evs = get(&s, "/api/v1/namespaces/default/events");
+            reasons = evs["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|e| e["involvedObject"]["name"] == "sa")
+                        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ["Created", "Started"].iter().all(|r| reasons.iter().any(|x| x == r))
+        }),
+        "events: {reasons:?}"
+    );
+
+    // Deleting the pod ends its process (SIGTERM: sh's exec'd sleep dies of it) and removes it.
+    let pid: i32 = std::fs::read_to_string(out.join("pid")).unwrap().trim().parse().unwrap();
+    assert!(alive(pid));
+    let (code, _, body) = s.curl("DELETE", &pod_path("sa"), None, &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(wait_for(Duration::from_secs(15), || !alive(pid)), "the pod's process ends");
+    assert!(
+        wait_for(Duration::from_secs(15), || s.curl("GET", &pod_path("sa"), None, &[]).0 == 404),
+        "the kubelet's final delete"
+    );
+}
+
+#[test]
+fn exits_become_phases_and_reasons_and_a_missing_program_is_a_start_error() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let never = json!({"restartPolicy": "Never"});
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("ok", "exit 0", &out, never.clone()));
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("bad", "exit 3", &out, never.clone()));
+    let mut missing = shell_pod("missing", "", &out, never);
+    missing["spec"]["containers"][0]["command"] = json!(["no-such-program-rkube"]);
+    create(&s, "/api/v1/namespaces/default/pods", &missing);
+
+    let ok = wait_phase(&s, "ok", "Succeeded", 30);
+    let t = &ok["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 0);
+    assert_eq!(t["reason"], "Completed");
+    let ready = ok["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!(ready["reason"], "PodCompleted");
+
+    let bad = wait_phase(&s, "bad", "Failed", 30);
+    let t = &bad["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 3);
+    assert_eq!(t["reason"], "Error");
+
+    let m = wait_phase(&s, "missing", "Failed", 30);
+    let t = &m["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 128);
+    assert_eq!(t["reason"], "StartError");
+    assert_eq!(t["message"], "exec: \"no-such-program-rkube\": executable file not found in $PATH");
+}
+
+#[test]
+fn a_crashing_container_restarts_with_the_kubelets_back_off() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    create(
+        &s,
+        "/api/v1/namespaces/default/pods",
+        &shell_pod("crash", "echo run >> /out/runs; exit 1", &out, json!({})),
+    );
+    let mut pod = Value::Null;
+    // The first restart comes after 10 s; meanwhile the container waits in CrashLoopBackOff.
+    assert!(
+        wait_for(Duration::from_secs(8), || {
+            pod = get(&s, &pod_path("crash"));
+            pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        }),
+        "{pod:#}"
+    );
+    let cs = &pod["status"]["containerStatuses"][0];
+    let msg = cs["state"]["waiting"]["message"].as_str().unwrap();
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(msg, format!("back-off 10s restarting failed container=main pod=crash_default({uid})"));
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(pod["status"]["phase"], "Running", "restartPolicy Always keeps the pod Running");
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            pod = get(&s, &pod_path("crash"));
+            pod["status"]["containerStatuses"][0]["restartCount"] == 1
+        }),
+        "{pod:#}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("runs")).unwrap(), "run\nrun\n");
+}
+
+#[test]
+fn pods_cannot_read_the_servers_keys_or_the_host_users_credentials() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let data = s.dir.display().to_string();
+    let script = format!(
+        "ls -a {data} > /out/data 2>&1; cat {data}/pki/ca.key > /out/key 2>&1; ls -a /root/.kube > /out/kube 2>&1; \
+         ls /usr/bin/env > /out/programs 2>&1; echo end >> /out/programs; sleep 3600"
+    );
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("peek", &script, &out, json!({})));
+    wait_file(&out.join("programs"), 30);
+    let listing = std::fs::read_to_string(out.join("data")).unwrap();
+    // Hidden: empty, or absent when it lies under the container's own /tmp.
+    let empty = listing.split_whitespace().collect::<Vec<_>>() == [".", ".."];
+    assert!(empty || listing.contains("No such file"), "the data directory is hidden: {listing}");
+    let key = std::fs::read_to_string(out.join("key")).unwrap();
+    assert!(!key.contains("PRIVATE KEY"), "{key}");
+    if Path::new("/root/.kube").is_dir() {
+        let kube = std::fs::read_to_string(out.join("kube")).unwrap();
+        assert_eq!(kube.split_whitespace().collect::<Vec<_>>(), [".", ".."], "{kube}");
+    }
+    assert!(
+        std::fs::read_to_string(out.join("programs")).unwrap().contains("/usr/bin/env"),
+        "host programs stay runnable"
+    );
+}
+
+#[test]
+fn no_pod_process_outlives_the_server() {
+    let mut s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    // A process that leaves its session and ignores SIGTERM still ends (its cgroup is killed).
+    // (`$$` is the kubelet's escape for `$`.)
+    let script = "trap '' TERM; (setsid sh -c 'trap \"\" TERM; echo $$$$ > /out/child; exec sleep 3600' &); echo $$$$ > /out/pid; echo end >> /out/pid; while true; do sleep 1; done";
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("stubborn", script, &out, json!({})));
+    let pid: i32 = wait_file(&out.join("pid"), 30).trim().parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_to_string(out.join("child")).is_ok_and(|c| !c.is_empty()))
+    );
+    let child: i32 = std::fs::read_to_string(out.join("child")).unwrap().trim().parse().unwrap();
+    assert!(alive(pid) && alive(child));
+    assert!(s.stop(), "the server stops on SIGTERM");
+    assert!(!alive(pid) && !alive(child), "every process of the pod ended with the agent");
+}
+
+#[test]
+fn a_missing_config_map_keeps_the_pod_waiting_until_it_exists() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let mut pod = shell_pod(
+        "cfg",
+        "cat /etc/cfg/greeting > /out/greeting; echo >> /out/greeting; echo end >> /out/greeting; sleep 3600",
+        &out,
+        json!({}),
+    );
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "cfg", "configMap": {"name": "settings"}}));
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "cfg", "mountPath": "/etc/cfg"}));
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    let mut event = Value::Null;
+    assert!(wait_for(Duration::from_secs(20), || {
+        let evs = get(&s, "/api/v1/namespaces/default/events");
+        event = evs["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["reason"] == "FailedMount").cloned())
+            .unwrap_or(Value::Null);
+        !event.is_null()
+    }));
+    assert_eq!(event["message"], "MountVolume.SetUp failed for volume \"cfg\" : configmap \"settings\" not found");
+    assert_eq!(event["type"], "Warning");
+    let p = get(&s, &pod_path("cfg"));
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
+    create(
+        &s,
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"greeting": "hello"}}),
+    );
+    assert_eq!(wait_file(&out.join("greeting"), 30), "hello\n");
+    assert!(Path::new("/etc/cfg").symlink_metadata().is_err(), "the mount path was made inside the container only");
+}
