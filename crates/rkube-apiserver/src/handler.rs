@@ -121,7 +121,10 @@ fn authenticate(server: &ApiServer, headers: &http::HeaderMap, cert: ClientCert)
     }
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let value = auth.to_str().map_err(|_| ApiError::unauthorized())?;
-        if let Some(token) = value.strip_prefix("Bearer ").map(str::trim) {
+        if let Some(token) = bearer_token(value) {
+            if token.is_empty() {
+                return Err(ApiError::unauthorized());
+            }
             if let Some(u) = server.tokens.lookup(token) {
                 return Ok(u.clone());
             }
@@ -132,6 +135,16 @@ fn authenticate(server: &ApiServer, headers: &http::HeaderMap, cert: ClientCert)
         ClientCert::Invalid => Err(ApiError::unauthorized()),
         _ => Ok(UserInfo::anonymous()),
     }
+}
+
+/// The token of a bearer `Authorization` value, read as kube-apiserver reads it: trimmed,
+/// split on single spaces into at most three parts, the scheme case-insensitive (the Python
+/// client sends `bearer`), the token the second part (empty is refused by the caller).
+fn bearer_token(value: &str) -> Option<&str> {
+    let mut parts = value.trim().splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 async fn non_resource(
@@ -218,5 +231,21 @@ async fn non_resource(
             docs.docs.get(&rest.join("/")).map_or_else(|| Err(ApiError::no_route()), ok)
         }
         _ => Err(ApiError::no_route()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_tokens_are_read_as_kube_apiserver_reads_them() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"), "the Python client's spelling");
+        assert_eq!(bearer_token("  BEARER abc  "), Some("abc"));
+        assert_eq!(bearer_token("Bearer abc def"), Some("abc"));
+        assert_eq!(bearer_token("Bearer  abc"), Some(""), "an empty token is refused");
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 }

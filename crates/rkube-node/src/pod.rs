@@ -733,25 +733,6 @@ impl Worker {
             limits.get("memory").and_then(|q| rkube_inpod::quantity::value(&q.0).ok()).map(|v| v.max(0) as u64);
         let cpu =
             limits.get("cpu").and_then(|q| rkube_inpod::quantity::milli_value(&q.0).ok()).map(|v| v.max(0) as u64);
-        let missing = if shared.cgroups.available() {
-            cgroup.limit(memory, cpu)
-        } else if memory.is_some() || cpu.is_some() {
-            vec!["limits".into()]
-        } else {
-            vec![]
-        };
-        if !missing.is_empty() {
-            self.warn_once(
-                pod,
-                &format!("limits-{name}"),
-                "LimitsNotApplied",
-                &format!(
-                    "container {name}: {} not enforced on this node (cgroup controller unavailable)",
-                    missing.join(", ")
-                ),
-            );
-        }
-
         let restart = self.ctrs[i].starts > 0 || self.ctrs[i].ever_ran;
         let restart_count =
             if restart { self.ctrs[i].status.restart_count + 1 } else { self.ctrs[i].status.restart_count };
@@ -799,8 +780,18 @@ impl Worker {
         if let State::Terminated { .. } = c.status.state {
             c.status.last_state = Some(c.status.state.clone());
         }
+        let mut missing_limits: Vec<String> = Vec::new();
         match runtime::start(&shared.config.rkube_binary, &sandbox, &cdir.join("spec.json"), log).await {
             Ok(process) => {
+                // Limits apply once the program runs: the init (the rkube binary) is not
+                // charged against a small limit.
+                missing_limits = if shared.cgroups.available() {
+                    cgroup.limit(memory, cpu)
+                } else if memory.is_some() || cpu.is_some() {
+                    vec!["limits".into()]
+                } else {
+                    vec![]
+                };
                 let started_at = now();
                 c.status.state = State::Running { started_at };
                 c.status.container_id = Some(container_id);
@@ -838,6 +829,17 @@ impl Worker {
                 self.bump_backoff(i);
                 self.event(pod, "Warning", "Failed", &format!("Error: {message}"), Some(&field_path));
             }
+        }
+        if !missing_limits.is_empty() {
+            self.warn_once(
+                pod,
+                &format!("limits-{name}"),
+                "LimitsNotApplied",
+                &format!(
+                    "container {name}: {} not enforced on this node (cgroup controller unavailable)",
+                    missing_limits.join(", ")
+                ),
+            );
         }
     }
 

@@ -390,3 +390,116 @@ fn a_missing_config_map_keeps_the_pod_waiting_until_it_exists() {
     assert_eq!(wait_file(&out.join("greeting"), 30), "hello\n");
     assert!(Path::new("/etc/cfg").symlink_metadata().is_err(), "the mount path was made inside the container only");
 }
+
+/// The interpreter `python3` runs (an absolute path: the container's PATH is a runtime's).
+fn python() -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import kubernetes, sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn in_cluster_clients_in_a_pod_use_its_service_account() {
+    if !common::require("python3", &["-c", "import kubernetes"])
+        || !common::require("kubectl", &["version", "--client"])
+        || !common::require("curl", &["--version"])
+    {
+        return;
+    }
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    // The seeds' RBAC step: the default service account may read pods.
+    create(
+        &s,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "default-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+        }),
+    );
+    let py = python().expect("python3 with kubernetes");
+    let kubectl = std::fs::canonicalize(which("kubectl")).unwrap().display().to_string();
+    let curl = which("curl");
+    // `$(...)` that names no variable stays as written (the kubelet's expansion).
+    let script = format!(
+        "SA=/var/run/secrets/kubernetes.io/serviceaccount; \
+         {py} -c \"from kubernetes import client, config; config.load_incluster_config(); print(' '.join(sorted(p.metadata.name for p in client.CoreV1Api().list_namespaced_pod('default').items)))\" > /out/py 2>&1; echo end >> /out/py; \
+         {kubectl} get pods -o name > /out/kubectl 2>&1; echo end >> /out/kubectl; \
+         {curl} -s https://kubernetes.default.svc:$KUBERNETES_SERVICE_PORT/api > /out/noca 2>&1; echo \"exit $?\" >> /out/noca; echo end >> /out/noca; \
+         {curl} -s --cacert $SA/ca.crt -H \"Authorization: Bearer $(cat $SA/token)\" https://kubernetes.default.svc:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/default/secrets > /out/secrets; echo end >> /out/secrets; \
+         sleep 3600"
+    );
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("clients", &script, &out, json!({})));
+    assert_eq!(wait_file(&out.join("py"), 60).trim(), "clients", "the Python client's load_incluster_config()");
+    assert_eq!(wait_file(&out.join("kubectl"), 60).trim(), "pod/clients", "kubectl with no kubeconfig, in-cluster");
+    let noca = wait_file(&out.join("noca"), 30);
+    assert!(noca.trim().ends_with("exit 60"), "without the CA the server's certificate is not trusted: {noca}");
+    let secrets: Value = serde_json::from_str(&wait_file(&out.join("secrets"), 30)).unwrap();
+    assert_eq!(secrets["kind"], "Status");
+    assert_eq!(secrets["code"], 403);
+    assert_eq!(
+        secrets["message"],
+        "secrets is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+    );
+}
+
+fn which(tool: &str) -> String {
+    let out = std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_downward_api_gives_the_seeds_values_and_follows_label_changes() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let script = "env > /out/env; echo end >> /out/env; \
+        while true; do cat /etc/downward/labels > /out/labels.tmp; mv /out/labels.tmp /out/labels; sleep 0.1; done";
+    let mut pod = shell_pod("downward", script, &out, json!({}));
+    pod["metadata"]["labels"] = json!({"foo": "bar"});
+    let c = &mut pod["spec"]["containers"][0];
+    c["resources"] = json!({"requests": {"cpu": "15m", "memory": "500Ki"}, "limits": {"cpu": "100m", "memory": "8Mi"}});
+    c["env"] = json!([
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "SERVICE_ACCOUNT", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+        {"name": "CONTAINER_CPU_REQUEST_MILLICORES", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+        {"name": "CONTAINER_MEMORY_LIMIT_KIBIBYTES", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Ki"}}},
+    ]);
+    c["volumeMounts"].as_array_mut().unwrap().push(json!({"name": "downward", "mountPath": "/etc/downward"}));
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "downward", "downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+    ]}}));
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    let env = wait_file(&out.join("env"), 30);
+    let running = wait_phase(&s, "downward", "Running", 10);
+    let var = |k: &str| env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
+    assert_eq!(var("POD_NAME").as_deref(), Some("downward"));
+    assert_eq!(var("POD_NAMESPACE").as_deref(), Some("default"));
+    assert_eq!(var("POD_IP").as_deref(), running["status"]["podIP"].as_str());
+    assert_eq!(var("NODE_NAME").as_deref(), running["spec"]["nodeName"].as_str());
+    assert_eq!(var("SERVICE_ACCOUNT").as_deref(), Some("default"));
+    assert_eq!(var("CONTAINER_CPU_REQUEST_MILLICORES").as_deref(), Some("15"));
+    assert_eq!(var("CONTAINER_MEMORY_LIMIT_KIBIBYTES").as_deref(), Some("8192"));
+    assert!(wait_for(Duration::from_secs(10), || std::fs::read_to_string(out.join("labels")).unwrap_or_default()
+        == "foo=\"bar\""));
+    // kubectl label: the file follows.
+    let body = json!({"metadata": {"labels": {"foo": "baz", "tier": "web"}}}).to_string();
+    let (code, _, msg) =
+        s.curl("PATCH", &pod_path("downward"), Some(body.as_bytes()), &["Content-Type: application/merge-patch+json"]);
+    assert_eq!(code, 200, "{msg}");
+    let mut labels = String::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            labels = std::fs::read_to_string(out.join("labels")).unwrap_or_default();
+            labels == "foo=\"baz\"\ntier=\"web\""
+        }),
+        "labels file: {labels:?}"
+    );
+}
