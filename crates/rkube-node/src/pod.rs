@@ -1120,7 +1120,8 @@ impl StoreObjects<'_> {
     }
 }
 
-/// Two statuses are the same when they differ at most in condition heartbeat times.
+/// Whether a status was already sent (pod conditions carry no heartbeat, so equality is
+/// the test).
 fn same_status(a: &Value, b: &Value) -> bool {
     a == b
 }
