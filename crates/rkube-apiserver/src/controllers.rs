@@ -143,6 +143,24 @@ pub async fn start(server: Arc<ApiServer>) {
     });
 }
 
+/// The `kube-dns` Service in `kube-system` at the cluster DNS address, as kubeadm and k3s
+/// install it with CoreDNS; rkube's node agents answer DNS on that address themselves, and
+/// the Service keeps the address from being given to another Service.
+pub async fn publish_cluster_dns_service(server: &Arc<ApiServer>, ip: std::net::Ipv4Addr) {
+    if server.store.get("/registry/core/services/kube-system/kube-dns").is_some() {
+        return;
+    }
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip.to_string(), "selector": {"k8s-app": "kube-dns"},
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                           {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                           {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}});
+    if let Err(e) = create_internal(server, "", "v1", "services", Some("kube-system"), svc).await {
+        tracing::warn!(error = %e, "the kube-dns Service was not created");
+    }
+}
+
 /// The `kubernetes` Service in `default` (ClusterIP 10.96.0.1, port 443) and its Endpoints
 /// pointing at this server, as kube-apiserver's bootstrap controller keeps them; the
 /// Endpoints are rewritten when the server's address changed since the last start.

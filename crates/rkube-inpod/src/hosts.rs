@@ -56,8 +56,143 @@ pub fn host_network_hosts_file(node_etc_hosts: &str, host_aliases: &[HostAlias])
     format!("# Kubernetes-managed hosts file (host network).\n{node_etc_hosts}{}", aliases_block(host_aliases))
 }
 
+/// A resolver configuration: what the kubelet hands the runtime (DNSConfig).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// Parses a resolv.conf as the kubelet does (`parseResolvConf`): every `nameserver`, the
+/// last `search` and the last `options` line; `#` and `;` start comments.
+pub fn parse_resolv_conf(text: &str) -> DnsConfig {
+    let mut c = DnsConfig::default();
+    for line in text.lines() {
+        let line = line.split(['#', ';']).next().unwrap_or("");
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.split_first() {
+            Some((&"nameserver", [ip, ..])) => c.servers.push(ip.to_string()),
+            Some((&"search", rest)) => {
+                c.searches = rest.iter().filter(|s| **s != ".").map(|s| s.trim_end_matches('.').to_string()).collect()
+            }
+            Some((&"options", rest)) => c.options = rest.iter().map(|s| s.to_string()).collect(),
+            _ => {}
+        }
+    }
+    c
+}
+
+fn omit_duplicates(list: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    list.into_iter().filter(|s| seen.insert(s.clone())).collect()
+}
+
+/// The pod's DNS configuration (`GetPodDNS`): the cluster's (its DNS servers, the
+/// namespace's search path, `ndots:5`) for ClusterFirst pods off the host network and
+/// ClusterFirstWithHostNet pods, the host's for Default (and ClusterFirst on the host
+/// network, or with no cluster DNS), nothing for None; then `spec.dnsConfig` is appended and
+/// the result cut to the resolver's limits (3 servers, 32 search domains of 2048 characters).
+pub fn pod_dns(pod: &Pod, cluster_dns: &[String], cluster_domain: &str, host: &DnsConfig) -> DnsConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let host_network = spec.host_network.unwrap_or(false);
+    let policy = spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
+    let cluster = match policy.as_str() {
+        "ClusterFirstWithHostNet" => true,
+        "ClusterFirst" => !host_network,
+        _ => false,
+    };
+    let mut c = match policy.as_str() {
+        "None" => DnsConfig::default(),
+        _ if cluster && !cluster_dns.is_empty() => {
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let mut searches = if cluster_domain.is_empty() {
+                vec![]
+            } else {
+                vec![format!("{ns}.svc.{cluster_domain}"), format!("svc.{cluster_domain}"), cluster_domain.to_string()]
+            };
+            searches.extend(host.searches.iter().cloned());
+            DnsConfig {
+                servers: cluster_dns.to_vec(),
+                searches: omit_duplicates(searches),
+                options: vec!["ndots:5".into()],
+            }
+        }
+        _ => host.clone(),
+    };
+    if let Some(extra) = spec.dns_config {
+        c.servers.extend(extra.nameservers.unwrap_or_default());
+        c.servers = omit_duplicates(std::mem::take(&mut c.servers));
+        c.searches.extend(extra.searches.unwrap_or_default());
+        c.searches = omit_duplicates(std::mem::take(&mut c.searches));
+        // Options merge by name, the pod's winning (the kubelet's map has no order; sorted here).
+        let mut merged: std::collections::BTreeMap<String, String> = c
+            .options
+            .iter()
+            .map(|o| match o.split_once(':') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (o.clone(), String::new()),
+            })
+            .collect();
+        for o in extra.options.unwrap_or_default() {
+            merged.insert(o.name.unwrap_or_default(), o.value.unwrap_or_default());
+        }
+        c.options = merged.into_iter().map(|(k, v)| if v.is_empty() { k } else { format!("{k}:{v}") }).collect();
+    }
+    c.servers.truncate(3);
+    let mut chars = 0;
+    let mut fits = 0;
+    for s in c.searches.iter().take(32) {
+        chars += s.len() + usize::from(fits > 0);
+        if chars > 2048 {
+            break;
+        }
+        fits += 1;
+    }
+    c.searches.truncate(fits);
+    c
+}
+
+/// The resolv.conf a runtime writes for a DNS configuration (containerd's format).
+pub fn resolv_conf(c: &DnsConfig) -> String {
+    let mut out = String::new();
+    if !c.searches.is_empty() {
+        out.push_str(&format!("search {}\n", c.searches.join(" ")));
+    }
+    if !c.servers.is_empty() {
+        out.push_str(&format!("nameserver {}\n", c.servers.join("\nnameserver ")));
+    }
+    if !c.options.is_empty() {
+        out.push_str(&format!("options {}\n", c.options.join(" ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cluster_first_resolv_conf_is_the_kubelets() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": []}}))
+        .unwrap();
+        let host = super::parse_resolv_conf("# x\nnameserver 192.168.1.1\nsearch lan.\noptions edns0\n");
+        assert_eq!(host.searches, vec!["lan"]);
+        let c = super::pod_dns(&pod, &["10.96.0.10".into()], "cluster.local", &host);
+        assert_eq!(
+            super::resolv_conf(&c),
+            "search default.svc.cluster.local svc.cluster.local cluster.local lan\nnameserver 10.96.0.10\noptions ndots:5\n"
+        );
+        let mut hn = pod.clone();
+        hn.spec.as_mut().unwrap().host_network = Some(true);
+        assert_eq!(super::pod_dns(&hn, &["10.96.0.10".into()], "cluster.local", &host), host);
+        let custom: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns1"},
+            "spec": {"containers": [], "dnsPolicy": "None", "dnsConfig": {
+                "nameservers": ["1.2.3.4"], "searches": ["a.b"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}}})).unwrap();
+        let c = super::pod_dns(&custom, &["10.96.0.10".into()], "cluster.local", &host);
+        assert_eq!(super::resolv_conf(&c), "search a.b\nnameserver 1.2.3.4\noptions edns0 ndots:2\n");
+    }
+
     use super::*;
     use serde_json::json;
 

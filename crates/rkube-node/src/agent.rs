@@ -7,15 +7,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service};
 use kube::Client;
 use rkube_client::{Change, Informer, Informers};
 use tokio::sync::watch;
 
 use crate::images::ImageMap;
+use crate::net::Network;
 use crate::node::{self, Machine};
 use crate::pod::{self, Msg};
 use crate::runtime::Cgroups;
+use crate::services;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -37,9 +39,14 @@ pub struct Config {
     pub cluster_domain: String,
     /// A container's log file rotates past this size.
     pub log_max_bytes: u64,
-    /// Where pods reach the API server: without pod networking (this release), the
+    /// Where pods reach the API server when they have no pod network (the fallback): the
     /// `kubernetes` service's variables and names point here instead of the ClusterIP.
     pub api_server: Option<(String, u16)>,
+    /// Give pods network namespaces of their own (false: every pod on the host network).
+    pub pod_network: bool,
+    /// The cluster DNS address pods' resolv.conf names (the kubelet's --cluster-dns); the
+    /// agent serves it in its router namespace.
+    pub cluster_dns: std::net::Ipv4Addr,
     /// The version the Node reports as kubeletVersion.
     pub version: String,
 }
@@ -54,6 +61,8 @@ pub(crate) struct Shared {
     pub services: Arc<Informer<Service>>,
     pub config_maps: Arc<Informer<ConfigMap>>,
     pub secrets: Arc<Informer<Secret>>,
+    /// Pod networking; None in the fallback mode (pods on the host network, 127.x addresses).
+    pub net: Option<Arc<Network>>,
 }
 
 /// Runs the agent until `shutdown`; then kills every pod process it started and removes
@@ -63,7 +72,8 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     std::fs::create_dir_all(&config.root_dir).map_err(|e| format!("{}: {e}", config.root_dir.display()))?;
     let machine = Machine::read(&config.root_dir, config.node_ip.as_deref());
     let name = config.name.clone().unwrap_or_else(|| machine.hostname.clone());
-    let cgroups = Cgroups::detect(&cgroup_scope(&name, &config.root_dir));
+    let scope = cgroup_scope(&name, &config.root_dir);
+    let cgroups = Cgroups::detect(&scope);
     if !cgroups.available() {
         tracing::warn!(
             "cgroups are not writable: pod processes are tracked by session only and limits are not applied"
@@ -74,6 +84,20 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         cgroups.remove_pod(&uid).await;
     }
     pod::remove_leftovers(&config.root_dir);
+    let net = if config.pod_network {
+        match Network::setup(&scope, crate::net::subnet_for(&name)).await {
+            Ok(n) => Some(Arc::new(n)),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "network namespaces cannot be made: pods run on the host network with 127.0.0.0/8 addresses (fallback mode)"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let node_obj = node::initial_node(&name, &machine, &config.node_labels);
     let mut backoff = Duration::from_millis(200);
@@ -107,12 +131,38 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         services: informers.get::<Service>(""),
         config_maps: informers.get::<ConfigMap>(""),
         secrets: informers.get::<Secret>(""),
+        net: net.clone(),
     });
-    tracing::info!(
-        node = %name,
-        ready_ms = started.elapsed().as_millis() as u64,
-        "node agent registered (pods run as processes on the host network: pod networking is not built yet)"
-    );
+    let (proxy_stop, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
+    let proxy = net.as_ref().map(|net| {
+        let view =
+            Arc::new(services::View { services: shared.services.clone(), endpoints: informers.get::<Endpoints>("") });
+        let mut node_ips: Vec<std::net::IpAddr> = shared.machine.internal_ip.parse().into_iter().collect();
+        node_ips.extend(shared.config.api_server.iter().filter_map(|(h, _)| h.parse::<std::net::IpAddr>().ok()));
+        tokio::spawn(services::run(
+            net.clone(),
+            view,
+            shared.config.cluster_dns,
+            shared.config.cluster_domain.clone(),
+            node_ips,
+            async move {
+                let _ = proxy_stopped.await;
+            },
+        ))
+    });
+    match &net {
+        Some(n) => tracing::info!(
+            node = %name,
+            ready_ms = started.elapsed().as_millis() as u64,
+            pod_cidr = %n.pod_cidr(),
+            "node agent registered (pods run as processes, each in its own network namespace)"
+        ),
+        None => tracing::info!(
+            node = %name,
+            ready_ms = started.elapsed().as_millis() as u64,
+            "node agent registered (fallback mode: pods run as processes on the host network)"
+        ),
+    }
 
     let mut pod_changes = pods.subscribe();
     let mut cm_changes = shared.config_maps.subscribe();
@@ -176,6 +226,13 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         shared.cgroups.remove_pod(&uid).await;
     }
     shared.cgroups.remove_scope();
+    let _ = proxy_stop.send(());
+    if let Some(p) = proxy {
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+    }
+    if let Some(n) = &shared.net {
+        n.teardown().await;
+    }
     status.abort();
     lease.abort();
     Ok(())

@@ -15,12 +15,16 @@
 //! grace period) and removes every trace.
 
 pub mod agent;
+pub mod dns;
 pub mod images;
+pub mod net;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 pub mod sandbox;
+pub mod services;
 pub mod status;
 
 pub use agent::{run, Config};
-pub use sandbox::container_init;
+pub use sandbox::{container_init, exec_init};

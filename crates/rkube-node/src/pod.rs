@@ -72,12 +72,52 @@ struct Ctr {
     not_before: Option<Instant>,
     /// The last start error shown as the waiting reason (CreateContainerConfigError...).
     ever_ran: bool,
+    /// Bumped at every start: probe results of an earlier run are ignored.
+    generation: u64,
+    startup: Track,
+    liveness: Track,
+    readiness: Track,
+}
+
+/// One probe's schedule and its consecutive results.
+#[derive(Default)]
+struct Track {
+    next: Option<Instant>,
+    successes: u32,
+    failures: u32,
+    in_flight: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ProbeKind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl ProbeKind {
+    fn word(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
+}
+
+struct ProbeResult {
+    container: String,
+    generation: u64,
+    kind: ProbeKind,
+    outcome: crate::probe::Outcome,
 }
 
 struct Running {
     pid: u32,
     cgroup: ContainerCgroup,
     since: Instant,
+    /// How to start a process inside this container (exec probes and hooks).
+    exec: crate::sandbox::ExecSpec,
 }
 
 struct Worker {
@@ -88,8 +128,13 @@ struct Worker {
     dir: PathBuf,
     ctrs: Vec<Ctr>,
     exits: mpsc::UnboundedSender<(String, Exit, bool)>,
+    probes: mpsc::UnboundedSender<ProbeResult>,
     start_time: String,
     pod_ip: Option<String>,
+    /// The pod's network namespace, once made (pods off the host network, with networking).
+    pod_net: Option<crate::net::PodNet>,
+    /// Why the sandbox (network namespace) could not be made, reported once.
+    sandbox_error: Option<String>,
     last_status: Option<Value>,
     volumes_ready: bool,
     mount_error: Option<String>,
@@ -104,6 +149,7 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
     let name = pod.metadata.name.clone().unwrap_or_default();
     let dir = pods_dir(&shared.config.root_dir).join(&uid);
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let spec = pod.spec.clone().unwrap_or_default();
     let prev_statuses: Vec<k8s_openapi::api::core::v1::ContainerStatus> = pod
         .status
@@ -133,7 +179,12 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(now);
     let host_network = spec.host_network.unwrap_or(false);
-    let pod_ip = Some(if host_network { shared.machine.internal_ip.clone() } else { fallback_pod_ip(&uid) });
+    let pod_ip = match (host_network, &shared.net) {
+        (true, _) => Some(shared.machine.internal_ip.clone()),
+        (false, None) => Some(fallback_pod_ip(&uid)),
+        // Given with the pod's network namespace.
+        (false, Some(_)) => None,
+    };
     let mut w = Worker {
         shared,
         uid,
@@ -142,8 +193,11 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         dir,
         ctrs,
         exits: exit_tx,
+        probes: probe_tx,
         start_time,
         pod_ip,
+        pod_net: None,
+        sandbox_error: None,
         last_status: pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
         volumes_ready: false,
         mount_error: None,
@@ -188,15 +242,26 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         if terminal {
             // Sidecars and anything still running end with the pod.
             w.kill_running(&mut exit_rx, 0).await;
-        } else if w.volumes_ready {
+        } else if w.volumes_ready && w.sandbox(&pod).await {
             w.sync_containers(&pod).await;
+            w.run_probes();
         }
         w.report(&pod).await;
 
-        let wake = w.ctrs.iter().filter_map(|c| c.not_before).min();
+        let wake = w
+            .ctrs
+            .iter()
+            .flat_map(|c| {
+                let probes = [&c.startup, &c.liveness, &c.readiness]
+                    .into_iter()
+                    .filter(|t| !t.in_flight && c.running.is_some())
+                    .filter_map(|t| t.next);
+                c.not_before.into_iter().chain(probes)
+            })
+            .min();
         let sleep = match wake {
             Some(t) => t.saturating_duration_since(Instant::now()).max(Duration::from_millis(5)),
-            None if !w.volumes_ready => Duration::from_secs(2),
+            None if !w.volumes_ready || w.pod_ip.is_none() => Duration::from_secs(2),
             None => Duration::from_secs(3600),
         };
         tokio::select! {
@@ -208,6 +273,7 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
                 }
             }
             Some((name, exit, oom)) = exit_rx.recv() => w.exited(&name, exit, oom),
+            Some(r) = probe_rx.recv() => w.probe_result(&pod, r),
             _ = tokio::time::sleep(sleep) => {}
         }
     }
@@ -240,6 +306,10 @@ fn new_ctr(
         backoff: Duration::ZERO,
         not_before: None,
         ever_ran,
+        generation: 0,
+        startup: Track::default(),
+        liveness: Track::default(),
+        readiness: Track::default(),
     }
 }
 
@@ -488,7 +558,9 @@ impl Worker {
                 if c.running.is_none() && self.may_start(i, "Always") {
                     self.start(pod, i).await;
                 }
-                if self.ctrs[i].running.is_none() {
+                // A sidecar lets the next container start once it has started (its startup
+                // probe, if any, succeeded).
+                if self.ctrs[i].running.is_none() || !self.ctrs[i].status.started {
                     init_done = false;
                     break;
                 }
@@ -590,7 +662,8 @@ impl Worker {
         let field_path = format!("spec.{}{{{name}}}", if self.ctrs[i].init { "initContainers" } else { "containers" });
         let container = self.ctrs[i].spec.clone();
         // The environment, as the kubelet assembles it.
-        let services: Vec<Service> = self.services_for_env();
+        let services: Vec<Service> =
+            self.services_for_env(pod.spec.as_ref().and_then(|s| s.host_network) == Some(true));
         let alloc = self.node_allocatable();
         let host_ips = vec![shared.machine.internal_ip.clone()];
         let pod_ips: Vec<String> = self.pod_ip.iter().cloned().collect();
@@ -694,8 +767,8 @@ impl Worker {
             } else {
                 rkube_inpod::hosts::hosts_file(&hostname, domain.as_deref(), &pod_ips, &aliases)
             };
-            if let Some((host, _)) = &shared.config.api_server {
-                if host.parse::<std::net::IpAddr>().is_ok() {
+            if let (None, Some((host, _))) = (&shared.net, &shared.config.api_server) {
+                if host.parse::<std::net::IpAddr>().is_ok() && !spec.host_network.unwrap_or(false) {
                     // No cluster DNS yet: the API server's names resolve here.
                     let d = &shared.config.cluster_domain;
                     text.push_str(&format!(
@@ -710,7 +783,21 @@ impl Worker {
                 mounts.push(BindMount { source: hosts, target: "/etc/hosts".into(), read_only: false });
             }
         }
+        if !mounts.iter().any(|m| m.target == "/etc/resolv.conf") {
+            let host =
+                rkube_inpod::hosts::parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+            // Without pod networking no cluster DNS is reachable: the host's configuration.
+            let cluster_dns: Vec<String> =
+                shared.net.as_ref().map(|_| shared.config.cluster_dns.to_string()).into_iter().collect();
+            let dns = rkube_inpod::hosts::pod_dns(pod, &cluster_dns, &shared.config.cluster_domain, &host);
+            let path = self.dir.join("resolv.conf");
+            if std::fs::write(&path, rkube_inpod::hosts::resolv_conf(&dns)).is_ok() {
+                mounts.push(BindMount { source: path, target: "/etc/resolv.conf".into(), read_only: false });
+            }
+        }
         let mut hide: Vec<PathBuf> = shared.config.hide.clone();
+        // The pods' network namespace handles.
+        hide.push(PathBuf::from("/run/netns"));
         hide.push(shared.config.root_dir.clone());
         hide.extend(credential_paths());
 
@@ -750,6 +837,16 @@ impl Worker {
                 return;
             }
         };
+        let exec_base = crate::sandbox::ExecSpec {
+            target_pid: 0,
+            argv: vec![],
+            env: full_env.clone(),
+            working_dir: container.working_dir.clone(),
+            cgroup_procs: cgroup.procs_files(),
+            uid,
+            gid,
+            supplemental_groups: groups.clone(),
+        };
         let sandbox = SandboxSpec {
             argv,
             env: full_env,
@@ -760,6 +857,11 @@ impl Worker {
             hide,
             tmpfs: vec!["/tmp".into()],
             cgroup_procs: cgroup.procs_files(),
+            netns: if spec.host_network.unwrap_or(false) {
+                None
+            } else {
+                self.pod_net.as_ref().map(|p| p.netns.clone())
+            },
             uid,
             gid,
             supplemental_groups: groups,
@@ -795,11 +897,25 @@ impl Worker {
                 let started_at = now();
                 c.status.state = State::Running { started_at };
                 c.status.container_id = Some(container_id);
-                c.status.started = true;
-                // Without a readiness probe a running container is ready.
-                c.status.ready = true;
+                // Without a startup probe a running container has started; without a
+                // readiness probe it is ready.
+                c.status.started = c.spec.startup_probe.is_none();
+                c.status.ready = c.spec.readiness_probe.is_none() && c.spec.startup_probe.is_none();
                 c.ever_ran = true;
-                c.running = Some(Running { pid: process.pid, cgroup: cgroup.clone(), since: Instant::now() });
+                c.generation += 1;
+                let started = Instant::now();
+                for (track, probe) in [
+                    (&mut c.startup, &c.spec.startup_probe),
+                    (&mut c.liveness, &c.spec.liveness_probe),
+                    (&mut c.readiness, &c.spec.readiness_probe),
+                ] {
+                    *track = Track {
+                        next: probe.as_ref().map(|p| started + crate::probe::timing(p).initial_delay),
+                        ..Track::default()
+                    };
+                }
+                let exec = crate::sandbox::ExecSpec { target_pid: process.pid, ..exec_base };
+                c.running = Some(Running { pid: process.pid, cgroup: cgroup.clone(), since: started, exec });
                 let exits = self.exits.clone();
                 let cname = name.clone();
                 tokio::spawn(async move {
@@ -810,6 +926,7 @@ impl Worker {
                     let _ = exits.send((cname, exit, oom));
                 });
                 self.event(pod, "Normal", "Started", &format!("Started container {name}"), Some(&field_path));
+                self.post_start(pod, i, &field_path).await;
             }
             Err(message) => {
                 cgroup.kill_all().await;
@@ -843,11 +960,13 @@ impl Worker {
         }
     }
 
-    /// The services for env: without pod networking the `kubernetes` service's variables
-    /// name the API server's own address (the ClusterIP is not reachable).
-    fn services_for_env(&self) -> Vec<Service> {
+    /// The services for env. Where ClusterIPs are not reachable (the fallback mode, and
+    /// host-network pods: the host's own routes are never changed) the `kubernetes`
+    /// service's variables name the API server's own address.
+    fn services_for_env(&self, host_network: bool) -> Vec<Service> {
         let mut services: Vec<Service> = self.shared.services.store().state().iter().map(|s| (**s).clone()).collect();
-        if let Some((host, port)) = &self.shared.config.api_server {
+        let unreachable = self.shared.net.is_none() || host_network;
+        if let (true, Some((host, port))) = (unreachable, &self.shared.config.api_server) {
             for s in services.iter_mut() {
                 if s.metadata.namespace.as_deref() == Some("default")
                     && s.metadata.name.as_deref() == Some("kubernetes")
@@ -1003,7 +1122,9 @@ impl Worker {
         if self.ctrs.iter().all(|c| c.running.is_none()) {
             return;
         }
+        let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
         if grace > 0 {
+            self.pre_stop(Duration::from_secs(grace as u64)).await;
             for c in &self.ctrs {
                 if let Some(r) = &c.running {
                     let _ = nix::sys::signal::kill(
@@ -1013,7 +1134,6 @@ impl Worker {
                 }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(grace as u64);
         while self.ctrs.iter().any(|c| c.running.is_some()) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -1061,8 +1181,235 @@ impl Worker {
         }
     }
 
+    /// Where a container's probes and hooks run.
+    fn probe_target(&self, i: usize) -> crate::probe::Target {
+        let c = &self.ctrs[i];
+        crate::probe::Target {
+            pod_ip: self.pod_ip.clone(),
+            net: self.pod_net.as_ref().and(self.shared.net.clone()),
+            exec: c.running.as_ref().map(|r| r.exec.clone()),
+            helper: self.shared.config.rkube_binary.clone(),
+            dir: self.dir.join("containers").join(&c.spec.name),
+            user_agent: probe_user_agent(&self.shared.config.version),
+        }
+    }
+
+    /// Starts every probe that is due (startup first; liveness and readiness once started).
+    fn run_probes(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.ctrs.len() {
+            if self.ctrs[i].running.is_none() {
+                continue;
+            }
+            let started = self.ctrs[i].status.started;
+            for kind in [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness] {
+                let c = &self.ctrs[i];
+                let (track, probe) = match kind {
+                    ProbeKind::Startup => (&c.startup, &c.spec.startup_probe),
+                    ProbeKind::Liveness => (&c.liveness, &c.spec.liveness_probe),
+                    ProbeKind::Readiness => (&c.readiness, &c.spec.readiness_probe),
+                };
+                let Some(probe) = probe.clone() else { continue };
+                let due = track.next.is_some_and(|t| t <= now) && !track.in_flight;
+                if !due || (kind != ProbeKind::Startup && !started) || (kind == ProbeKind::Startup && started) {
+                    continue;
+                }
+                let target = self.probe_target(i);
+                let c = &mut self.ctrs[i];
+                match kind {
+                    ProbeKind::Startup => c.startup.in_flight = true,
+                    ProbeKind::Liveness => c.liveness.in_flight = true,
+                    ProbeKind::Readiness => c.readiness.in_flight = true,
+                }
+                let (container, generation, tx) = (c.spec.clone(), c.generation, self.probes.clone());
+                tokio::spawn(async move {
+                    let outcome = crate::probe::run(&probe, &container, &target).await;
+                    let _ = tx.send(ProbeResult { container: container.name.clone(), generation, kind, outcome });
+                });
+            }
+        }
+    }
+
+    /// Applies a probe's result with the kubelet's thresholds: readiness follows it, a failed
+    /// startup or liveness probe restarts the container.
+    fn probe_result(&mut self, pod: &Pod, r: ProbeResult) {
+        let Some(i) = self.ctrs.iter().position(|c| c.spec.name == r.container) else { return };
+        if self.ctrs[i].generation != r.generation || self.ctrs[i].running.is_none() {
+            return;
+        }
+        let c = &mut self.ctrs[i];
+        let probe = match r.kind {
+            ProbeKind::Startup => c.spec.startup_probe.clone(),
+            ProbeKind::Liveness => c.spec.liveness_probe.clone(),
+            ProbeKind::Readiness => c.spec.readiness_probe.clone(),
+        };
+        let Some(probe) = probe else { return };
+        let timing = crate::probe::timing(&probe);
+        let track = match r.kind {
+            ProbeKind::Startup => &mut c.startup,
+            ProbeKind::Liveness => &mut c.liveness,
+            ProbeKind::Readiness => &mut c.readiness,
+        };
+        track.in_flight = false;
+        track.next = Some(Instant::now() + timing.period);
+        let name = c.spec.name.clone();
+        let field_path = format!("spec.{}{{{name}}}", if c.init { "initContainers" } else { "containers" });
+        match r.outcome {
+            Ok(()) => {
+                track.successes += 1;
+                track.failures = 0;
+                let enough = track.successes >= timing.success_threshold;
+                match r.kind {
+                    ProbeKind::Startup => {
+                        c.startup.next = None;
+                        c.status.started = true;
+                        c.status.ready = c.spec.readiness_probe.is_none();
+                    }
+                    ProbeKind::Readiness if enough => c.status.ready = true,
+                    _ => {}
+                }
+            }
+            Err(message) => {
+                track.failures += 1;
+                track.successes = 0;
+                let exhausted = track.failures >= timing.failure_threshold;
+                self.event(
+                    pod,
+                    "Warning",
+                    "Unhealthy",
+                    &format!("{} probe failed: {}", r.kind.word(), message.trim_end()),
+                    Some(&field_path),
+                );
+                let c = &mut self.ctrs[i];
+                match r.kind {
+                    ProbeKind::Readiness if exhausted => c.status.ready = false,
+                    ProbeKind::Startup | ProbeKind::Liveness if exhausted => {
+                        c.startup.next = None;
+                        c.liveness.next = None;
+                        c.readiness.next = None;
+                        let word = r.kind.word().to_lowercase();
+                        self.event(
+                            pod,
+                            "Normal",
+                            "Killing",
+                            &format!("Container {name} failed {word} probe, will be restarted"),
+                            Some(&field_path),
+                        );
+                        let grace = probe
+                            .termination_grace_period_seconds
+                            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                            .unwrap_or(30);
+                        self.stop_container(i, grace);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Stops one container in the background (preStop hook, SIGTERM, SIGKILL to its cgroup
+    /// after `grace` seconds); its exit arrives as any exit does.
+    fn stop_container(&mut self, i: usize, grace: i64) {
+        let Some(r) = &self.ctrs[i].running else { return };
+        let (pid, cgroup) = (r.pid, r.cgroup.clone());
+        let hook = self.ctrs[i].spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+        let (target, container) = (self.probe_target(i), self.ctrs[i].spec.clone());
+        let grace = Duration::from_secs(grace.max(0) as u64);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + grace;
+            if let Some(h) = hook {
+                let _ = crate::probe::run_handler(&h, &container, &target, grace).await;
+            }
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            while Instant::now() < deadline && nix::sys::signal::kill(pid, None).is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // Only this run's processes: a restarted container is a new process.
+            if nix::sys::signal::kill(pid, None).is_ok() {
+                cgroup.kill_all().await;
+            }
+        });
+    }
+
+    /// The postStart hook, right after the container started; if it fails the container is
+    /// killed (and restarted per policy), as the kubelet does.
+    async fn post_start(&mut self, pod: &Pod, i: usize, field_path: &str) {
+        let Some(hook) = self.ctrs[i].spec.lifecycle.as_ref().and_then(|l| l.post_start.clone()) else { return };
+        let target = self.probe_target(i);
+        let container = self.ctrs[i].spec.clone();
+        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let limit = Duration::from_secs(grace.max(2) as u64);
+        if let Err(e) = crate::probe::run_handler(&hook, &container, &target, limit).await {
+            let name = &container.name;
+            let what = hook_description(&hook);
+            self.event(
+                pod,
+                "Warning",
+                "FailedPostStartHook",
+                &format!(
+                    "{what} for Container \"{name}\" in Pod \"{}_{}({})\" failed - error: {}",
+                    self.name,
+                    self.ns,
+                    self.uid,
+                    e.trim_end()
+                ),
+                Some(field_path),
+            );
+            self.event(pod, "Normal", "Killing", "FailedPostStartHook", Some(field_path));
+            self.stop_container(i, 0);
+        }
+    }
+
+    /// Every running container's preStop hook, at once, within the grace period.
+    async fn pre_stop(&mut self, grace: Duration) {
+        let mut hooks = Vec::new();
+        for i in 0..self.ctrs.len() {
+            let c = &self.ctrs[i];
+            let Some(hook) = c.spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else { continue };
+            if c.running.is_none() {
+                continue;
+            }
+            let (target, container) = (self.probe_target(i), c.spec.clone());
+            hooks.push(async move { crate::probe::run_handler(&hook, &container, &target, grace).await });
+        }
+        let _ = tokio::time::timeout(grace, futures::future::join_all(hooks)).await;
+    }
+
+    /// Makes the pod's network namespace once (the sandbox); false while it cannot be made.
+    async fn sandbox(&mut self, pod: &Pod) -> bool {
+        if self.pod_ip.is_some() {
+            return true;
+        }
+        let Some(net) = self.shared.net.clone() else { return true };
+        match net.add_pod().await {
+            Ok(p) => {
+                self.pod_ip = Some(p.ip.to_string());
+                self.pod_net = Some(p);
+                self.sandbox_error = None;
+                true
+            }
+            Err(e) => {
+                if self.sandbox_error.as_deref() != Some(e.as_str()) {
+                    self.event(
+                        pod,
+                        "Warning",
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                        None,
+                    );
+                    self.sandbox_error = Some(e);
+                }
+                false
+            }
+        }
+    }
+
     async fn cleanup(&mut self) {
         self.shared.cgroups.remove_pod(&self.uid).await;
+        if let (Some(net), Some(p)) = (&self.shared.net, self.pod_net.take()) {
+            net.remove_pod(&p).await;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         let logs = self.shared.config.root_dir.join("logs").join(format!("{}_{}_{}", self.ns, self.name, self.uid));
         let _ = std::fs::remove_dir_all(logs);
@@ -1122,6 +1469,27 @@ impl StoreObjects<'_> {
 
 /// Whether a status was already sent (pod conditions carry no heartbeat, so equality is
 /// the test).
+/// The kubelet's probe User-Agent: `kube-probe/<major>.<minor>`.
+fn probe_user_agent(version: &str) -> String {
+    let v = version.trim_start_matches('v');
+    let mut parts = v.split(['.', '-', '+']);
+    format!("kube-probe/{}.{}", parts.next().unwrap_or("1"), parts.next().unwrap_or("0"))
+}
+
+/// How the kubelet names a hook in its event (`Exec lifecycle hook ([cmd])`, `HTTP lifecycle hook (path)`).
+fn hook_description(h: &k8s_openapi::api::core::v1::LifecycleHandler) -> String {
+    if let Some(e) = &h.exec {
+        return format!("Exec lifecycle hook ([{}])", e.command.clone().unwrap_or_default().join(" "));
+    }
+    if let Some(g) = &h.http_get {
+        return format!("HTTP lifecycle hook ({})", g.path.clone().unwrap_or_default());
+    }
+    if h.sleep.is_some() {
+        return "Sleep lifecycle hook".into();
+    }
+    "lifecycle hook".into()
+}
+
 fn same_status(a: &Value, b: &Value) -> bool {
     a == b
 }

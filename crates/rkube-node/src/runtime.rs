@@ -292,6 +292,112 @@ pub async fn start(
     Ok(Process { pid, child, log_tasks: tasks })
 }
 
+/// What a process run in a container gave: its exit code and its output (stdout and
+/// stderr together, at most [`EXEC_OUTPUT_MAX`] bytes kept).
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub output: String,
+}
+
+/// The output kept of an exec probe or hook (the kubelet keeps 10 KiB).
+pub const EXEC_OUTPUT_MAX: usize = 10 * 1024;
+
+/// Runs a program inside a running container (`helper __exec <spec>`) and waits for it, at
+/// most `timeout` (then its process group is killed and the error says so). Err is a
+/// start error: the program could not be executed.
+pub async fn exec(
+    helper: &Path,
+    spec: &crate::sandbox::ExecSpec,
+    spec_path: &Path,
+    timeout: Duration,
+) -> Result<ExecOutput, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let raw = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(spec_path)
+        .and_then(|mut f| f.write_all(&raw))
+        .map_err(|e| format!("write {}: {e}", spec_path.display()))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let out_w2 = out_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
+    let mut cmd = tokio::process::Command::new(helper);
+    cmd.arg("__exec")
+        .arg(spec_path)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(out_w))
+        .stderr(std::process::Stdio::from(out_w2))
+        .kill_on_drop(true);
+    let raw_w = std::os::fd::AsRawFd::as_raw_fd(&err_w);
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc_dup2(raw_w, crate::sandbox::ERROR_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let spawned = cmd.spawn();
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(spec_path);
+            return Err(format!("start {}: {e}", helper.display()));
+        }
+    };
+    drop(err_w);
+    let pid = child.id().unwrap_or(0) as i32;
+    let run = async {
+        let mut message = String::new();
+        let mut reader = tokio::fs::File::from_std(std::fs::File::from(err_r));
+        let _ = reader.read_to_string(&mut message).await;
+        let mut out = Vec::new();
+        let mut r = tokio::fs::File::from_std(std::fs::File::from(out_r));
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = EXEC_OUTPUT_MAX.saturating_sub(out.len());
+                    out.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        let status = child.wait().await;
+        (message, out, status)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((message, _, _)) if !message.is_empty() => Err(message),
+        Ok((_, out, status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            let exit_code = match status {
+                Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+                Err(_) => 255,
+            };
+            Ok(ExecOutput { exit_code, output: String::from_utf8_lossy(&out).to_string() })
+        }
+        Err(_) => {
+            if pid > 0 {
+                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+            }
+            let _ = std::fs::remove_file(spec_path);
+            Err(format!("command timed out after {}", go_seconds(timeout)))
+        }
+    }
+}
+
+fn go_seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
 fn libc_dup2(from: i32, to: i32) -> i32 {
     // SAFETY: dup2 on descriptors we own; async-signal-safe.
     unsafe { libc::dup2(from, to) }

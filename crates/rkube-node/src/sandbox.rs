@@ -57,6 +57,9 @@ pub struct SandboxSpec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub supplemental_groups: Vec<u32>,
+    /// The pod's network namespace to join (None: the host's).
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 /// The descriptor the init reports start errors on.
@@ -80,6 +83,79 @@ pub fn container_init(spec_path: &Path) -> ! {
     std::process::exit(128)
 }
 
+/// A process to start inside a running container (exec probes, hooks, `kubectl exec`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// The container's main process, whose namespaces are joined.
+    pub target_pid: u32,
+    pub argv: Vec<String>,
+    /// The container's environment (as a runtime's exec gives it).
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub supplemental_groups: Vec<u32>,
+}
+
+/// The init of an exec: joins the container's cgroups and its network, UTS and mount
+/// namespaces, becomes its user and executes the program. The spec file is removed once
+/// read. Start errors go to file descriptor 3 as for [`container_init`].
+pub fn exec_init(spec_path: &Path) -> ! {
+    // SAFETY: as in container_init.
+    unsafe { libc::fcntl(ERROR_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let read = std::fs::read(spec_path);
+    let _ = std::fs::remove_file(spec_path);
+    let err = match read
+        .map_err(|e| format!("read {}: {e}", spec_path.display()))
+        .and_then(|raw| serde_json::from_slice::<ExecSpec>(&raw).map_err(|e| format!("bad spec: {e}")))
+    {
+        Ok(spec) => exec_in(&spec),
+        Err(e) => e,
+    };
+    // SAFETY: fd 3 is the pipe the agent gave us.
+    let mut out = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(ERROR_FD) };
+    let _ = out.write_all(err.as_bytes());
+    std::process::exit(126)
+}
+
+fn exec_in(spec: &ExecSpec) -> String {
+    use nix::sched::{setns, CloneFlags};
+    for procs in &spec.cgroup_procs {
+        if let Err(e) = std::fs::write(procs, std::process::id().to_string()) {
+            return format!("join cgroup {}: {e}", procs.display());
+        }
+    }
+    // Every namespace is opened before any is joined (the mount namespace changes /proc).
+    let mut opened = Vec::new();
+    for (ns, flag) in
+        [("net", CloneFlags::CLONE_NEWNET), ("uts", CloneFlags::CLONE_NEWUTS), ("mnt", CloneFlags::CLONE_NEWNS)]
+    {
+        match std::fs::File::open(format!("/proc/{}/ns/{ns}", spec.target_pid)) {
+            Ok(f) => opened.push((ns, f, flag)),
+            Err(e) => return format!("container process {} is gone: {e}", spec.target_pid),
+        }
+    }
+    for (ns, f, flag) in &opened {
+        if let Err(e) = setns(f, *flag) {
+            return format!("join the container's {ns} namespace: {e}");
+        }
+    }
+    let as_container = SandboxSpec {
+        argv: spec.argv.clone(),
+        env: spec.env.clone(),
+        working_dir: spec.working_dir.clone(),
+        uid: spec.uid,
+        gid: spec.gid,
+        supplemental_groups: spec.supplemental_groups.clone(),
+        ..SandboxSpec::default()
+    };
+    if let Err(e) = become_user(&as_container) {
+        return e;
+    }
+    exec(&as_container)
+}
+
 /// Sets everything up and executes the program; returns only the reason it could not.
 fn run(spec: &SandboxSpec) -> String {
     for procs in &spec.cgroup_procs {
@@ -95,6 +171,10 @@ fn run(spec: &SandboxSpec) -> String {
 
 fn enter(spec: &SandboxSpec) -> Result<(), String> {
     use nix::sched::{unshare, CloneFlags};
+    if let Some(ns) = &spec.netns {
+        let f = std::fs::File::open(ns).map_err(|e| format!("open network namespace {}: {e}", ns.display()))?;
+        nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("join network namespace: {e}"))?;
+    }
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(|e| format!("unshare: {e}"))?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -110,6 +190,11 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
         root.hide(h)?;
     }
     root.pivot()?;
+    become_user(spec)
+}
+
+/// Drops to the pod's groups and user and changes to the working directory.
+fn become_user(spec: &SandboxSpec) -> Result<(), String> {
     let dir = spec.working_dir.as_deref().filter(|d| !d.is_empty()).unwrap_or("/");
     if let Some(gid) = spec.gid {
         let mut groups: Vec<nix::unistd::Gid> = vec![nix::unistd::Gid::from_raw(gid)];

@@ -1,7 +1,7 @@
 //! The default RBAC policy kube-apiserver creates at start
 //! (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`, v1.33 with
 //! default feature gates), limited to the roles of the components rkube has:
-//! users, the scheduler and the node agent (no controllers yet).
+//! users, the scheduler, the controllers and the node agent.
 
 use serde_json::{json, Map, Value};
 
@@ -10,6 +10,8 @@ use crate::{ALL_AUTHENTICATED, ALL_SERVICE_ACCOUNTS, ALL_UNAUTHENTICATED, RBAC_G
 
 /// The user kube-scheduler authenticates as.
 const KUBE_SCHEDULER_USER: &str = "system:kube-scheduler";
+/// The user kube-controller-manager authenticates as.
+const KUBE_CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 /// The group every node (kubelet) is in.
 const NODES_GROUP: &str = "system:nodes";
 
@@ -311,7 +313,20 @@ pub fn bootstrap_cluster_roles() -> Vec<Value> {
             )],
         ),
         cluster_role("system:kube-scheduler", &[], kube_scheduler_rules()),
+        cluster_role("system:kube-controller-manager", &[], kube_controller_manager_rules()),
         cluster_role("system:node", &[], node_rules()),
+        cluster_role("system:node-proxier", &[], node_proxier_rules()),
+    ]
+}
+
+/// `system:node-proxier`: what kube-proxy reads to route Services.
+fn node_proxier_rules() -> Vec<Value> {
+    let core = "";
+    vec![
+        rule(&["list", "watch"], &[core], &["endpoints", "services"]),
+        rule(&["get", "list", "watch"], &[core], &["nodes"]),
+        rule(&["create", "patch", "update"], &[core, "events.k8s.io"], &["events"]),
+        rule(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
     ]
 }
 
@@ -346,6 +361,40 @@ fn kube_scheduler_rules() -> Vec<Value> {
         rule(READ, &[storage], &["csistoragecapacities"]),
         // Volume limits count attachments (v1.32 on).
         rule(READ, &[storage], &["volumeattachments"]),
+    ]
+}
+
+/// `system:kube-controller-manager`: upstream's rules (what kube-controller-manager needs to
+/// start its shared informers and to make each controller's service account and token),
+/// then the rules of the controllers rkube runs.
+///
+/// Deviation: upstream's controllers each act as their own service account
+/// (`--use-service-account-credentials`, bound to a `system:controller:*` role); rkube's
+/// act as kube-controller-manager itself, so this role also carries what upstream's
+/// `system:controller:endpoint-controller` allows.
+fn kube_controller_manager_rules() -> Vec<Value> {
+    let core = "";
+    let coordination = "coordination.k8s.io";
+    vec![
+        rule(&["create", "update", "patch"], &[core, "events.k8s.io"], &["events"]),
+        // Leader election.
+        rule(&["create"], &[coordination], &["leases"]),
+        named_rule(&["get", "update"], &[coordination], &["leases"], &["kube-controller-manager"]),
+        // Fundamental resources.
+        rule(&["create"], &[core], &["secrets", "serviceaccounts"]),
+        rule(&["delete"], &[core], &["secrets"]),
+        rule(&["get"], &[core], &["namespaces", "secrets", "serviceaccounts", "configmaps"]),
+        rule(&["update"], &[core], &["secrets", "serviceaccounts"]),
+        // Delegated authentication and authorization (non-mutating creates).
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+        // Every shared informer.
+        rule(&["list", "watch"], &["*"], &["*"]),
+        rule(&["create"], &[core], &["serviceaccounts/token"]),
+        // The endpoint controller's own (rkube's deviation, see above).
+        rule(READ, &[core], &["services", "pods"]),
+        rule(&["get", "list", "create", "update", "delete"], &[core], &["endpoints"]),
+        rule(&["create"], &[core], &["endpoints/restricted"]),
     ]
 }
 
@@ -411,14 +460,17 @@ fn binding_with(name: &str, subjects: Vec<Value>) -> Value {
 /// system:basic-user to `system:authenticated`; system:public-info-viewer
 /// to `system:authenticated` and `system:unauthenticated`;
 /// system:service-account-issuer-discovery to `system:serviceaccounts`;
-/// system:kube-scheduler to the user `system:kube-scheduler`, as upstream; and
-/// system:node to the group `system:nodes`.
+/// system:kube-scheduler to the user `system:kube-scheduler` and
+/// system:kube-controller-manager to the user `system:kube-controller-manager`, as
+/// upstream; and system:node to the group `system:nodes`; system:node-proxier to the user
+/// `system:kube-proxy`, as upstream, and to the group `system:nodes`.
 ///
 /// Deviation: upstream binds system:node to no one (since 1.8 the Node
 /// authorizer grants nodes what they need, narrowed to their own pods and the
 /// Secrets, ConfigMaps and volumes those use). rkube has no Node authorizer
 /// yet, so it binds the role to `system:nodes`; until it has one, a node can
-/// read every Secret and ConfigMap and update every pod's status.
+/// read every Secret and ConfigMap and update every pod's status. rkube's node
+/// agent is also its node's service proxy, hence system:node-proxier for nodes.
 pub fn bootstrap_cluster_role_bindings() -> Vec<Value> {
     vec![
         cluster_role_binding("cluster-admin", &[SYSTEM_MASTERS]),
@@ -427,6 +479,14 @@ pub fn bootstrap_cluster_role_bindings() -> Vec<Value> {
         cluster_role_binding("system:public-info-viewer", &[ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]),
         cluster_role_binding("system:service-account-issuer-discovery", &[ALL_SERVICE_ACCOUNTS]),
         cluster_role_binding_to_user("system:kube-scheduler", KUBE_SCHEDULER_USER),
+        cluster_role_binding_to_user("system:kube-controller-manager", KUBE_CONTROLLER_MANAGER_USER),
         cluster_role_binding("system:node", &[NODES_GROUP]),
+        binding_with(
+            "system:node-proxier",
+            vec![
+                json!({ "kind": "User", "apiGroup": RBAC_GROUP, "name": "system:kube-proxy" }),
+                json!({ "kind": "Group", "apiGroup": RBAC_GROUP, "name": NODES_GROUP }),
+            ],
+        ),
     ]
 }

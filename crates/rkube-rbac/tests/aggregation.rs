@@ -254,11 +254,13 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
         "system:public-info-viewer",
         "system:service-account-issuer-discovery",
         "system:kube-scheduler",
+        "system:kube-controller-manager",
         "system:node",
+        "system:node-proxier",
     ] {
         assert!(names.contains(&want), "{want}");
     }
-    assert_eq!(roles.len(), 13);
+    assert_eq!(roles.len(), 15);
     let bindings = bootstrap_cluster_role_bindings();
     for obj in roles.iter().chain(&bindings) {
         assert_eq!(obj["apiVersion"], "rbac.authorization.k8s.io/v1");
@@ -300,9 +302,18 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
     );
     assert_eq!(subjects("system:service-account-issuer-discovery"), vec![group("system:serviceaccounts")]);
     assert_eq!(subjects("system:kube-scheduler"), vec![("User".to_string(), "system:kube-scheduler".to_string())]);
+    assert_eq!(
+        subjects("system:kube-controller-manager"),
+        vec![("User".to_string(), "system:kube-controller-manager".to_string())]
+    );
     // Deviation (no Node authorizer yet): upstream binds system:node to no one.
     assert_eq!(subjects("system:node"), vec![group("system:nodes")]);
-    assert_eq!(bindings.len(), 7);
+    // rkube's node agent is also the node's service proxy.
+    assert_eq!(
+        subjects("system:node-proxier"),
+        vec![("User".to_string(), "system:kube-proxy".to_string()), group("system:nodes")]
+    );
+    assert_eq!(bindings.len(), 9);
 
     // Every binding's role exists, and every rule list is sorted like
     // kube's rule builder leaves it.
@@ -348,6 +359,27 @@ fn scheduler_and_node_roles_have_upstreams_rules() {
             r(json!(["storage.k8s.io"]), json!(["csidrivers"]), read.clone()),
             r(json!(["storage.k8s.io"]), json!(["csistoragecapacities"]), read.clone()),
             r(json!(["storage.k8s.io"]), json!(["volumeattachments"]), read.clone()),
+        ])
+    );
+    // Upstream's rules, then (deviation: no per-controller service accounts) those of
+    // system:controller:endpoint-controller.
+    assert_eq!(
+        by_name(&roles, "system:kube-controller-manager")["rules"],
+        json!([
+            r(json!(["", "events.k8s.io"]), json!(["events"]), json!(["create", "patch", "update"])),
+            r(json!(["coordination.k8s.io"]), json!(["leases"]), json!(["create"])),
+            {"verbs": ["get", "update"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["kube-controller-manager"]},
+            r(json!([""]), json!(["secrets", "serviceaccounts"]), json!(["create"])),
+            r(json!([""]), json!(["secrets"]), json!(["delete"])),
+            r(json!([""]), json!(["configmaps", "namespaces", "secrets", "serviceaccounts"]), json!(["get"])),
+            r(json!([""]), json!(["secrets", "serviceaccounts"]), json!(["update"])),
+            r(json!(["authentication.k8s.io"]), json!(["tokenreviews"]), json!(["create"])),
+            r(json!(["authorization.k8s.io"]), json!(["subjectaccessreviews"]), json!(["create"])),
+            r(json!(["*"]), json!(["*"]), json!(["list", "watch"])),
+            r(json!([""]), json!(["serviceaccounts/token"]), json!(["create"])),
+            r(json!([""]), json!(["pods", "services"]), read.clone()),
+            r(json!([""]), json!(["endpoints"]), json!(["create", "delete", "get", "list", "update"])),
+            r(json!([""]), json!(["endpoints/restricted"]), json!(["create"])),
         ])
     );
     let node = by_name(&roles, "system:node")["rules"].as_array().unwrap().clone();

@@ -690,9 +690,10 @@ fn rules_for_lists_cluster_and_namespace_rules() {
 }
 
 #[test]
-fn the_scheduler_and_nodes_get_what_they_need_from_the_bootstrap_policy() {
+fn the_scheduler_controllers_and_nodes_get_what_they_need_from_the_bootstrap_policy() {
     let policy = bootstrap_only();
     let scheduler = User::new("system:kube-scheduler", &["system:authenticated"]);
+    let kcm = User::new("system:kube-controller-manager", &["system:authenticated"]);
     let node = User::new("system:node:n1", &["system:nodes", "system:authenticated"]);
     let cases = [
         ("scheduler binds", &scheduler, res("create", "default", "", "pods", "binding", "p"), true),
@@ -715,6 +716,15 @@ fn the_scheduler_and_nodes_get_what_they_need_from_the_bootstrap_policy() {
         ),
         ("scheduler cannot update pods", &scheduler, res("update", "default", "", "pods", "", "p"), false),
         ("scheduler cannot read secrets", &scheduler, res("get", "default", "", "secrets", "", "s"), false),
+        ("controllers watch services", &kcm, res("watch", "", "", "services", "", ""), true),
+        ("controllers list pods", &kcm, res("list", "", "", "pods", "", ""), true),
+        ("controllers create endpoints", &kcm, res("create", "default", "", "endpoints", "", ""), true),
+        ("controllers update endpoints", &kcm, res("update", "default", "", "endpoints", "", "web"), true),
+        ("controllers delete endpoints", &kcm, res("delete", "default", "", "endpoints", "", "web"), true),
+        ("controllers record events", &kcm, res("create", "default", "", "events", "", ""), true),
+        ("controllers count events", &kcm, res("patch", "default", "", "events", "", "e"), true),
+        ("controllers cannot update pods", &kcm, res("update", "default", "", "pods", "", "p"), false),
+        ("controllers cannot delete services", &kcm, res("delete", "default", "", "services", "", "web"), false),
         ("node registers", &node, res("create", "", "", "nodes", "", ""), true),
         ("node reports status", &node, res("patch", "", "", "nodes", "status", "n1"), true),
         ("node reports pod status", &node, res("patch", "default", "", "pods", "status", "p"), true),
@@ -725,7 +735,11 @@ fn the_scheduler_and_nodes_get_what_they_need_from_the_bootstrap_policy() {
             true,
         ),
         ("node records core events", &node, res("create", "default", "", "events", "", ""), true),
-        ("node has no events.k8s.io events", &node, res("create", "default", "events.k8s.io", "events", "", ""), false),
+        // The node agent is also its node's service proxy (system:node-proxier), whose rules
+        // include events.k8s.io events.
+        ("node proxies services", &node, res("watch", "", "", "endpoints", "", ""), true),
+        ("node proxier records events", &node, res("create", "default", "events.k8s.io", "events", "", ""), true),
+        ("node cannot write endpoints", &node, res("update", "default", "", "endpoints", "", "web"), false),
         ("node cannot bind", &node, res("create", "default", "", "pods", "binding", "p"), false),
         ("node cannot delete nodes", &node, res("delete", "", "", "nodes", "", "n1"), false),
     ];

@@ -46,6 +46,13 @@ struct AgentArgs {
     /// Rotate a container's log file past this many bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     container_log_max_size: u64,
+    /// Run every pod on the host network (127.0.0.0/8 pod IPs) instead of giving each its
+    /// own network namespace; the fallback when namespaces cannot be made.
+    #[arg(long)]
+    no_pod_network: bool,
+    /// The cluster DNS address pods' resolv.conf names; the agent serves it.
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
 }
 
 #[derive(clap::Args)]
@@ -96,6 +103,9 @@ struct ServerArgs {
     /// Do not run the scheduler (pods then wait for a binding from elsewhere).
     #[arg(long)]
     no_scheduler: bool,
+    /// Do not run the controllers (kube-controller-manager's part: Endpoints of Services).
+    #[arg(long)]
+    no_controllers: bool,
     #[command(flatten)]
     agent: AgentArgs,
 }
@@ -106,6 +116,9 @@ fn main() -> std::process::ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.len() == 3 && argv[1] == "__container" {
         rkube_node::container_init(std::path::Path::new(&argv[2]));
+    }
+    if argv.len() == 3 && argv[1] == "__exec" {
+        rkube_node::exec_init(std::path::Path::new(&argv[2]));
     }
     let cli = Cli::parse();
     // The proxy logs like kubectl proxy: warnings and errors, each filter decision at -v=3.
@@ -191,6 +204,7 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     }));
     bootstrap(&api).await?;
     rkube_apiserver::controllers::publish_kubernetes_service(&api, addr).await;
+    rkube_apiserver::controllers::publish_cluster_dns_service(&api, args.agent.cluster_dns).await;
 
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{client_addr}")).map_err(|e| e.to_string())?;
@@ -198,8 +212,8 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     tracing::info!(listen = %addr, ready_ms = started.elapsed().as_millis() as u64, "rkube server ready");
     println!("rkube: serving https://{client_addr}; kubeconfig: {}", kubeconfig.display());
 
-    // The scheduler and the node agent reach the API as separate processes would: over
-    // HTTPS, each with its own identity and RBAC role.
+    // The scheduler, the controllers and the node agent reach the API as separate
+    // processes would: over HTTPS, each with its own identity and RBAC role.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut components = Vec::new();
     let url = format!("https://{client_addr}");
@@ -210,6 +224,15 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         let stop = stopped(stop_rx.clone());
         components.push(tokio::spawn(async move {
             rkube_scheduler::run(rkube_client::Informers::new(client), stop).await;
+        }));
+    }
+    if !args.no_controllers {
+        let path = args.data_dir.join("controller-manager.kubeconfig");
+        write_identity(&pki, &path, &url, "system:kube-controller-manager", &[])?;
+        let client = rkube_client::connect(&path).await?;
+        let stop = stopped(stop_rx.clone());
+        components.push(tokio::spawn(async move {
+            rkube_controllers::run(rkube_client::Informers::new(client), stop).await;
         }));
     }
     if !args.no_node {
@@ -303,6 +326,8 @@ fn agent_config(a: &AgentArgs, root_dir: PathBuf) -> Result<rkube_node::Config, 
         cluster_domain: "cluster.local".into(),
         log_max_bytes: a.container_log_max_size,
         api_server: None,
+        pod_network: !a.no_pod_network,
+        cluster_dns: a.cluster_dns,
         version: rkube_apiserver::KUBE_GIT_VERSION.to_string(),
     })
 }
@@ -356,7 +381,9 @@ fn private_file(path: &std::path::Path) -> Result<(), String> {
 /// from the kubeconfig). Nothing else in the directory is touched.
 fn lock_down(dir: &std::path::Path) -> Result<(), String> {
     private_dir(dir)?;
-    for name in ["store.redb", "admin.kubeconfig", "scheduler.kubeconfig", "node.kubeconfig"] {
+    for name in
+        ["store.redb", "admin.kubeconfig", "scheduler.kubeconfig", "controller-manager.kubeconfig", "node.kubeconfig"]
+    {
         let path = dir.join(name);
         if path.exists() {
             private_file(&path)?;

@@ -340,7 +340,7 @@ fn no_pod_process_outlives_the_server() {
     let (_keep, out) = out_dir();
     // A process that leaves its session and ignores SIGTERM still ends (its cgroup is killed).
     // (`$$` is the kubelet's escape for `$`.)
-    let script = "trap '' TERM; (setsid sh -c 'trap \"\" TERM; echo $$$$ > /out/child; exec sleep 3600' &); echo $$$$ > /out/pid; echo end >> /out/pid; while true; do sleep 1; done";
+    let script = "readlink /proc/self/ns/net > /out/netns; trap '' TERM; (setsid sh -c 'trap \"\" TERM; echo $$$$ > /out/child; exec sleep 3600' &); echo $$$$ > /out/pid; echo end >> /out/pid; while true; do sleep 1; done";
     create(&s, "/api/v1/namespaces/default/pods", &shell_pod("stubborn", script, &out, json!({})));
     let pid: i32 = wait_file(&out.join("pid"), 30).trim().parse().unwrap();
     assert!(
@@ -348,8 +348,19 @@ fn no_pod_process_outlives_the_server() {
     );
     let child: i32 = std::fs::read_to_string(out.join("child")).unwrap().trim().parse().unwrap();
     assert!(alive(pid) && alive(child));
+    // The pod's network namespace is one the agent made and names under /run/netns.
+    let netns = std::fs::read_to_string(out.join("netns")).unwrap();
+    let inode: u64 = netns.trim().trim_start_matches("net:[").trim_end_matches(']').parse().unwrap();
+    let named = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir("/run/netns")
+            .map(|d| d.flatten().any(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == inode)))
+            .unwrap_or(false)
+    };
+    assert!(named(), "the pod runs in its own named network namespace ({netns})");
     assert!(s.stop(), "the server stops on SIGTERM");
     assert!(!alive(pid) && !alive(child), "every process of the pod ended with the agent");
+    assert!(!named(), "the pod's network namespace is removed with the agent");
 }
 
 #[test]
@@ -501,5 +512,292 @@ fn the_downward_api_gives_the_seeds_values_and_follows_label_changes() {
             labels == "foo=\"baz\"\ntier=\"web\""
         }),
         "labels file: {labels:?}"
+    );
+}
+
+#[test]
+fn ambassador_containers_run_rkube_proxy_on_each_pods_own_localhost() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    create(
+        &s,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "default-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+        }),
+    );
+    // Seed 001's curl-am, twice at once: each main container asks the API through its own
+    // ambassador's localhost:8001 (each pod has its own network namespace); the ambassador
+    // image (luksa/kubectl-proxy) runs `rkube proxy`, in-cluster.
+    let curl = which("curl");
+    for name in ["curl-am", "curl-am2"] {
+        let script = format!(
+            "for i in $(seq 1 100); do {curl} -sf localhost:8001/api/v1/namespaces/default/pods/{name} > /out/{name} && break; sleep 0.1; done; echo >> /out/{name}; echo end >> /out/{name}; sleep 3600"
+        );
+        let mut pod = shell_pod(name, &script, &out, json!({}));
+        pod["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "ambassador", "image": "luksa/kubectl-proxy:1.6.2"}));
+        create(&s, "/api/v1/namespaces/default/pods", &pod);
+    }
+    for name in ["curl-am", "curl-am2"] {
+        let body = wait_file(&out.join(name), 60);
+        let seen: Value = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(seen["metadata"]["name"], name, "each pod's own ambassador answered");
+        let p = wait_phase(&s, name, "Running", 10);
+        let names: Vec<&str> =
+            p["status"]["containerStatuses"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["ambassador", "main"], "both running, sorted by name");
+    }
+}
+
+/// Seed 001's session inside a pod, command for command: the `kubernetes` service's
+/// variables, `curl https://kubernetes` without and with the CA, the token on 10.96.0.1, and
+/// the pods of the namespace once the service accounts are cluster admins.
+#[test]
+fn the_seeds_curl_session_gives_the_seeds_answers_inside_a_pod() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let curl = which("curl");
+    let script = format!(
+        "env | grep KUBERNETES_SERVICE | sort > /out/env; echo end >> /out/env; \
+         cat /etc/resolv.conf > /out/resolv; echo end >> /out/resolv; cat /etc/hosts > /out/hosts; echo end >> /out/hosts; \
+         {curl} https://kubernetes > /out/noca 2>&1; echo \"exit $?\" >> /out/noca; echo end >> /out/noca; \
+         {curl} -s --cacert /var/run/secrets/kubernetes.io/serviceaccount/ca.crt https://kubernetes > /out/anon; echo end >> /out/anon; \
+         TOKEN=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token); \
+         {curl} -s -k -H \"Authorization: Bearer $TOKEN\" https://10.96.0.1 > /out/ip; echo end >> /out/ip; \
+         while [ ! -e /out/go ]; do sleep 0.1; done; \
+         NS=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace); \
+         {curl} -s -k -H \"Authorization: Bearer $TOKEN\" https://kubernetes/api/v1/namespaces/$NS/pods > /out/pods; echo end >> /out/pods; \
+         sleep 3600"
+    );
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("curl", &script, &out, json!({})));
+    assert_eq!(
+        wait_file(&out.join("env"), 60),
+        "KUBERNETES_SERVICE_HOST=10.96.0.1\nKUBERNETES_SERVICE_PORT=443\nKUBERNETES_SERVICE_PORT_HTTPS=443\n"
+    );
+    // The kubelet's search path: the namespace's, the cluster's, then the host's.
+    let host_search: String = std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("search"))
+        .next_back()
+        .map(|l| l.split_whitespace().map(|d| format!(" {}", d.trim_end_matches('.'))).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        wait_file(&out.join("resolv"), 10),
+        format!(
+            "search default.svc.cluster.local svc.cluster.local cluster.local{host_search}\nnameserver 10.96.0.10\noptions ndots:5\n"
+        )
+    );
+    let pod = wait_phase(&s, "curl", "Running", 10);
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.244."), "a pod IP of the node's pod subnet: {ip}");
+    assert_eq!(
+        wait_file(&out.join("hosts"), 10),
+        format!(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{ip}\tcurl\n"
+        )
+    );
+    let noca = wait_file(&out.join("noca"), 30);
+    assert!(
+        noca.contains("curl: (60) SSL certificate problem: unable to get local issuer certificate"),
+        "kubernetes resolves and answers with a certificate the host's CAs do not trust: {noca}"
+    );
+    let anon: Value = serde_json::from_str(&wait_file(&out.join("anon"), 30)).unwrap();
+    assert_eq!(
+        anon,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "forbidden: User \"system:anonymous\" cannot get path \"/\"", "reason": "Forbidden",
+               "details": {}, "code": 403})
+    );
+    let by_ip: Value = serde_json::from_str(&wait_file(&out.join("ip"), 30)).unwrap();
+    assert_eq!(
+        by_ip["message"], "forbidden: User \"system:serviceaccount:default:default\" cannot get path \"/\"",
+        "10.96.0.1 is the API server, and the token is the pod's: {by_ip}"
+    );
+    // kubectl create clusterrolebinding permissive-binding --clusterrole=cluster-admin --group=system:serviceaccounts
+    create(
+        &s,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "permissive-binding"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:serviceaccounts"}],
+        }),
+    );
+    std::fs::write(out.join("go"), "").unwrap();
+    let pods: Value = serde_json::from_str(&wait_file(&out.join("pods"), 30)).unwrap();
+    assert_eq!(pods["kind"], "PodList");
+    assert_eq!(pods["items"][0]["metadata"]["name"], "curl");
+}
+
+#[test]
+fn pods_reach_each_other_and_services_by_cluster_ip_and_dns_name() {
+    if !common::require("curl", &["--version"]) || !common::require("python3", &["--version"]) {
+        return;
+    }
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    std::fs::create_dir_all(out.join("www")).unwrap();
+    std::fs::write(out.join("www/hello.txt"), "hello from web\n").unwrap();
+    let py = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    let mut web = shell_pod("web", &format!("exec {py} -m http.server 8080 --directory /out/www"), &out, json!({}));
+    web["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+    create(&s, "/api/v1/namespaces/default/pods", &web);
+    let svc = create(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
+    );
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let web = wait_phase(&s, "web", "Running", 30);
+    let web_ip = web["status"]["podIP"].as_str().unwrap().to_string();
+    let curl = which("curl");
+    let fetch = |file: &str, url: &str| {
+        format!(
+            "for i in $(seq 1 100); do {curl} -sf {url}/hello.txt > /out/{file} && break; sleep 0.1; done; echo end >> /out/{file}; "
+        )
+    };
+    let script = [
+        fetch("direct", &format!("http://{web_ip}:8080")),
+        fetch("cluster-ip", &format!("http://{cluster_ip}")),
+        fetch("short", "http://web"),
+        fetch("namespaced", "http://web.default"),
+        fetch("fqdn", "http://web.default.svc.cluster.local"),
+        "echo $WEB_SERVICE_HOST:$WEB_SERVICE_PORT > /out/env; echo end >> /out/env; sleep 3600".to_string(),
+    ]
+    .concat();
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("client", &script, &out, json!({})));
+    for file in ["direct", "cluster-ip", "short", "namespaced", "fqdn"] {
+        assert_eq!(wait_file(&out.join(file), 60), "hello from web\n", "{file}");
+    }
+    assert_eq!(wait_file(&out.join("env"), 10).trim(), format!("{cluster_ip}:80"));
+    let client = get(&s, &pod_path("client"));
+    assert_ne!(client["status"]["podIP"], web["status"]["podIP"], "each pod its own address");
+}
+
+#[test]
+fn without_pod_networking_pods_use_the_host_network_and_still_reach_the_api() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start_with_node(&["--no-pod-network"]);
+    let (_keep, out) = out_dir();
+    let curl = which("curl");
+    let script = format!(
+        "{curl} -s --cacert /var/run/secrets/kubernetes.io/serviceaccount/ca.crt https://kubernetes:$KUBERNETES_SERVICE_PORT > /out/anon; echo end >> /out/anon; sleep 3600"
+    );
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("fallback", &script, &out, json!({})));
+    let anon: Value = serde_json::from_str(&wait_file(&out.join("anon"), 60)).unwrap();
+    assert_eq!(anon["message"], "forbidden: User \"system:anonymous\" cannot get path \"/\"");
+    let pod = get(&s, &pod_path("fallback"));
+    let ip = pod["status"]["podIP"].as_str().unwrap();
+    assert!(ip.starts_with("127.") && ip != "127.0.0.1", "a loopback address of its own: {ip}");
+}
+
+fn events_for(s: &Server, pod: &str) -> Vec<(String, String)> {
+    let evs = get(s, "/api/v1/namespaces/default/events");
+    evs["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["involvedObject"]["name"] == pod)
+                .map(|e| {
+                    (e["reason"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn probes_and_lifecycle_hooks_behave_as_the_kubelets() {
+    if !common::require("python3", &["--version"]) {
+        return;
+    }
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    std::fs::create_dir_all(out.join("www")).unwrap();
+    let py = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    let mut pod = shell_pod("probed", &format!("exec {py} -m http.server 8080 --directory /out/www"), &out, json!({}));
+    let c = &mut pod["spec"]["containers"][0];
+    c["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+    c["startupProbe"] = json!({"tcpSocket": {"port": "http"}, "periodSeconds": 1, "failureThreshold": 30});
+    c["readinessProbe"] =
+        json!({"httpGet": {"path": "/ready.txt", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1});
+    c["livenessProbe"] = json!({"exec": {"command": ["cat", "/out/alive"]}, "periodSeconds": 1, "failureThreshold": 2});
+    c["lifecycle"] = json!({
+        "postStart": {"exec": {"command": ["/bin/sh", "-c", "echo up > /out/alive; hostname > /out/poststart; echo end >> /out/poststart"]}},
+        "preStop": {"exec": {"command": ["/bin/sh", "-c", "echo stopping > /out/prestop; echo end >> /out/prestop"]}},
+    });
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    // The postStart hook ran inside the container (its UTS name, its mounts).
+    assert_eq!(wait_file(&out.join("poststart"), 30), "probed\n");
+    // Started (the startup probe reached the port) but not ready: the readiness page is missing.
+    let mut p = Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            p = get(&s, &pod_path("probed"));
+            p["status"]["containerStatuses"][0]["started"] == true
+        }),
+        "{p:#}"
+    );
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false, "{p:#}");
+    assert!(
+        wait_for(Duration::from_secs(20), || events_for(&s, "probed")
+            .contains(&("Unhealthy".into(), "Readiness probe failed: HTTP probe failed with statuscode: 404".into()))),
+        "{:?}",
+        events_for(&s, "probed")
+    );
+    std::fs::write(out.join("www/ready.txt"), "ok").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            p = get(&s, &pod_path("probed"));
+            p["status"]["containerStatuses"][0]["ready"] == true
+                && p["status"]["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        }),
+        "ready once the probe passes: {p:#}"
+    );
+    // The liveness probe fails twice: the container is killed (preStop first) and restarted.
+    std::fs::remove_file(out.join("alive")).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || events_for(&s, "probed")
+            .contains(&("Killing".into(), "Container main failed liveness probe, will be restarted".into()))),
+        "{:?}",
+        events_for(&s, "probed")
+    );
+    assert!(
+        events_for(&s, "probed").iter().any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed: ")),
+        "{:?}",
+        events_for(&s, "probed")
+    );
+    assert_eq!(wait_file(&out.join("prestop"), 20), "stopping\n");
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            p = get(&s, &pod_path("probed"));
+            p["status"]["containerStatuses"][0]["restartCount"] == 1
+                && p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        }),
+        "restarted: {p:#}"
     );
 }

@@ -31,16 +31,31 @@ impl Server {
 
     /// A server on `dir` (kept by the caller, e.g. for restarts).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
-        Server::spawn(dir, extra, None, false)
+        Server::spawn(dir, extra, None, false, false)
     }
 
-    /// A fresh server that also runs its scheduler and node agent (as `rkube server` does by
-    /// default), so pods run; the others leave both out, as an API-only envtest does.
+    /// A fresh server that also runs its scheduler, controllers and node agent (as `rkube
+    /// server` does by default), so pods run; the others leave them out, as an API-only
+    /// envtest does.
     pub fn start_with_node(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut s = Server::spawn(tmp.path(), extra, None, true);
+        let mut s = Server::spawn(tmp.path(), extra, None, true, true);
         s._tmp = Some(tmp);
         s
+    }
+
+    /// A fresh server that runs its controllers but neither scheduler nor node agent:
+    /// objects are reconciled through the API while pods stay where the test puts them.
+    pub fn start_with_controllers(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::spawn(tmp.path(), extra, None, false, true);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// [`Server::start_in`] with the controllers running.
+    pub fn start_in_with_controllers(dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(dir, extra, None, false, true)
     }
 
     /// A fresh server with a static token file (`token,user,uid,"groups"` lines) and more
@@ -58,16 +73,19 @@ impl Server {
     /// A fresh server whose process may open at most `nofile` descriptors.
     pub fn start_limited(nofile: u64) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut s = Server::spawn(tmp.path(), &[], Some(nofile), false);
+        let mut s = Server::spawn(tmp.path(), &[], Some(nofile), false, false);
         s._tmp = Some(tmp);
         s
     }
 
-    fn spawn(dir: &Path, extra: &[&str], nofile: Option<u64>, node: bool) -> Server {
+    fn spawn(dir: &Path, extra: &[&str], nofile: Option<u64>, node: bool, controllers: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkube"));
         cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir).args(extra);
         if !node {
             cmd.args(["--no-node", "--no-scheduler"]);
+            if !controllers {
+                cmd.arg("--no-controllers");
+            }
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::null());
         // RKUBE_TEST_LOG=FILE keeps the server's log there (for debugging a test).

@@ -1,0 +1,247 @@
+//! Pod networking without touching the host's: every interface, address and route lives in
+//! network namespaces the agent creates and removes.
+//!
+//! ```text
+//!   pod netns rkube-<scope>-5           router netns rkube-<scope>            host netns
+//!   lo 127.0.0.1                        lo + local route 10.96.0.0/12         (unchanged)
+//!   eth0 10.244.X.5/24 ──veth── v5 ─┐   rk0 bridge 10.244.X.1/24
+//!   default via 10.244.X.1          ├── agent's sockets: ClusterIP:port ───▶ the API server
+//!   pod netns rkube-<scope>-6       │   listeners, DNS on 10.96.0.10:53      (loopback only)
+//!   eth0 10.244.X.6/24 ──veth── v6 ─┘   connects to pod IPs
+//! ```
+//!
+//! Pods reach each other over the router's bridge; every ClusterIP is a local address of the
+//! router (one `local` route for the service range), where the agent's service proxy (see
+//! [`crate::services`]) listens. The agent makes its sockets inside the router namespace from
+//! a short-lived thread that joined it, so the agent process itself stays in the host's
+//! namespace and can reach the API server on the host's loopback. The router has no link to
+//! the host: no packet of a pod leaves the machine, and nothing of the host's network
+//! configuration changes.
+//!
+//! Namespaces are named (`/run/netns/rkube-<scope>…`, as `ip netns` names them), so an agent
+//! that restarts finds and removes what an earlier one left. Interfaces are configured with
+//! `ip` (iproute2), three invocations per pod.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use tokio::io::AsyncWriteExt;
+
+/// The service range every router treats as local (the API server's default).
+pub const SERVICE_RANGE: &str = "10.96.0.0/12";
+const NETNS_DIR: &str = "/run/netns";
+const BRIDGE: &str = "rk0";
+
+/// One agent's pod network.
+#[derive(Debug)]
+pub struct Network {
+    /// The router namespace's name; pods' names add `-<n>`.
+    prefix: String,
+    router: File,
+    /// The first three octets of the pod subnet (10.244.X.0/24).
+    subnet: [u8; 3],
+    used: Mutex<BTreeSet<u8>>,
+}
+
+/// A pod's network namespace.
+#[derive(Debug, Clone)]
+pub struct PodNet {
+    pub netns: PathBuf,
+    pub ip: Ipv4Addr,
+    name: String,
+    host: u8,
+}
+
+impl Network {
+    /// Makes the router namespace (after removing what an earlier agent of the same scope
+    /// left). Fails where namespaces cannot be made (not root, no `ip`): the agent then
+    /// runs pods on the host network.
+    pub async fn setup(scope: &str, subnet: [u8; 3]) -> Result<Network, String> {
+        let prefix = format!("rkube-{}", sanitize(scope));
+        remove_namespaces(&prefix).await;
+        run_ip(&["netns", "add", &prefix], None).await?;
+        let gw = format!("{}.{}.{}.1", subnet[0], subnet[1], subnet[2]);
+        let batch = format!(
+            "link set lo up\nroute add local {SERVICE_RANGE} dev lo\nlink add {BRIDGE} type bridge\naddr add {gw}/24 dev {BRIDGE}\nlink set {BRIDGE} up\n"
+        );
+        if let Err(e) = run_ip(&["-n", &prefix, "-batch", "-"], Some(&batch)).await {
+            let _ = run_ip(&["netns", "delete", &prefix], None).await;
+            return Err(e);
+        }
+        let router = File::open(PathBuf::from(NETNS_DIR).join(&prefix)).map_err(|e| format!("open {prefix}: {e}"))?;
+        Ok(Network { prefix, router, subnet, used: Mutex::new(BTreeSet::new()) })
+    }
+
+    /// The subnet pods get addresses in, as `10.244.X.0/24`.
+    pub fn pod_cidr(&self) -> String {
+        let [a, b, c] = self.subnet;
+        format!("{a}.{b}.{c}.0/24")
+    }
+
+    /// Whether an address belongs to this node's pods.
+    pub fn is_pod_ip(&self, ip: Ipv4Addr) -> bool {
+        ip.octets()[..3] == self.subnet
+    }
+
+    /// Gives a pod its namespace, address, loopback and a default route via the router.
+    pub async fn add_pod(&self) -> Result<PodNet, String> {
+        let host = {
+            let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(h) = (2..=254u8).find(|h| !used.contains(h)) else {
+                return Err(format!("no free pod address in {}", self.pod_cidr()));
+            };
+            used.insert(h);
+            h
+        };
+        let name = format!("{}-{host}", self.prefix);
+        let [a, b, c] = self.subnet;
+        let ip = Ipv4Addr::new(a, b, c, host);
+        let pod = PodNet { netns: PathBuf::from(NETNS_DIR).join(&name), ip, name, host };
+        let made = async {
+            run_ip(&["netns", "add", &pod.name], None).await?;
+            let router = format!(
+                "link add v{host} type veth peer name eth0 netns {}\nlink set v{host} master {BRIDGE} up\n",
+                pod.name
+            );
+            run_ip(&["-n", &self.prefix, "-batch", "-"], Some(&router)).await?;
+            let inside = format!(
+                "link set lo up\naddr add {ip}/24 dev eth0\nlink set eth0 up\nroute add default via {a}.{b}.{c}.1\n"
+            );
+            run_ip(&["-n", &pod.name, "-batch", "-"], Some(&inside)).await
+        }
+        .await;
+        match made {
+            Ok(()) => Ok(pod),
+            Err(e) => {
+                self.remove_pod(&pod).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a pod's namespace (its veth pair goes with it) and frees its address.
+    pub async fn remove_pod(&self, pod: &PodNet) {
+        let _ = run_ip(&["netns", "delete", &pod.name], None).await;
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).remove(&pod.host);
+    }
+
+    /// Removes the router and every pod namespace of this agent.
+    pub async fn teardown(&self) {
+        remove_namespaces(&self.prefix).await;
+    }
+
+    /// A TCP listener inside the router namespace.
+    pub fn listen(&self, addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+        let l = self.in_router(|| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.set_reuse_address(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&addr.into())?;
+            s.listen(1024)?;
+            Ok(std::net::TcpListener::from(s))
+        })?;
+        tokio::net::TcpListener::from_std(l)
+    }
+
+    /// A UDP socket bound inside the router namespace.
+    pub fn bind_udp(&self, addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+        let s = self.in_router(|| {
+            let s = std::net::UdpSocket::bind(addr)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })?;
+        tokio::net::UdpSocket::from_std(s)
+    }
+
+    /// Connects from the router namespace (to a pod).
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
+        let s = self.in_router(|| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.set_nonblocking(true)?;
+            Ok(std::net::TcpStream::from(s))
+        })?;
+        tokio::net::TcpSocket::from_std_stream(s).connect(addr).await
+    }
+
+    /// Runs `f` on a thread that joined the router namespace (sockets keep the namespace
+    /// they were made in).
+    fn in_router<T: Send>(&self, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::setns(&self.router, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("network namespace thread panicked")))
+        })
+    }
+}
+
+/// Namespace names keep to what file names and `ip` accept.
+fn sanitize(scope: &str) -> String {
+    scope.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
+}
+
+/// Deletes the namespace `prefix` and every `prefix-<n>`.
+async fn remove_namespaces(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let ours = name == prefix
+            || name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')).is_some_and(|n| n.parse::<u8>().is_ok());
+        if ours {
+            let _ = run_ip(&["netns", "delete", &name], None).await;
+        }
+    }
+}
+
+/// Runs `ip ARGS` (with `input` on its standard input for `-batch -`).
+async fn run_ip(args: &[&str], input: Option<&str>) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new("ip");
+    cmd.args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes()).await.map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// The pod subnet's third octet for a node: stable for a name, never 0.
+pub fn subnet_for(node: &str) -> [u8; 3] {
+    let h = node.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
+    [10, 244, (h % 255) as u8 + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_become_namespace_names() {
+        assert_eq!(sanitize("node.a_b-1"), "node-a-b-1");
+    }
+
+    #[test]
+    fn a_node_subnet_is_stable_and_in_10_244() {
+        let s = subnet_for("worker-1");
+        assert_eq!(s, subnet_for("worker-1"));
+        assert_eq!(&s[..2], &[10, 244]);
+        assert_ne!(s[2], 0);
+    }
+}
