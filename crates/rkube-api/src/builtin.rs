@@ -73,7 +73,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["po"])
         .categories(&["all"])
-        .subresources(&[Status, Binding])
+        .subresources(&[Status, Binding, Log])
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Service>),

@@ -25,6 +25,8 @@ pub enum Subresource {
     Finalize,
     /// `/token` (serviceaccounts): a TokenRequest, answered with a signed token.
     Token,
+    /// `/log` (pods): the container's log, relayed from the pod's node.
+    Log,
 }
 
 impl Subresource {
@@ -35,6 +37,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
+            Subresource::Log => "log",
         }
     }
 
@@ -45,6 +48,7 @@ impl Subresource {
             "binding" => Some(Subresource::Binding),
             "finalize" => Some(Subresource::Finalize),
             "token" => Some(Subresource::Token),
+            "log" => Some(Subresource::Log),
             _ => None,
         }
     }
@@ -55,13 +59,14 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Token => &["create"],
             Subresource::Finalize => &["update"],
+            Subresource::Log => &["get"],
         }
     }
 
     /// (group, version, kind) of the subresource's body, None = the parent's kind.
     pub fn body_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
-            Subresource::Status | Subresource::Finalize => None,
+            Subresource::Status | Subresource::Finalize | Subresource::Log => None,
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),

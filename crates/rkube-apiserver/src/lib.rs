@@ -24,6 +24,7 @@ pub mod controllers;
 pub mod crds;
 pub mod discovery;
 pub mod handler;
+pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod protocache;
@@ -92,6 +93,9 @@ pub struct ApiServer {
     pub sa_tokens: std::sync::OnceLock<tokens::TokenIssuer>,
     /// The cluster CA certificate (PEM), published in every namespace.
     pub ca_pem: std::sync::OnceLock<String>,
+    /// How the server reaches kubelets (`pods/log`): its kubelet client certificate and
+    /// the cluster CA (see [`logs::kubelet_client_config`]).
+    pub kubelet_client: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     /// Permits for read-only and mutating requests in flight (None = unlimited).
     pub readonly_inflight: Option<Arc<tokio::sync::Semaphore>>,
     pub mutating_inflight: Option<Arc<tokio::sync::Semaphore>>,
@@ -120,6 +124,7 @@ impl ApiServer {
             started: std::time::Instant::now(),
             advertise: std::sync::OnceLock::new(),
             ca_pem: std::sync::OnceLock::new(),
+            kubelet_client: std::sync::OnceLock::new(),
             sa_tokens: std::sync::OnceLock::new(),
             readonly_inflight: permits(limits.max_requests_inflight),
             mutating_inflight: permits(limits.max_mutating_requests_inflight),

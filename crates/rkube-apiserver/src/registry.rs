@@ -481,6 +481,9 @@ pub async fn handle(
     match (verb, sub) {
         ("get", None) => ctx.get(),
         ("get", Some(Subresource::Scale)) => ctx.get_scale(),
+        ("get", Some(Subresource::Log)) => {
+            crate::logs::pod_log(server, info.namespace.as_deref().unwrap_or(""), ctx.name(), query).await
+        }
         ("get", Some(_)) => ctx.get(),
         ("list", _) => ctx.list(),
         ("watch", _) => crate::watch::watch(&ctx).await,

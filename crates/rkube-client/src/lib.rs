@@ -22,13 +22,21 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
+/// Requests a component has in flight at once (until their response headers arrive: a
+/// watch holds its slot only until it starts streaming). A hundred pod workers reporting at
+/// once share these, as a kubelet's requests share its QPS budget, so they reuse a handful of
+/// pooled connections instead of opening one TLS connection each.
+pub const MAX_IN_FLIGHT: usize = 16;
+
 /// A client for the API server a kubeconfig names (its current context).
 pub async fn connect(kubeconfig: &Path) -> Result<Client, String> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-    Client::try_from(config).map_err(|e| format!("{}: {e}", kubeconfig.display()))
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    Ok(builder.with_layer(&tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)).build())
 }
 
 /// What a subscriber hears from an informer.
@@ -49,6 +57,9 @@ where
 {
     store: Store<K>,
     changes: broadcast::Sender<Change<K>>,
+    /// True once the first list is in the store. (The store's own `wait_until_ready` keeps
+    /// one waker: of several tasks waiting at once, all but one could wait forever.)
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -63,7 +74,7 @@ where
 
     /// Resolves once the first list is in the cache.
     pub async fn ready(&self) {
-        let _ = self.store.wait_until_ready().await;
+        let _ = self.synced.subscribe().wait_for(|synced| *synced).await;
     }
 
     /// Changes from now on. A subscriber that falls behind gets `Lagged` from the channel
@@ -109,7 +120,8 @@ impl Informers {
         }
         let (store, writer) = reflector::store::<K>();
         let (changes, _) = broadcast::channel(4096);
-        let informer = Arc::new(Informer { store, changes: changes.clone() });
+        let (synced, _) = tokio::sync::watch::channel(false);
+        let informer = Arc::new(Informer { store, changes: changes.clone(), synced: synced.clone() });
         started.insert(key, informer.clone());
         let api: Api<K> = Api::all(self.client.clone());
         let mut config = watcher::Config::default();
@@ -123,7 +135,11 @@ impl Informers {
                 let change = match event {
                     Ok(Event::Apply(k)) => Change::Applied(Arc::new(k)),
                     Ok(Event::Delete(k)) => Change::Deleted(Arc::new(k)),
-                    Ok(Event::InitDone) => Change::Resynced,
+                    Ok(Event::InitDone) => {
+                        // The reflector applied the list to the store before passing it on.
+                        synced.send_replace(true);
+                        Change::Resynced
+                    }
                     Ok(Event::Init | Event::InitApply(_)) => continue,
                     Err(e) => {
                         tracing::debug!(error = %e, kind = %K::kind(&Default::default()), "watch failed; re-listing");

@@ -13,6 +13,7 @@ use rkube_client::{Change, Informer, Informers};
 use tokio::sync::watch;
 
 use crate::images::ImageMap;
+use crate::kubelet_api;
 use crate::net::Network;
 use crate::node::{self, Machine};
 use crate::pod::{self, Msg};
@@ -32,8 +33,14 @@ pub struct Config {
     /// agent's own root directory and the host users' credentials.
     pub hide: Vec<PathBuf>,
     pub image_map: ImageMap,
-    /// The port the Node advertises for the kubelet API.
+    /// The kubelet API's port (0: a free one), advertised in the Node's daemonEndpoints.
     pub kubelet_port: u16,
+    /// Where the kubelet API listens (the kubelet's --address; default: the node's
+    /// InternalIP).
+    pub kubelet_address: Option<std::net::IpAddr>,
+    /// The kubelet API's serving certificate and client CA (None: a self-signed
+    /// certificate, and bearer tokens only).
+    pub kubelet_tls: Option<crate::kubelet_api::Tls>,
     pub node_ip: Option<String>,
     pub node_labels: BTreeMap<String, String>,
     pub cluster_domain: String,
@@ -49,6 +56,9 @@ pub struct Config {
     pub cluster_dns: std::net::Ipv4Addr,
     /// The version the Node reports as kubeletVersion.
     pub version: String,
+    /// Refresh a pod's projected service-account tokens this long after they are issued
+    /// instead of on the kubelet's rule (80 % of their lifetime or 24 h): a test knob.
+    pub token_refresh_after: Option<Duration>,
 }
 
 /// What every pod worker shares.
@@ -99,6 +109,20 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         None
     };
 
+    let kubelet_address = config
+        .kubelet_address
+        .or_else(|| machine.internal_ip.parse().ok())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let kubelet_listener = match kubelet_api::bind(kubelet_address, config.kubelet_port).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(address = %kubelet_address, port = config.kubelet_port, error = %e, "cannot listen for the kubelet API: logs and exec through the API server will fail");
+            None
+        }
+    };
+    let kubelet_port =
+        kubelet_listener.as_ref().and_then(|l| l.local_addr().ok()).map_or(config.kubelet_port, |a| a.port());
+
     let node_obj = node::initial_node(&name, &machine, &config.node_labels);
     let mut backoff = Duration::from_millis(200);
     let node_uid = loop {
@@ -115,7 +139,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         client.clone(),
         name.clone(),
         machine.clone(),
-        config.kubelet_port,
+        kubelet_port,
         config.version.clone(),
     ));
     let lease = tokio::spawn(node::lease_loop(client.clone(), name.clone(), node_uid));
@@ -132,6 +156,25 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         config_maps: informers.get::<ConfigMap>(""),
         secrets: informers.get::<Secret>(""),
         net: net.clone(),
+    });
+    let (kubelet_stop, kubelet_stopped) = tokio::sync::oneshot::channel::<()>();
+    let kubelet = kubelet_listener.map(|listener| {
+        let tls = shared.config.kubelet_tls.clone().unwrap_or_else(|| {
+            tracing::warn!("the kubelet API has no serving certificate (--tls-cert-file): using a self-signed one");
+            self_signed(&shared.machine, &name)
+        });
+        let api =
+            Arc::new(kubelet_api::Api::new(client.clone(), name.clone(), shared.config.root_dir.clone(), pods.clone()));
+        tracing::info!(address = %kubelet_address, port = kubelet_port, "kubelet API listening");
+        tokio::spawn(async move {
+            if let Err(e) = kubelet_api::serve(listener, tls, api, async move {
+                let _ = kubelet_stopped.await;
+            })
+            .await
+            {
+                tracing::error!(error = %e, "kubelet API failed");
+            }
+        })
     });
     let (proxy_stop, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
     let proxy = net.as_ref().map(|net| {
@@ -168,6 +211,8 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     let mut cm_changes = shared.config_maps.subscribe();
     let mut secret_changes = shared.secrets.subscribe();
     let mut workers: HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<()>)> = HashMap::new();
+    // Pods whose worker ended (their final delete done) while the cache still lists them.
+    let mut ended: std::collections::HashSet<String> = Default::default();
     pods.ready().await;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut resync = tokio::time::interval(Duration::from_secs(60));
@@ -190,6 +235,10 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
                     });
                 }
                 None => {
+                    if p.metadata.deletion_timestamp.is_some() && ended.contains(&uid) {
+                        // Ended by its worker; the watch has not brought the delete yet.
+                        continue;
+                    }
                     if pod::is_terminal(&p) && !pod::has_state(&shared.config.root_dir, &uid) {
                         // A finished pod from before this agent started: nothing to run.
                         continue;
@@ -205,7 +254,14 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
                 tx.send_modify(|m| m.pod = None);
             }
         }
-        workers.retain(|_, (_, h)| !h.is_finished());
+        workers.retain(|uid, (_, h)| {
+            let finished = h.is_finished();
+            if finished {
+                ended.insert(uid.clone());
+            }
+            !finished
+        });
+        ended.retain(|uid| seen.contains(uid));
 
         tokio::select! {
             _ = &mut shutdown => break,
@@ -227,6 +283,10 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     }
     shared.cgroups.remove_scope();
     let _ = proxy_stop.send(());
+    let _ = kubelet_stop.send(());
+    if let Some(k) = kubelet {
+        let _ = tokio::time::timeout(Duration::from_secs(2), k).await;
+    }
     if let Some(p) = proxy {
         let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }
@@ -258,4 +318,14 @@ fn nudge(workers: &HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<
             tx.send_modify(|m| m.nudge += 1);
         }
     }
+}
+
+/// The kubelet's fallback: a self-signed serving certificate for the node's names.
+fn self_signed(machine: &Machine, name: &str) -> kubelet_api::Tls {
+    let mut ips: Vec<std::net::IpAddr> = machine.internal_ip.parse().into_iter().collect();
+    ips.push(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let dns = vec![machine.hostname.clone(), name.to_string(), "localhost".into()];
+    let cn = format!("{}@{}", machine.hostname, chrono::Utc::now().timestamp());
+    let (cert_pem, key_pem) = rkube_pki::self_signed_serving(&cn, &dns, &ips).unwrap_or_default();
+    kubelet_api::Tls { cert_pem, key_pem, client_ca_pem: None }
 }

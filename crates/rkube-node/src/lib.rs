@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod dns;
 pub mod images;
+pub mod kubelet_api;
 pub mod net;
 pub mod node;
 pub mod pod;

@@ -45,7 +45,9 @@ pub struct Network {
     router: File,
     /// The first three octets of the pod subnet (10.244.X.0/24).
     subnet: [u8; 3],
-    used: Mutex<BTreeSet<u8>>,
+    /// Addresses in use, and the last one given (addresses are handed out round robin, so
+    /// a pod's address is not reused at once).
+    used: Mutex<(BTreeSet<u8>, u8)>,
 }
 
 /// A pod's network namespace.
@@ -74,7 +76,7 @@ impl Network {
             return Err(e);
         }
         let router = File::open(PathBuf::from(NETNS_DIR).join(&prefix)).map_err(|e| format!("open {prefix}: {e}"))?;
-        Ok(Network { prefix, router, subnet, used: Mutex::new(BTreeSet::new()) })
+        Ok(Network { prefix, router, subnet, used: Mutex::new((BTreeSet::new(), 1)) })
     }
 
     /// The subnet pods get addresses in, as `10.244.X.0/24`.
@@ -91,11 +93,13 @@ impl Network {
     /// Gives a pod its namespace, address, loopback and a default route via the router.
     pub async fn add_pod(&self) -> Result<PodNet, String> {
         let host = {
-            let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(h) = (2..=254u8).find(|h| !used.contains(h)) else {
+            let mut guard = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            let (used, last) = &mut *guard;
+            let Some(h) = next_free(used, *last) else {
                 return Err(format!("no free pod address in {}", self.pod_cidr()));
             };
             used.insert(h);
+            *last = h;
             h
         };
         let name = format!("{}-{host}", self.prefix);
@@ -124,10 +128,12 @@ impl Network {
         }
     }
 
-    /// Removes a pod's namespace (its veth pair goes with it) and frees its address.
+    /// Removes a pod's veth pair and namespace and frees its address. The router's end is
+    /// deleted first: the kernel removes a deleted namespace's interfaces asynchronously.
     pub async fn remove_pod(&self, pod: &PodNet) {
+        let _ = run_ip(&["-n", &self.prefix, "link", "delete", &format!("v{}", pod.host)], None).await;
         let _ = run_ip(&["netns", "delete", &pod.name], None).await;
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).remove(&pod.host);
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).0.remove(&pod.host);
     }
 
     /// Removes the router and every pod namespace of this agent.
@@ -184,6 +190,12 @@ impl Network {
     }
 }
 
+/// The first free host number (2..=254) after `last`, wrapping around.
+fn next_free(used: &BTreeSet<u8>, last: u8) -> Option<u8> {
+    let start = last.saturating_sub(1) as u16;
+    (start..253).chain(0..start).map(|k| k as u8 + 2).find(|h| !used.contains(h))
+}
+
 /// Namespace names keep to what file names and `ip` accept.
 fn sanitize(scope: &str) -> String {
     scope.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
@@ -231,6 +243,20 @@ pub fn subnet_for(node: &str) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_go_round_robin() {
+        let mut used = BTreeSet::new();
+        assert_eq!(next_free(&used, 1), Some(2));
+        used.insert(2);
+        assert_eq!(next_free(&used, 2), Some(3));
+        // Freed 2 is not given again before the others.
+        used.remove(&2);
+        assert_eq!(next_free(&used, 3), Some(4));
+        assert_eq!(next_free(&used, 254), Some(2), "wraps around");
+        let full: BTreeSet<u8> = (2..=254).collect();
+        assert_eq!(next_free(&full, 7), None);
+    }
 
     #[test]
     fn scopes_become_namespace_names() {

@@ -40,6 +40,11 @@ const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// The minimum grace period the kubelet applies (minimumGracePeriodInSeconds).
 const MIN_GRACE: i64 = 2;
+/// How often emptyDir usage is compared with sizeLimit (the eviction manager's period).
+const USAGE_CHECK_PERIOD: Duration = Duration::from_secs(10);
+/// The grace period of an eviction for a local storage limit
+/// (immediateEvictionGracePeriodSeconds).
+const EVICTION_GRACE: i64 = 1;
 
 pub fn is_terminal(pod: &Pod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
@@ -54,10 +59,115 @@ pub fn has_state(root: &Path, uid: &str) -> bool {
 }
 
 /// Removes the pod directories an earlier agent left (their processes were killed with
-/// their cgroups).
+/// their cgroups), unmounting first what it mounted there (memory-backed emptyDirs).
 pub fn remove_leftovers(root: &Path) {
+    unmount_under(&pods_dir(root));
     let _ = std::fs::remove_dir_all(pods_dir(root));
     let _ = std::fs::remove_dir_all(root.join("logs"));
+}
+
+/// Detaches every mount at or under `dir` in the agent's mount namespace, deepest first
+/// (only the agent's own directories are ever passed here).
+fn unmount_under(dir: &Path) {
+    let Ok(dir) = std::fs::canonicalize(dir) else { return };
+    let mut points: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    // Deepest first; a point listed twice (stacked mounts) is unmounted twice.
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(path = %p.display(), error = %e, "cannot unmount a pod volume");
+        }
+    }
+}
+
+/// A mount point as /proc/self/mountinfo writes it (space, tab, newline and backslash as
+/// `\ooo`).
+fn unescape_mount_path(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = (b[i] == b'\\' && i + 3 < b.len())
+            .then(|| &b[i + 1..=i + 3])
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u16, |n, c| n * 8 + u16::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        if let Some(c) = code {
+            out.push(c);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// A memory-backed emptyDir's size (calculateEmptyDirMemorySize): the node's allocatable
+/// memory, or the pod's memory limit when every container has one and it is smaller, or the
+/// volume's sizeLimit when it is smaller still. None: the tmpfs default.
+fn memory_volume_size(spec: &k8s_openapi::api::core::v1::PodSpec, v: &Volume, node_memory: Option<i64>) -> Option<i64> {
+    let limit = |c: &Container| {
+        let q = c.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+        rkube_inpod::quantity::value(&q.0).ok()
+    };
+    let inits = spec.init_containers.clone().unwrap_or_default();
+    let (sidecars, inits): (Vec<_>, Vec<_>) =
+        inits.into_iter().partition(|c| c.restart_policy.as_deref() == Some("Always"));
+    let running: Option<Vec<i64>> = spec.containers.iter().chain(&sidecars).map(limit).collect();
+    let inits: Option<Vec<i64>> = inits.iter().map(limit).collect();
+    let pod_limit = match (running, inits) {
+        (Some(r), Some(i)) => Some(r.iter().sum::<i64>().max(i.into_iter().max().unwrap_or(0))),
+        _ => None,
+    };
+    let size_limit =
+        v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()).and_then(|q| rkube_inpod::quantity::value(&q.0).ok());
+    let mut size = node_memory.filter(|n| *n > 0);
+    for candidate in [pod_limit, size_limit].into_iter().flatten().filter(|c| *c > 0) {
+        if size.is_none_or(|s| candidate <= s) {
+            size = Some(candidate);
+        }
+    }
+    size
+}
+
+/// The space a volume's files take (blocks, as `du` counts them; hard links once; no other
+/// file system).
+fn dir_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else { return 0 };
+    let mut total = top.blocks() * 512;
+    let mut linked = std::collections::HashSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != top.dev() || (!m.is_dir() && m.nlink() > 1 && !linked.insert(m.ino())) {
+                continue;
+            }
+            total += m.blocks() * 512;
+            if m.is_dir() {
+                pending.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+/// Whether `dir` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), std::fs::metadata(dir.join(".."))) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev() || a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 struct Ctr {
@@ -74,6 +184,8 @@ struct Ctr {
     ever_ran: bool,
     /// Bumped at every start: probe results of an earlier run are ignored.
     generation: u64,
+    /// A BackOff event is due (the container just entered CrashLoopBackOff).
+    backoff_event: bool,
     startup: Track,
     liveness: Track,
     readiness: Track,
@@ -140,6 +252,12 @@ struct Worker {
     mount_error: Option<String>,
     tokens: HashMap<String, (String, chrono::DateTime<chrono::Utc>, i64)>,
     warned: std::collections::HashSet<String>,
+    /// Why the pod was evicted (an emptyDir over its sizeLimit): the pod is Failed.
+    evicted: Option<String>,
+    /// When emptyDir usage is next measured (pods with a sizeLimit only).
+    usage_check: Option<Instant>,
+    /// The last status patch failed: it is retried without waiting for a change.
+    status_unsent: bool,
 }
 
 /// Runs one pod until it is deleted (or gone, or the agent stops).
@@ -203,6 +321,9 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         mount_error: None,
         tokens: HashMap::new(),
         warned: Default::default(),
+        evicted: None,
+        usage_check: None,
+        status_unsent: false,
     };
     if let Err(e) = std::fs::create_dir_all(&w.dir) {
         tracing::warn!(pod = %w.name, error = %e, "cannot make the pod directory");
@@ -232,13 +353,22 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
             w.cleanup().await;
             return;
         }
-        // Labels and annotations feed downwardAPI volumes: a new pod version is a re-sync.
-        if !w.volumes_ready || msg.nudge != seen_nudge || seen_version != pod.metadata.resource_version {
+        // Labels and annotations feed downwardAPI volumes: a new pod version is a re-sync;
+        // so is a token due for refresh.
+        if !w.volumes_ready
+            || msg.nudge != seen_nudge
+            || seen_version != pod.metadata.resource_version
+            || w.tokens_due()
+        {
             seen_nudge = msg.nudge;
             seen_version = pod.metadata.resource_version.clone();
             w.sync_volumes(&pod).await;
         }
-        let terminal = is_terminal(&pod) || w.phase(&pod) == "Succeeded" || w.phase(&pod) == "Failed";
+        let mut terminal = is_terminal(&pod) || w.phase(&pod) == "Succeeded" || w.phase(&pod) == "Failed";
+        if !terminal && w.volumes_ready && w.evicted.is_none() {
+            w.check_empty_dir_usage(&pod, &mut exit_rx).await;
+        }
+        terminal |= w.evicted.is_some();
         if terminal {
             // Sidecars and anything still running end with the pod.
             w.kill_running(&mut exit_rx, 0).await;
@@ -258,12 +388,16 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
                     .filter_map(|t| t.next);
                 c.not_before.into_iter().chain(probes)
             })
+            .chain(w.next_token_refresh())
             .min();
+        let wake = wake.into_iter().chain(w.usage_check.filter(|_| !terminal)).min();
         let sleep = match wake {
             Some(t) => t.saturating_duration_since(Instant::now()).max(Duration::from_millis(5)),
             None if !w.volumes_ready || w.pod_ip.is_none() => Duration::from_secs(2),
             None => Duration::from_secs(3600),
         };
+        // A status the API did not take (429, a connection lost) is sent again soon.
+        let sleep = if w.status_unsent { sleep.min(Duration::from_secs(1)) } else { sleep };
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
@@ -307,6 +441,7 @@ fn new_ctr(
         not_before: None,
         ever_ran,
         generation: 0,
+        backoff_event: false,
         startup: Track::default(),
         liveness: Track::default(),
         readiness: Track::default(),
@@ -374,6 +509,31 @@ impl Worker {
         }
     }
 
+    /// When a token issued for `secs` seconds that expires at `expires` is refreshed: the
+    /// kubelet's rule (80 % of its lifetime or 24 h after issue), or the agent's
+    /// `token_refresh_after` after issue.
+    fn token_refresh_at(&self, expires: chrono::DateTime<chrono::Utc>, secs: i64) -> chrono::DateTime<chrono::Utc> {
+        let issued = expires - chrono::Duration::seconds(secs);
+        match self.shared.config.token_refresh_after.and_then(|d| chrono::Duration::from_std(d).ok()) {
+            Some(after) => issued + after,
+            None => (issued + chrono::Duration::hours(24)).min(expires - chrono::Duration::seconds(secs * 20 / 100)),
+        }
+    }
+
+    /// The earliest refresh of this pod's tokens, as an instant (one overdue, after a failed
+    /// refresh, is retried in 10 s).
+    fn next_token_refresh(&self) -> Option<Instant> {
+        let at = self.tokens.values().map(|(_, expires, secs)| self.token_refresh_at(*expires, *secs)).min()?;
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::from_secs(10));
+        Some(Instant::now() + wait)
+    }
+
+    /// Whether one of this pod's tokens is due for refresh (the volumes re-sync).
+    fn tokens_due(&self) -> bool {
+        let now = chrono::Utc::now();
+        self.tokens.values().any(|(_, expires, secs)| now >= self.token_refresh_at(*expires, *secs))
+    }
+
     /// A token for a projection, refreshed on the kubelet's rule (80 % of its lifetime or 24 h).
     async fn fetch_tokens(&mut self, pod: &Pod) -> Result<(), String> {
         let spec = pod.spec.clone().unwrap_or_default();
@@ -385,11 +545,7 @@ impl Worker {
                 let exp = t.expiration_seconds.unwrap_or(3600);
                 let key = format!("{:?}/{exp}", t.audience);
                 if let Some((_, expires, secs)) = self.tokens.get(&key) {
-                    let now = chrono::Utc::now();
-                    let issued = *expires - chrono::Duration::seconds(*secs);
-                    let fresh = now < issued + chrono::Duration::hours(24)
-                        && now < *expires - chrono::Duration::seconds(*secs * 20 / 100);
-                    if fresh {
+                    if chrono::Utc::now() < self.token_refresh_at(*expires, *secs) {
                         continue;
                     }
                 }
@@ -490,8 +646,20 @@ impl Worker {
                 }
                 Ok(None)
             } else {
-                // emptyDir (and anything else: a directory of the pod).
-                let _ = std::fs::create_dir_all(&dir);
+                // emptyDir (and anything else: a directory of the pod), 0777 as the kubelet
+                // makes it (once: what the pod does to it later stays); medium Memory is a
+                // tmpfs mounted on it.
+                if !dir.exists() {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::create_dir_all(&dir);
+                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+                }
+                if v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory") {
+                    if let Err(e) = self.mount_memory_volume(pod, &v, &dir) {
+                        error = Some((v.name.clone(), e));
+                        break;
+                    }
+                }
                 if v.empty_dir.is_none() {
                     self.warn_once(
                         pod,
@@ -543,10 +711,103 @@ impl Worker {
         }
     }
 
+    /// A memory-backed emptyDir: a tmpfs on its directory (mounted once, in the agent's
+    /// mount namespace, so every container of the pod shares it), sized as the kubelet sizes
+    /// it. Where the agent may not mount (not root) it stays a directory, with a warning.
+    fn mount_memory_volume(&mut self, pod: &Pod, v: &Volume, dir: &Path) -> Result<(), String> {
+        if is_mount_point(dir) {
+            return Ok(());
+        }
+        let node_memory = self.node_allocatable().get("memory").and_then(|q| rkube_inpod::quantity::value(&q.0).ok());
+        let size = memory_volume_size(&pod.spec.clone().unwrap_or_default(), v, node_memory);
+        let data = size.map(|s| format!("size={s}"));
+        let flags = nix::mount::MsFlags::empty();
+        match nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), flags, data.as_deref()) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EPERM) => {
+                self.warn_once(
+                    pod,
+                    &format!("tmpfs-{}", v.name),
+                    "FailedMount",
+                    &format!(
+                        "volume \"{}\" (medium Memory) is a directory on disk: this agent may not mount a tmpfs",
+                        v.name
+                    ),
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!("mount tmpfs at {}: {e}", dir.display())),
+        }
+    }
+
+    /// The eviction manager's emptyDir check (localStorageEviction), every
+    /// [`USAGE_CHECK_PERIOD`]: a pod whose emptyDir holds more than its sizeLimit is
+    /// evicted (its containers killed at once, the pod Failed with reason Evicted).
+    async fn check_empty_dir_usage(&mut self, pod: &Pod, exits: &mut mpsc::UnboundedReceiver<(String, Exit, bool)>) {
+        let limited: Vec<(Volume, String, u64)> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| {
+                let text = v.empty_dir.as_ref()?.size_limit.as_ref()?.0.clone();
+                let bytes = rkube_inpod::quantity::value(&text).ok().filter(|b| *b > 0)?;
+                Some((v, text, bytes as u64))
+            })
+            .collect();
+        if limited.is_empty() {
+            self.usage_check = None;
+            return;
+        }
+        let now = Instant::now();
+        if self.usage_check.is_some_and(|t| now < t) {
+            return;
+        }
+        self.usage_check = Some(now + USAGE_CHECK_PERIOD);
+        for (v, text, limit) in limited {
+            let dir = self.volume_dir(&v);
+            let used = tokio::task::spawn_blocking(move || dir_usage(&dir)).await.unwrap_or(0);
+            if used <= limit {
+                continue;
+            }
+            // pkg/kubelet/eviction: emptyDirMessageFmt, then evictPod.
+            let message = format!("Usage of EmptyDir volume {:?} exceeds the limit {:?}. ", v.name, text);
+            self.event(pod, "Warning", "Evicted", &message, None);
+            self.evicted = Some(message);
+            self.usage_check = None;
+            for i in 0..self.ctrs.len() {
+                if self.ctrs[i].running.is_some() {
+                    let name = self.ctrs[i].spec.name.clone();
+                    let fp =
+                        format!("spec.{}{{{name}}}", if self.ctrs[i].init { "initContainers" } else { "containers" });
+                    self.event(pod, "Normal", "Killing", &format!("Stopping container {name}"), Some(&fp));
+                }
+            }
+            self.kill_running(exits, EVICTION_GRACE).await;
+            return;
+        }
+    }
+
     /// Starts what should run now: init containers in order (a sidecar counts as done once
     /// started), then every regular container; exited containers restart per restartPolicy
     /// after their back-off.
     async fn sync_containers(&mut self, pod: &Pod) {
+        self.sync_containers_once(pod).await;
+        for i in 0..self.ctrs.len() {
+            if std::mem::take(&mut self.ctrs[i].backoff_event) {
+                let c = &self.ctrs[i];
+                let fp = format!("spec.{}{{{}}}", if c.init { "initContainers" } else { "containers" }, c.spec.name);
+                let msg = format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    c.spec.name, self.name, self.ns, self.uid
+                );
+                self.event(pod, "Warning", "BackOff", &msg, Some(&fp));
+            }
+        }
+    }
+
+    async fn sync_containers_once(&mut self, pod: &Pod) {
         let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let mut init_done = true;
         for i in 0..self.ctrs.len() {
@@ -638,6 +899,8 @@ impl Worker {
                     let last =
                         std::mem::replace(&mut c.status.state, State::Waiting { reason: String::new(), message: None });
                     c.status.last_state = Some(last);
+                    // The kubelet's BackOff event, once per back-off period here.
+                    c.backoff_event = true;
                 }
                 c.status.state = State::Waiting {
                     reason: "CrashLoopBackOff".into(),
@@ -1058,6 +1321,13 @@ impl Worker {
             now: &now,
             readiness_gates: &gates,
         });
+        let mut status = status;
+        if let Some(message) = &self.evicted {
+            // As the eviction manager's kill writes it.
+            status["phase"] = json!("Failed");
+            status["reason"] = json!("Evicted");
+            status["message"] = json!(message);
+        }
         self.send_status(status).await;
     }
 
@@ -1067,8 +1337,15 @@ impl Worker {
         }
         let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.ns);
         match api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
-            Ok(_) => self.last_status = Some(status),
-            Err(e) => tracing::debug!(pod = %self.name, error = %e, "status update failed; retried at the next sync"),
+            Ok(_) => {
+                self.last_status = Some(status);
+                self.status_unsent = false;
+            }
+            Err(e) => {
+                tracing::debug!(pod = %self.name, error = %e, "status update failed; retried at the next sync");
+                // Not found: the pod is gone, its deletion arrives through the watch.
+                self.status_unsent = !matches!(&e, kube::Error::Api(s) if s.code == 404);
+            }
         }
     }
 
@@ -1410,6 +1687,8 @@ impl Worker {
         if let (Some(net), Some(p)) = (&self.shared.net, self.pod_net.take()) {
             net.remove_pod(&p).await;
         }
+        // Memory-backed emptyDirs are tmpfs mounts in the pod's directory.
+        unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
         let logs = self.shared.config.root_dir.join("logs").join(format!("{}_{}_{}", self.ns, self.name, self.uid));
         let _ = std::fs::remove_dir_all(logs);
@@ -1518,6 +1797,8 @@ fn credential_paths() -> Vec<PathBuf> {
     }
     let mut out: Vec<PathBuf> = homes.iter().flat_map(|h| IN_HOME.iter().map(move |p| h.join(p))).collect();
     out.push(PathBuf::from("/etc/kubernetes"));
+    // The host's own service-account token, when the agent itself runs in a pod.
+    out.push(PathBuf::from("/run/secrets/kubernetes.io"));
     out.retain(|p| p.exists());
     out
 }
@@ -1557,5 +1838,74 @@ mod tests {
         let ip: std::net::Ipv4Addr = a.parse().unwrap();
         assert!(ip.is_loopback());
         assert_ne!(ip.octets()[1], 0, "never 127.0.x.x (the host's own loopback uses)");
+    }
+
+    #[test]
+    fn mount_points_are_read_as_mountinfo_escapes_them() {
+        assert_eq!(unescape_mount_path("/a\\040b/c\\011d\\134"), PathBuf::from("/a b/c\td\\"));
+        assert_eq!(unescape_mount_path("/plain\\9"), PathBuf::from("/plain\\9"));
+    }
+
+    fn memory_volume(limit: Option<&str>) -> Volume {
+        serde_json::from_value(json!({"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": limit}})).unwrap()
+    }
+
+    #[test]
+    fn memory_volumes_are_sized_as_the_kubelet_sizes_them() {
+        let spec = |limits: &[Option<&str>]| -> k8s_openapi::api::core::v1::PodSpec {
+            let containers: Vec<Value> = limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match l {
+                    Some(l) => json!({"name": format!("c{i}"), "resources": {"limits": {"memory": l}}}),
+                    None => json!({"name": format!("c{i}")}),
+                })
+                .collect();
+            serde_json::from_value(json!({"containers": containers})).unwrap()
+        };
+        let node = Some(8 << 30);
+        // Nothing smaller than the node's allocatable memory.
+        assert_eq!(memory_volume_size(&spec(&[None]), &memory_volume(None), node), node);
+        // Every container limited: their sum.
+        assert_eq!(
+            memory_volume_size(&spec(&[Some("64Mi"), Some("64Mi")]), &memory_volume(None), node),
+            Some(128 << 20)
+        );
+        // One unlimited container: no pod limit.
+        assert_eq!(memory_volume_size(&spec(&[Some("64Mi"), None]), &memory_volume(None), node), node);
+        // The sizeLimit when it is the least.
+        assert_eq!(memory_volume_size(&spec(&[Some("64Mi")]), &memory_volume(Some("16Mi")), node), Some(16 << 20));
+        assert_eq!(memory_volume_size(&spec(&[Some("64Mi")]), &memory_volume(Some("1Gi")), node), Some(64 << 20));
+        assert_eq!(memory_volume_size(&spec(&[None]), &memory_volume(Some("16Mi")), None), Some(16 << 20));
+    }
+
+    #[test]
+    fn usage_counts_the_blocks_of_a_volume() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/a"), vec![1u8; 256 * 1024]).unwrap();
+        std::fs::hard_link(d.path().join("sub/a"), d.path().join("b")).unwrap();
+        let used = dir_usage(d.path());
+        assert!((256 * 1024..512 * 1024).contains(&used), "{used}: a hard-linked file counts once");
+        assert_eq!(dir_usage(&d.path().join("missing")), 0);
+    }
+
+    #[test]
+    fn leftover_mounts_are_unmounted_before_the_pod_directories_go() {
+        let root = tempfile::tempdir().unwrap();
+        let vol = pods_dir(root.path()).join("uid/volumes/kubernetes.io~empty-dir/cache");
+        std::fs::create_dir_all(&vol).unwrap();
+        let flags = nix::mount::MsFlags::empty();
+        if nix::mount::mount(Some("tmpfs"), &vol, Some("tmpfs"), flags, Some("size=1m")).is_err() {
+            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            return;
+        }
+        std::fs::write(vol.join("data"), "x").unwrap();
+        assert!(is_mount_point(&vol));
+        remove_leftovers(root.path());
+        let canonical = std::fs::canonicalize(root.path()).unwrap();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(canonical.to_str().unwrap()), "{mounts}");
+        assert!(!pods_dir(root.path()).exists());
     }
 }

@@ -3,10 +3,10 @@
 //!
 //! The agent starts `rkube __container SPEC` (the same binary); [`container_init`] reads the
 //! spec and, in order: joins the container's cgroups (so every descendant is tracked before
-//! anything else runs), makes a private mount and UTS namespace, sets the pod's hostname,
-//! builds the container's root (a tmpfs whose entries are bind mounts of the host's `/`),
-//! mounts the pod's volumes at their mount paths, hides what a pod must never read, pivots
-//! into the new root, drops to the pod's user and group, changes to the working directory
+//! anything else runs) and the pod's network namespace, makes a private mount and UTS
+//! namespace, sets the pod's hostname, builds the container's root (a tmpfs whose entries
+//! are bind mounts of the host's `/`), gives it a private /tmp, hides what a pod must never
+//! read, mounts the pod's volumes at their mount paths (over both), pivots into the new root, drops to the pod's user and group, changes to the working directory
 //! and executes the program with exactly the environment the kubelet assembled.
 //!
 //! Invariant: the host's filesystem is never modified. A mount path whose directory does
@@ -180,14 +180,17 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make / private: {e}"))?;
     let mut root = Root::build(&spec.root)?;
-    for m in &spec.mounts {
-        root.bind(&m.source, &m.target, m.read_only)?;
-    }
+    // The runtime's own layer first (a private /tmp, the host's secrets covered), then the
+    // pod's volumes on top: an emptyDir at /tmp, or a volume under a covered path (a
+    // kubeconfig mounted at ~/.kube), is what the container sees.
     for t in &spec.tmpfs {
         root.tmpfs(t)?;
     }
     for h in &spec.hide {
         root.hide(h)?;
+    }
+    for m in &spec.mounts {
+        root.bind(&m.source, &m.target, m.read_only)?;
     }
     root.pivot()?;
     become_user(spec)

@@ -185,6 +185,18 @@ impl Pki {
         issue_client_cert(&issuer, user, groups)
     }
 
+    /// Issues a serving certificate (PEM cert, PEM key) for `cn` with the given DNS and IP
+    /// SANs, signed by the cluster CA (a node agent's kubelet API).
+    pub fn issue_serving(&self, cn: &str, dns: &[String], ips: &[IpAddr]) -> Result<(String, String), PkiError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key)?;
+        let key = KeyPair::generate()?;
+        let mut params = serving_params(cn, dns, ips)?;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// A kubeconfig for `server` authenticating with the given client certificate.
     pub fn kubeconfig(&self, server: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
@@ -262,6 +274,31 @@ fn issue_client_cert(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) 
     params.use_authority_key_identifier_extension = true;
     validity(&mut params, 5);
     let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn serving_params(cn: &str, dns: &[String], ips: &[IpAddr]) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = dns
+        .iter()
+        .map(|n| Ok(SanType::DnsName(n.clone().try_into()?)))
+        .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+        .collect::<Result<Vec<_>, rcgen::Error>>()?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, 1);
+    Ok(params)
+}
+
+/// A self-signed serving certificate (PEM cert, PEM key), as the kubelet makes itself when it
+/// is given none (`<hostname>@<unix time>` CN).
+pub fn self_signed_serving(cn: &str, dns: &[String], ips: &[IpAddr]) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let params = serving_params(cn, dns, ips)?;
+    let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 

@@ -12,6 +12,8 @@ use crate::{ALL_AUTHENTICATED, ALL_SERVICE_ACCOUNTS, ALL_UNAUTHENTICATED, RBAC_G
 const KUBE_SCHEDULER_USER: &str = "system:kube-scheduler";
 /// The user kube-controller-manager authenticates as.
 const KUBE_CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// The user the API server reaches kubelets as (kubeadm's apiserver-kubelet-client).
+pub const KUBELET_API_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// The group every node (kubelet) is in.
 const NODES_GROUP: &str = "system:nodes";
 
@@ -316,6 +318,18 @@ pub fn bootstrap_cluster_roles() -> Vec<Value> {
         cluster_role("system:kube-controller-manager", &[], kube_controller_manager_rules()),
         cluster_role("system:node", &[], node_rules()),
         cluster_role("system:node-proxier", &[], node_proxier_rules()),
+        cluster_role("system:kubelet-api-admin", &[], kubelet_api_admin_rules()),
+    ]
+}
+
+/// `system:kubelet-api-admin`: full access to the kubelet API, as upstream's
+/// (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`).
+fn kubelet_api_admin_rules() -> Vec<Value> {
+    let core = "";
+    vec![
+        rule(&["get", "list", "watch"], &[core], &["nodes"]),
+        rule(&["proxy"], &[core], &["nodes"]),
+        rule(&["*"], &[core], &["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/stats"]),
     ]
 }
 
@@ -463,7 +477,9 @@ fn binding_with(name: &str, subjects: Vec<Value>) -> Value {
 /// system:kube-scheduler to the user `system:kube-scheduler` and
 /// system:kube-controller-manager to the user `system:kube-controller-manager`, as
 /// upstream; and system:node to the group `system:nodes`; system:node-proxier to the user
-/// `system:kube-proxy`, as upstream, and to the group `system:nodes`.
+/// `system:kube-proxy`, as upstream, and to the group `system:nodes`; system:kubelet-api-admin
+/// to the API server's kubelet client `kube-apiserver-kubelet-client` (upstream leaves that
+/// binding to the installer; kubeadm's client certificate is also in `system:masters`).
 ///
 /// Deviation: upstream binds system:node to no one (since 1.8 the Node
 /// authorizer grants nodes what they need, narrowed to their own pods and the
@@ -481,6 +497,7 @@ pub fn bootstrap_cluster_role_bindings() -> Vec<Value> {
         cluster_role_binding_to_user("system:kube-scheduler", KUBE_SCHEDULER_USER),
         cluster_role_binding_to_user("system:kube-controller-manager", KUBE_CONTROLLER_MANAGER_USER),
         cluster_role_binding("system:node", &[NODES_GROUP]),
+        cluster_role_binding_to_user("system:kubelet-api-admin", KUBELET_API_CLIENT_USER),
         binding_with(
             "system:node-proxier",
             vec![

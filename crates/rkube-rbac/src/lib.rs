@@ -42,6 +42,7 @@ mod rule;
 pub use aggregate::{aggregate, label_selector_matches, SelectorError};
 pub use bootstrap::{
     bootstrap_cluster_role_bindings, bootstrap_cluster_roles, AUTOUPDATE_ANNOTATION, BOOTSTRAPPING_LABEL,
+    KUBELET_API_CLIENT_USER,
 };
 pub use escalation::{check_rbac_write, confirm_no_escalation, escalation_allowed, RbacWrite, RbacWriteError};
 pub use message::{

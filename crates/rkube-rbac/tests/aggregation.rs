@@ -257,10 +257,11 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
         "system:kube-controller-manager",
         "system:node",
         "system:node-proxier",
+        "system:kubelet-api-admin",
     ] {
         assert!(names.contains(&want), "{want}");
     }
-    assert_eq!(roles.len(), 15);
+    assert_eq!(roles.len(), 16);
     let bindings = bootstrap_cluster_role_bindings();
     for obj in roles.iter().chain(&bindings) {
         assert_eq!(obj["apiVersion"], "rbac.authorization.k8s.io/v1");
@@ -313,7 +314,20 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
         subjects("system:node-proxier"),
         vec![("User".to_string(), "system:kube-proxy".to_string()), group("system:nodes")]
     );
-    assert_eq!(bindings.len(), 9);
+    // The API server's kubelet client gets full access to the kubelet API.
+    assert_eq!(
+        subjects("system:kubelet-api-admin"),
+        vec![("User".to_string(), "kube-apiserver-kubelet-client".to_string())]
+    );
+    assert_eq!(
+        by_name(&roles, "system:kubelet-api-admin")["rules"],
+        json!([
+            {"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["nodes"]},
+            {"verbs": ["proxy"], "apiGroups": [""], "resources": ["nodes"]},
+            {"verbs": ["*"], "apiGroups": [""], "resources": ["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/stats"]},
+        ])
+    );
+    assert_eq!(bindings.len(), 10);
 
     // Every binding's role exists, and every rule list is sorted like
     // kube's rule builder leaves it.

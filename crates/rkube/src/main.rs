@@ -40,9 +40,14 @@ struct AgentArgs {
     /// A JSON file of images to commands, extending the built-in image map.
     #[arg(long)]
     image_map: Option<PathBuf>,
-    /// The kubelet API port the Node advertises.
+    /// The kubelet API's port, advertised in the Node's daemonEndpoints (0 picks a free
+    /// port).
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The address the kubelet API listens on (the kubelet's --address; default: the
+    /// node's InternalIP).
+    #[arg(long)]
+    kubelet_address: Option<std::net::IpAddr>,
     /// Rotate a container's log file past this many bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     container_log_max_size: u64,
@@ -53,6 +58,10 @@ struct AgentArgs {
     /// The cluster DNS address pods' resolv.conf names; the agent serves it.
     #[arg(long, default_value = "10.96.0.10")]
     cluster_dns: std::net::Ipv4Addr,
+    /// Refresh pods' service-account tokens this many seconds after issue instead of at
+    /// 80 % of their lifetime or 24 h (tests of token rotation).
+    #[arg(long, hide = true)]
+    token_refresh_after_seconds: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -60,6 +69,16 @@ struct NodeArgs {
     /// The kubeconfig of the API server to join (its user needs the system:node role).
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// The kubelet API's serving certificate (PEM); without it a self-signed one is made.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// The key of --tls-cert-file (PEM).
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// Client certificates signed by this bundle authenticate to the kubelet API (default:
+    /// the kubeconfig's certificate authority).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
     /// Where pods' directories and logs live.
     #[arg(long, default_value = "./rkube-node")]
     root_dir: PathBuf,
@@ -195,6 +214,11 @@ async fn server(args: ServerArgs) -> Result<(), String> {
     };
     let _ = api.advertise.set(addr);
     let _ = api.ca_pem.set(pki.ca_cert_pem.clone());
+    // The API server's kubelet client certificate (kubeadm's apiserver-kubelet-client).
+    let (kc_cert, kc_key) =
+        pki.issue_client(rkube_rbac::KUBELET_API_CLIENT_USER, &["system:masters"]).map_err(|e| e.to_string())?;
+    let kubelet_tls = rkube_apiserver::logs::kubelet_client_config(&pki.ca_cert_pem, &kc_cert, &kc_key)?;
+    let _ = api.kubelet_client.set(Arc::new(kubelet_tls));
     let issuer = rkube_apiserver::tokens::TokenIssuer::new(&pki.sa_key_pem, &pki.sa_pub_pem)?;
     let _ = api.sa_tokens.set(issuer);
     let (commit_seconds, commit_writes) = (api.metrics.commit_seconds.clone(), api.metrics.commit_batch_writes.clone());
@@ -242,6 +266,22 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         config.name = Some(name.clone());
         config.hide.push(args.data_dir.clone());
         config.api_server = Some((client_host.clone(), addr.port()));
+        // The kubelet API's serving certificate, from the cluster CA, for the node's names.
+        let machine = rkube_node::node::Machine::read(&args.data_dir, config.node_ip.as_deref());
+        let mut ips: Vec<std::net::IpAddr> = machine.internal_ip.parse().into_iter().collect();
+        ips.extend(config.kubelet_address.filter(|a| !a.is_unspecified()));
+        let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        if !ips.contains(&loopback) {
+            ips.push(loopback);
+        }
+        ips.dedup();
+        let mut dns = vec![machine.hostname.clone()];
+        if name != machine.hostname {
+            dns.push(name.clone());
+        }
+        let (cert_pem, key_pem) = pki.issue_serving(&name, &dns, &ips).map_err(|e| e.to_string())?;
+        config.kubelet_tls =
+            Some(rkube_node::kubelet_api::Tls { cert_pem, key_pem, client_ca_pem: Some(pki.ca_cert_pem.clone()) });
         let path = args.data_dir.join("node.kubeconfig");
         write_identity(&pki, &path, &url, &format!("system:node:{name}"), &["system:nodes"])?;
         let client = rkube_client::connect(&path).await?;
@@ -321,6 +361,8 @@ fn agent_config(a: &AgentArgs, root_dir: PathBuf) -> Result<rkube_node::Config, 
         hide: Vec::new(),
         image_map,
         kubelet_port: a.kubelet_port,
+        kubelet_address: a.kubelet_address,
+        kubelet_tls: None,
         node_ip: a.node_ip.clone(),
         node_labels,
         cluster_domain: "cluster.local".into(),
@@ -329,6 +371,7 @@ fn agent_config(a: &AgentArgs, root_dir: PathBuf) -> Result<rkube_node::Config, 
         pod_network: !a.no_pod_network,
         cluster_dns: a.cluster_dns,
         version: rkube_apiserver::KUBE_GIT_VERSION.to_string(),
+        token_refresh_after: a.token_refresh_after_seconds.map(std::time::Duration::from_secs),
     })
 }
 
@@ -342,8 +385,71 @@ async fn node(args: NodeArgs) -> Result<(), String> {
         .map(|s| s.trim().trim_matches('"').to_string())
         .unwrap_or_default();
     config.api_server = host_port(&server);
+    config.kubelet_tls = node_tls(&args, &kc)?;
     let client = rkube_client::connect(&args.kubeconfig).await?;
     rkube_node::run(client, config, termination()).await
+}
+
+/// `rkube node`'s kubelet API certificate (--tls-cert-file/--tls-private-key-file, else None:
+/// self-signed) and client CA (--client-ca-file, else the kubeconfig's certificate
+/// authority).
+fn node_tls(args: &NodeArgs, kubeconfig: &str) -> Result<Option<rkube_node::kubelet_api::Tls>, String> {
+    let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let client_ca_pem = match &args.client_ca_file {
+        Some(p) => Some(read(p)?),
+        None => kubeconfig_ca(kubeconfig, &args.kubeconfig)?,
+    };
+    match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(c), Some(k)) => {
+            Ok(Some(rkube_node::kubelet_api::Tls { cert_pem: read(c)?, key_pem: read(k)?, client_ca_pem }))
+        }
+        (None, None) => {
+            // The agent makes a self-signed certificate; the client CA still applies.
+            let machine = rkube_node::node::Machine::read(&args.root_dir, args.agent.node_ip.as_deref());
+            let name = args.agent.node_name.clone().unwrap_or_else(|| machine.hostname.clone());
+            tracing::warn!("no --tls-cert-file: the kubelet API uses a self-signed certificate");
+            let mut ips: Vec<std::net::IpAddr> = machine.internal_ip.parse().into_iter().collect();
+            ips.push(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+            let cn = format!(
+                "{}@{}",
+                machine.hostname,
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+            );
+            let (cert_pem, key_pem) = rkube_pki::self_signed_serving(&cn, &[machine.hostname.clone(), name], &ips)
+                .map_err(|e| e.to_string())?;
+            Ok(Some(rkube_node::kubelet_api::Tls { cert_pem, key_pem, client_ca_pem }))
+        }
+        _ => Err("--tls-cert-file and --tls-private-key-file go together".into()),
+    }
+}
+
+/// The current cluster's certificate authority in a kubeconfig (inline data or a file).
+fn kubeconfig_ca(text: &str, path: &std::path::Path) -> Result<Option<String>, String> {
+    use base64::Engine;
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let current = doc["current-context"].as_str().unwrap_or("");
+    let contexts = doc["contexts"].as_sequence().cloned().unwrap_or_default();
+    let cluster_name = contexts
+        .iter()
+        .find(|c| c["name"].as_str() == Some(current))
+        .and_then(|c| c["context"]["cluster"].as_str().map(str::to_string));
+    let clusters = doc["clusters"].as_sequence().cloned().unwrap_or_default();
+    let cluster = clusters
+        .iter()
+        .find(|c| cluster_name.is_none() || c["name"].as_str() == cluster_name.as_deref())
+        .map(|c| c["cluster"].clone());
+    let Some(cluster) = cluster else { return Ok(None) };
+    if let Some(data) = cluster["certificate-authority-data"].as_str() {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| format!("{}: certificate-authority-data: {e}", path.display()))?;
+        return Ok(Some(String::from_utf8_lossy(&pem).into_owned()));
+    }
+    if let Some(file) = cluster["certificate-authority"].as_str() {
+        let p = path.parent().unwrap_or(std::path::Path::new(".")).join(file);
+        return std::fs::read_to_string(&p).map(Some).map_err(|e| format!("{}: {e}", p.display()));
+    }
+    Ok(None)
 }
 
 /// `https://host:port` as (host, port).

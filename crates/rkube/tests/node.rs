@@ -5,102 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::pods::*;
 use common::{wait_for, Server};
 use serde_json::{json, Value};
-
-fn get(s: &Server, path: &str) -> Value {
-    let (code, _, body) = s.curl("GET", path, None, &[]);
-    if code != 200 {
-        return Value::Null;
-    }
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-fn create(s: &Server, path: &str, obj: &Value) -> Value {
-    let body = obj.to_string();
-    let (code, _, out) = s.curl("POST", path, Some(body.as_bytes()), &["Content-Type: application/json"]);
-    assert_eq!(code, 201, "create {path}: {out}");
-    serde_json::from_str(&out).unwrap()
-}
-
-fn node_name(s: &Server) -> String {
-    let mut name = String::new();
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            let nodes = get(s, "/api/v1/nodes");
-            if let Some(n) = nodes["items"].as_array().and_then(|a| a.first()) {
-                name = n["metadata"]["name"].as_str().unwrap_or("").to_string();
-            }
-            !name.is_empty()
-        }),
-        "the node registers"
-    );
-    name
-}
-
-/// A pod running `script` under /bin/sh with `out` (a host directory) mounted at /out.
-fn shell_pod(name: &str, script: &str, out: &Path, extra_spec: Value) -> Value {
-    let mut pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "terminationGracePeriodSeconds": 5,
-            "containers": [{
-                "name": "main",
-                "image": "busybox",
-                "command": ["/bin/sh", "-c", script],
-                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
-            }],
-            "volumes": [{"name": "out", "hostPath": {"path": out.display().to_string()}}],
-        },
-    });
-    if let (Some(spec), Some(extra)) = (pod["spec"].as_object_mut(), extra_spec.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    pod
-}
-
-fn pod_path(name: &str) -> String {
-    format!("/api/v1/namespaces/default/pods/{name}")
-}
-
-fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) -> Value {
-    let mut pod = Value::Null;
-    let ok = wait_for(Duration::from_secs(secs), || {
-        pod = get(s, &pod_path(name));
-        pod["status"]["phase"] == phase
-    });
-    assert!(ok, "pod {name} never reached {phase}: {pod:#}");
-    pod
-}
-
-fn wait_file(path: &Path, secs: u64) -> String {
-    let mut text = String::new();
-    let ok = wait_for(Duration::from_secs(secs), || {
-        text = std::fs::read_to_string(path).unwrap_or_default();
-        // Scripts finish a file with a line "end".
-        text.ends_with("end\n")
-    });
-    assert!(ok, "{} never completed; has {text:?}", path.display());
-    text.trim_end_matches("end\n").to_string()
-}
-
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
-}
-
-fn out_dir() -> (tempfile::TempDir, PathBuf) {
-    let d = tempfile::tempdir().expect("tempdir");
-    let p = d.path().to_path_buf();
-    (d, p)
-}
 
 #[test]
 fn the_node_registers_like_a_kubelet_and_renews_its_lease() {
@@ -123,7 +33,8 @@ fn the_node_registers_like_a_kubelet_and_renews_its_lease() {
     assert_eq!(ready["message"], "kubelet is posting ready status");
     assert_eq!(conds[0]["reason"], "KubeletHasSufficientMemory");
     assert_eq!(node["status"]["capacity"]["pods"], "110");
-    assert_eq!(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    // The kubelet API's real port (the tests' servers take a free one, not 10250).
+    assert!(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().is_some_and(|p| p > 0 && p < 65536));
     assert_eq!(node["status"]["nodeInfo"]["operatingSystem"], "linux");
     assert!(node["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap().starts_with("v1."));
 
@@ -295,6 +206,12 @@ fn a_crashing_container_restarts_with_the_kubelets_back_off() {
     let msg = cs["state"]["waiting"]["message"].as_str().unwrap();
     let uid = pod["metadata"]["uid"].as_str().unwrap();
     assert_eq!(msg, format!("back-off 10s restarting failed container=main pod=crash_default({uid})"));
+    let backoff = format!("Back-off restarting failed container main in pod crash_default({uid})");
+    assert!(
+        wait_for(Duration::from_secs(5), || events_for(&s, "crash").contains(&("BackOff".into(), backoff.clone()))),
+        "{:?}",
+        events_for(&s, "crash")
+    );
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
     assert_eq!(pod["status"]["phase"], "Running", "restartPolicy Always keeps the pod Running");
     assert!(
@@ -350,17 +267,11 @@ fn no_pod_process_outlives_the_server() {
     assert!(alive(pid) && alive(child));
     // The pod's network namespace is one the agent made and names under /run/netns.
     let netns = std::fs::read_to_string(out.join("netns")).unwrap();
-    let inode: u64 = netns.trim().trim_start_matches("net:[").trim_end_matches(']').parse().unwrap();
-    let named = || {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::read_dir("/run/netns")
-            .map(|d| d.flatten().any(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == inode)))
-            .unwrap_or(false)
-    };
-    assert!(named(), "the pod runs in its own named network namespace ({netns})");
+    let named = named_netns(&[netns_inode(&netns)].into());
+    assert_eq!(named.len(), 1, "the pod runs in its own named network namespace ({netns})");
     assert!(s.stop(), "the server stops on SIGTERM");
     assert!(!alive(pid) && !alive(child), "every process of the pod ended with the agent");
-    assert!(!named(), "the pod's network namespace is removed with the agent");
+    assert!(!named[0].exists(), "the pod's network namespace is removed with the agent");
 }
 
 #[test]
@@ -400,15 +311,6 @@ fn a_missing_config_map_keeps_the_pod_waiting_until_it_exists() {
     );
     assert_eq!(wait_file(&out.join("greeting"), 30), "hello\n");
     assert!(Path::new("/etc/cfg").symlink_metadata().is_err(), "the mount path was made inside the container only");
-}
-
-/// The interpreter `python3` runs (an absolute path: the container's PATH is a runtime's).
-fn python() -> Option<String> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import kubernetes, sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[test]
@@ -456,11 +358,6 @@ fn in_cluster_clients_in_a_pod_use_its_service_account() {
         secrets["message"],
         "secrets is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
     );
-}
-
-fn which(tool: &str) -> String {
-    let out = std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -710,21 +607,6 @@ fn without_pod_networking_pods_use_the_host_network_and_still_reach_the_api() {
     assert!(ip.starts_with("127.") && ip != "127.0.0.1", "a loopback address of its own: {ip}");
 }
 
-fn events_for(s: &Server, pod: &str) -> Vec<(String, String)> {
-    let evs = get(s, "/api/v1/namespaces/default/events");
-    evs["items"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|e| e["involvedObject"]["name"] == pod)
-                .map(|e| {
-                    (e["reason"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn probes_and_lifecycle_hooks_behave_as_the_kubelets() {
     if !common::require("python3", &["--version"]) {
@@ -800,4 +682,70 @@ fn probes_and_lifecycle_hooks_behave_as_the_kubelets() {
         }),
         "restarted: {p:#}"
     );
+}
+
+#[test]
+fn an_empty_dir_at_tmp_is_shared_by_the_pods_containers() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    // Volumes go over the runtime's private /tmp, as a volume at /tmp does in any runtime.
+    let mut pod = shell_pod(
+        "scratch",
+        "for i in $(seq 1 100); do [ -e /tmp/from-writer ] && break; sleep 0.1; done; cat /tmp/from-writer > /out/seen; echo end >> /out/seen; sleep 3600",
+        &out,
+        json!({}),
+    );
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "tmp", "emptyDir": {}}));
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "tmp", "mountPath": "/tmp"}));
+    pod["spec"]["containers"].as_array_mut().unwrap().push(json!({
+        "name": "writer", "image": "busybox",
+        "command": ["/bin/sh", "-c", "echo written > /tmp/from-writer; sleep 3600"],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }));
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    assert_eq!(wait_file(&out.join("seen"), 30), "written\n");
+}
+
+#[test]
+fn after_kill_9_the_next_agent_ends_the_old_processes_and_runs_the_pod_again() {
+    let data = tempfile::tempdir().unwrap();
+    let (_keep, out) = out_dir();
+    let mut s = Server::start_in_with_node(data.path(), &[]);
+    let script = "readlink /proc/self/ns/net >> /out/netns; echo $$$$ >> /out/pids; exec sleep 3600";
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("survivor", script, &out, json!({})));
+    assert!(wait_for(Duration::from_secs(30), || std::fs::read_to_string(out.join("pids"))
+        .is_ok_and(|p| p.ends_with('\n'))));
+    let first: i32 = std::fs::read_to_string(out.join("pids")).unwrap().trim().parse().unwrap();
+    let first_netns = named_netns(&[netns_inode(&std::fs::read_to_string(out.join("netns")).unwrap())].into());
+    assert_eq!(first_netns.len(), 1);
+    // The agent dies with the server and cannot end anything: the pod's process lives on.
+    s.kill9();
+    assert!(alive(first), "a pod process outlives a killed agent until the next one starts");
+    let s = Server::start_in_with_node(data.path(), &[]);
+    // The next agent of the same node and directory ends it and starts the pod again.
+    assert!(wait_for(Duration::from_secs(20), || !alive(first)), "the old process is ended");
+    let mut pids = String::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            pids = std::fs::read_to_string(out.join("pids")).unwrap_or_default();
+            pids.lines().count() == 2
+        }),
+        "the pod runs again: {pids}"
+    );
+    let second: i32 = pids.lines().nth(1).unwrap().parse().unwrap();
+    assert!(alive(second));
+    wait_phase(&s, "survivor", "Running", 10);
+    // The old pod network namespace is gone; the new one is named. (The kernel may give the
+    // new namespace the old one's number: then there is nothing to tell apart.)
+    let netns = std::fs::read_to_string(out.join("netns")).unwrap();
+    let inodes: Vec<u64> = netns.lines().map(netns_inode).collect();
+    if inodes[0] != inodes[1] {
+        use std::os::unix::fs::MetadataExt;
+        let old = std::fs::metadata(&first_netns[0]).map(|m| m.ino());
+        assert_ne!(old.ok(), Some(inodes[0]), "the killed agent's pod namespace was removed");
+    }
+    assert_eq!(named_netns(&[inodes[1]].into()).len(), 1, "the pod's new namespace is named");
 }

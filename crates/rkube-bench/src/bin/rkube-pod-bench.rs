@@ -12,7 +12,7 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
-use rkube_bench::{client, ms, pct, rss_mib};
+use rkube_bench::{anon_mib, client, ms, pct, rss_mib};
 
 #[derive(Parser)]
 #[command(about = "Measure pod start-up and the node agent's footprint")]
@@ -124,7 +124,11 @@ async fn main() {
     let api: Api<Pod> = Api::namespaced(c, &args.namespace);
     if let Some(pid) = args.agent_pid {
         let (t, f) = threads_and_fds(pid);
-        println!("agent idle: rss={:.1} MiB threads={t} fds={f}", rss_mib(Some(pid)).unwrap_or(0.0));
+        println!(
+            "agent idle: rss={:.1} MiB (anonymous {:.1} MiB) threads={t} fds={f}",
+            rss_mib(Some(pid)).unwrap_or(0.0),
+            anon_mib(Some(pid)).unwrap_or(0.0)
+        );
     }
     let obs = Observer::start(api.clone()).await;
     let dp = DeleteParams { grace_period_seconds: Some(1), ..DeleteParams::default() };
@@ -180,7 +184,12 @@ async fn main() {
     );
     if let Some(pid) = args.agent_pid {
         let (t, f) = threads_and_fds(pid);
-        println!("agent with {} pods: rss={:.1} MiB threads={t} fds={f}", all.len(), rss_mib(Some(pid)).unwrap_or(0.0));
+        println!(
+            "agent with {} pods: rss={:.1} MiB (anonymous {:.1} MiB) threads={t} fds={f}",
+            all.len(),
+            rss_mib(Some(pid)).unwrap_or(0.0),
+            anon_mib(Some(pid)).unwrap_or(0.0)
+        );
     }
     let t1 = Instant::now();
     for n in &names {
@@ -196,6 +205,10 @@ async fn main() {
     if let Some(pid) = args.agent_pid {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (t, f) = threads_and_fds(pid);
-        println!("agent after the batch: rss={:.1} MiB threads={t} fds={f}", rss_mib(Some(pid)).unwrap_or(0.0));
+        println!(
+            "agent after the batch: rss={:.1} MiB (anonymous {:.1} MiB) threads={t} fds={f}",
+            rss_mib(Some(pid)).unwrap_or(0.0),
+            anon_mib(Some(pid)).unwrap_or(0.0)
+        );
     }
 }

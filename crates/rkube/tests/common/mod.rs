@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod pods;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -58,6 +60,11 @@ impl Server {
         Server::spawn(dir, extra, None, false, true)
     }
 
+    /// [`Server::start_with_node`] on `dir` (kept by the caller, e.g. for restarts).
+    pub fn start_in_with_node(dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(dir, extra, None, true, true)
+    }
+
     /// A fresh server with a static token file (`token,user,uid,"groups"` lines) and more
     /// flags; the directory lives as long as the returned guard.
     pub fn start_with_tokens(csv: &str, extra: &[&str]) -> (tempfile::TempDir, Server) {
@@ -81,6 +88,16 @@ impl Server {
     fn spawn(dir: &Path, extra: &[&str], nofile: Option<u64>, node: bool, controllers: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkube"));
         cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir).args(extra);
+        if node {
+            // The kubelet API on a free loopback port: parallel tests never collide on 10250
+            // and nothing listens beyond the loopback.
+            if !extra.contains(&"--kubelet-port") {
+                cmd.args(["--kubelet-port", "0"]);
+            }
+            if !extra.contains(&"--kubelet-address") {
+                cmd.args(["--kubelet-address", "127.0.0.1"]);
+            }
+        }
         if !node {
             cmd.args(["--no-node", "--no-scheduler"]);
             if !controllers {
