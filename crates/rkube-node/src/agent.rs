@@ -180,14 +180,11 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     let proxy = net.as_ref().map(|net| {
         let view =
             Arc::new(services::View { services: shared.services.clone(), endpoints: informers.get::<Endpoints>("") });
-        let mut node_ips: Vec<std::net::IpAddr> = shared.machine.internal_ip.parse().into_iter().collect();
-        node_ips.extend(shared.config.api_server.iter().filter_map(|(h, _)| h.parse::<std::net::IpAddr>().ok()));
         tokio::spawn(services::run(
             net.clone(),
             view,
             shared.config.cluster_dns,
             shared.config.cluster_domain.clone(),
-            node_ips,
             async move {
                 let _ = proxy_stopped.await;
             },

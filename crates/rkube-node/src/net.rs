@@ -75,8 +75,19 @@ impl Network {
             let _ = run_ip(&["netns", "delete", &prefix], None).await;
             return Err(e);
         }
-        let router = File::open(PathBuf::from(NETNS_DIR).join(&prefix)).map_err(|e| format!("open {prefix}: {e}"))?;
-        Ok(Network { prefix, router, subnet, used: Mutex::new((BTreeSet::new(), 1)) })
+        let router = match File::open(PathBuf::from(NETNS_DIR).join(&prefix)) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = run_ip(&["netns", "delete", &prefix], None).await;
+                return Err(format!("open {prefix}: {e}"));
+            }
+        };
+        let network = Network { prefix, router, subnet, used: Mutex::new((BTreeSet::new(), 1)) };
+        // The router forwards nothing, whatever a new namespace inherits from the host.
+        network
+            .in_router(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))
+            .map_err(|e| format!("router ip_forward: {e}"))?;
+        Ok(network)
     }
 
     /// The subnet pods get addresses in, as `10.244.X.0/24`.

@@ -124,7 +124,9 @@ fn memory_volume_size(spec: &k8s_openapi::api::core::v1::PodSpec, v: &Volume, no
     let running: Option<Vec<i64>> = spec.containers.iter().chain(&sidecars).map(limit).collect();
     let inits: Option<Vec<i64>> = inits.iter().map(limit).collect();
     let pod_limit = match (running, inits) {
-        (Some(r), Some(i)) => Some(r.iter().sum::<i64>().max(i.into_iter().max().unwrap_or(0))),
+        (Some(r), Some(i)) => {
+            Some(r.iter().fold(0i64, |a, b| a.saturating_add(*b)).max(i.into_iter().max().unwrap_or(0)))
+        }
         _ => None,
     };
     let size_limit =
@@ -252,8 +254,9 @@ struct Worker {
     mount_error: Option<String>,
     tokens: HashMap<String, (String, chrono::DateTime<chrono::Utc>, i64)>,
     warned: std::collections::HashSet<String>,
-    /// Why the pod was evicted (an emptyDir over its sizeLimit): the pod is Failed.
-    evicted: Option<String>,
+    /// Why the pod was evicted (an emptyDir over its sizeLimit: Evicted; past its
+    /// activeDeadlineSeconds: DeadlineExceeded), reason and message: the pod is Failed.
+    evicted: Option<(&'static str, String)>,
     /// When emptyDir usage is next measured (pods with a sizeLimit only).
     usage_check: Option<Instant>,
     /// The last status patch failed: it is retried without waiting for a change.
@@ -285,7 +288,8 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
     let mut ctrs = Vec::new();
     for c in spec.init_containers.clone().unwrap_or_default() {
         let sidecar = c.restart_policy.as_deref() == Some("Always");
-        ctrs.push(new_ctr(c, true, sidecar, false, &prev_statuses));
+        // The kubelet's default waiting reason for every init container is PodInitializing.
+        ctrs.push(new_ctr(c, true, sidecar, true, &prev_statuses));
     }
     for c in spec.containers.clone() {
         ctrs.push(new_ctr(c, false, false, has_init, &prev_statuses));
@@ -368,6 +372,9 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         if !terminal && w.volumes_ready && w.evicted.is_none() {
             w.check_empty_dir_usage(&pod, &mut exit_rx).await;
         }
+        if !terminal && w.evicted.is_none() && w.active_deadline(&pod).is_some_and(|d| d <= chrono::Utc::now()) {
+            w.deadline_exceeded(&pod, &mut exit_rx).await;
+        }
         terminal |= w.evicted.is_some();
         if terminal {
             // Sidecars and anything still running end with the pod.
@@ -382,15 +389,21 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
             .ctrs
             .iter()
             .flat_map(|c| {
-                let probes = [&c.startup, &c.liveness, &c.readiness]
-                    .into_iter()
+                // The probes run_probes would start: startup until started, then the others.
+                let eligible: &[&Track] = if c.status.started { &[&c.liveness, &c.readiness] } else { &[&c.startup] };
+                let probes = eligible
+                    .iter()
                     .filter(|t| !t.in_flight && c.running.is_some())
-                    .filter_map(|t| t.next);
+                    .filter_map(|t| t.next)
+                    .collect::<Vec<_>>();
                 c.not_before.into_iter().chain(probes)
             })
             .chain(w.next_token_refresh())
             .min();
-        let wake = wake.into_iter().chain(w.usage_check.filter(|_| !terminal)).min();
+        let deadline = w.active_deadline(&pod).filter(|_| !terminal).map(|d| {
+            Instant::now() + (d - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(10)
+        });
+        let wake = wake.into_iter().chain(w.usage_check.filter(|_| !terminal)).chain(deadline).min();
         let sleep = match wake {
             Some(t) => t.saturating_duration_since(Instant::now()).max(Duration::from_millis(5)),
             None if !w.volumes_ready || w.pod_ip.is_none() => Duration::from_secs(2),
@@ -774,7 +787,7 @@ impl Worker {
             // pkg/kubelet/eviction: emptyDirMessageFmt, then evictPod.
             let message = format!("Usage of EmptyDir volume {:?} exceeds the limit {:?}. ", v.name, text);
             self.event(pod, "Warning", "Evicted", &message, None);
-            self.evicted = Some(message);
+            self.evicted = Some(("Evicted", message));
             self.usage_check = None;
             for i in 0..self.ctrs.len() {
                 if self.ctrs[i].running.is_some() {
@@ -787,6 +800,23 @@ impl Worker {
             self.kill_running(exits, EVICTION_GRACE).await;
             return;
         }
+    }
+
+    /// When the pod's activeDeadlineSeconds, counted from its startTime, runs out.
+    fn active_deadline(&self, pod: &Pod) -> Option<chrono::DateTime<chrono::Utc>> {
+        let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+        let start = chrono::DateTime::parse_from_rfc3339(&self.start_time).ok()?;
+        Some(start.with_timezone(&chrono::Utc) + chrono::Duration::seconds(secs))
+    }
+
+    /// The kubelet's activeDeadlineHandler: a Normal event, the pod Failed with reason
+    /// DeadlineExceeded, its containers killed with the pod's grace period.
+    async fn deadline_exceeded(&mut self, pod: &Pod, exits: &mut mpsc::UnboundedReceiver<(String, Exit, bool)>) {
+        let message = "Pod was active on the node longer than the specified deadline".to_string();
+        self.event(pod, "Normal", "DeadlineExceeded", &message, None);
+        self.evicted = Some(("DeadlineExceeded", message));
+        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        self.kill_running(exits, grace).await;
     }
 
     /// Starts what should run now: init containers in order (a sidecar counts as done once
@@ -1282,9 +1312,10 @@ impl Worker {
             finished_at: now(),
             container_id: c.status.container_id.clone(),
         };
-        c.status.ready = false;
-        c.status.started = false;
         let init_ok = c.init && !c.sidecar && exit.code == 0;
+        // An init container that completed is Ready (the kubelet's prober UpdatePodStatus).
+        c.status.ready = init_ok;
+        c.status.started = false;
         if !init_ok {
             self.bump_backoff(i);
         } else {
@@ -1322,10 +1353,10 @@ impl Worker {
             readiness_gates: &gates,
         });
         let mut status = status;
-        if let Some(message) = &self.evicted {
-            // As the eviction manager's kill writes it.
+        if let Some((reason, message)) = &self.evicted {
+            // As the eviction manager's kill (or the active deadline handler) writes it.
             status["phase"] = json!("Failed");
-            status["reason"] = json!("Evicted");
+            status["reason"] = json!(reason);
             status["message"] = json!(message);
         }
         self.send_status(status).await;
@@ -1597,13 +1628,17 @@ impl Worker {
             if let Some(h) = hook {
                 let _ = crate::probe::run_handler(&h, &container, &target, grace).await;
             }
+            // Only while the pid is still this container's (in its cgroup): once it ended,
+            // the number may be another process's, and the cgroup a restarted run's.
+            let ours = || !cgroup.available() || cgroup.pids().contains(&(pid as i32));
             let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            while Instant::now() < deadline && nix::sys::signal::kill(pid, None).is_ok() {
+            if ours() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            while Instant::now() < deadline && ours() && nix::sys::signal::kill(pid, None).is_ok() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            // Only this run's processes: a restarted container is a new process.
-            if nix::sys::signal::kill(pid, None).is_ok() {
+            if ours() && nix::sys::signal::kill(pid, None).is_ok() {
                 cgroup.kill_all().await;
             }
         });
@@ -1746,8 +1781,6 @@ impl StoreObjects<'_> {
     }
 }
 
-/// Whether a status was already sent (pod conditions carry no heartbeat, so equality is
-/// the test).
 /// The kubelet's probe User-Agent: `kube-probe/<major>.<minor>`.
 fn probe_user_agent(version: &str) -> String {
     let v = version.trim_start_matches('v');
@@ -1769,6 +1802,8 @@ fn hook_description(h: &k8s_openapi::api::core::v1::LifecycleHandler) -> String 
     "lifecycle hook".into()
 }
 
+/// Whether a status was already sent (pod conditions carry no heartbeat, so equality is
+/// the test).
 fn same_status(a: &Value, b: &Value) -> bool {
     a == b
 }

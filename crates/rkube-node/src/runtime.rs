@@ -115,6 +115,11 @@ pub struct ContainerCgroup {
 }
 
 impl ContainerCgroup {
+    /// Whether processes are tracked (there is a cgroup hierarchy to put them in).
+    pub fn available(&self) -> bool {
+        !self.dirs.is_empty()
+    }
+
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect()
     }

@@ -136,6 +136,13 @@ fn exec_in(spec: &ExecSpec) -> String {
             Err(e) => return format!("container process {} is gone: {e}", spec.target_pid),
         }
     }
+    // The pid must still be the container's (in its cgroup), not a reused number.
+    if let Some(procs) = spec.cgroup_procs.first() {
+        let listed = std::fs::read_to_string(procs).unwrap_or_default();
+        if !listed.lines().any(|l| l.trim() == spec.target_pid.to_string()) {
+            return format!("container process {} is gone", spec.target_pid);
+        }
+    }
     for (ns, f, flag) in &opened {
         if let Err(e) = setns(f, *flag) {
             return format!("join the container's {ns} namespace: {e}");
@@ -191,6 +198,14 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
     }
     for m in &spec.mounts {
         root.bind(&m.source, &m.target, m.read_only)?;
+    }
+    // A hostPath volume at or above a hidden path shows the real files again: covered too.
+    for m in &spec.mounts {
+        for h in &spec.hide {
+            if let Ok(rest) = h.strip_prefix(&m.source) {
+                root.hide(&Path::new(&m.target).join(rest))?;
+            }
+        }
     }
     root.pivot()?;
     become_user(spec)

@@ -4,9 +4,9 @@
 //! `clusterIP:port` in the router namespace; each connection goes to one ready address of
 //! the Service's Endpoints (round robin), on the endpoint port of the same name, as
 //! kube-proxy's userspace mode did. Endpoints on this node's pod subnet are reached from the
-//! router; endpoints on the host's loopback or the node's own address (the `kubernetes`
-//! Service's API server) from the agent's own namespace. Other addresses are refused: a pod's
-//! traffic never leaves the machine.
+//! router; the API server's own addresses (the `default/kubernetes` Endpoints) from the
+//! agent's own namespace. Other addresses are refused: a pod's traffic never leaves the
+//! machine, and hand-made Endpoints cannot point it at the host's other services.
 //!
 //! The cluster DNS ([`crate::dns`]) answers on the node's DNS address (10.96.0.10:53, UDP).
 //!
@@ -52,7 +52,6 @@ pub async fn run(
     view: Arc<View>,
     dns_ip: Ipv4Addr,
     cluster_domain: String,
-    node_ips: Vec<IpAddr>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -67,10 +66,8 @@ pub async fn run(
         Err(e) => tracing::warn!(error = %e, "cluster DNS not served on {dns_ip}:53"),
     }
     let mut svc_changes = view.services.subscribe();
-    let mut ep_changes = view.endpoints.subscribe();
     view.services.ready().await;
     let mut listening: HashMap<SocketAddr, (Target, tokio::task::JoinHandle<()>)> = HashMap::new();
-    let node_ips = Arc::new(node_ips);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let mut wanted: HashMap<SocketAddr, Target> = HashMap::new();
@@ -97,31 +94,48 @@ pub async fn run(
                 }
             }
         }
-        listening.retain(|addr, (target, task)| {
-            let keep = wanted.get(addr) == Some(target) && !task.is_finished();
-            if !keep {
+        // Listeners whose service went away or changed close before their address is bound
+        // again (an aborted task's socket closes only once the task has ended).
+        let stale: Vec<SocketAddr> = listening
+            .iter()
+            .filter(|(addr, (target, task))| wanted.get(*addr) != Some(target) || task.is_finished())
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in stale {
+            if let Some((_, task)) = listening.remove(&addr) {
                 task.abort();
+                let _ = task.await;
             }
-            keep
-        });
+        }
+        let mut failed = false;
         for (addr, target) in wanted {
             if listening.contains_key(&addr) {
                 continue;
             }
             match net.listen(addr) {
                 Ok(l) => {
-                    let task =
-                        tokio::spawn(accept_loop(l, target.clone(), net.clone(), view.clone(), node_ips.clone()));
+                    let task = tokio::spawn(accept_loop(l, target.clone(), net.clone(), view.clone()));
                     listening.insert(addr, (target, task));
                 }
-                Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for a service"),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot listen for a service; retrying");
+                    failed = true;
+                }
             }
         }
+        // Endpoints are read per connection: only Service changes (or a failed bind's retry)
+        // change what is listened on.
+        let retry = async {
+            if failed {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => break,
             c = svc_changes.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = c { break },
-            // Endpoints are read per connection; their changes matter only after a lag.
-            c = ep_changes.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = c { break },
+            _ = retry => {}
         }
     }
     let _ = stop_tx.send(true);
@@ -130,16 +144,18 @@ pub async fn run(
     }
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    target: Target,
-    net: Arc<Network>,
-    view: Arc<View>,
-    node_ips: Arc<Vec<IpAddr>>,
-) {
+async fn accept_loop(listener: tokio::net::TcpListener, target: Target, net: Arc<Network>, view: Arc<View>) {
     let next = Arc::new(AtomicUsize::new(0));
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else { continue };
+        let mut conn = match listener.accept().await {
+            Ok((c, _)) => c,
+            Err(e) => {
+                // Out of descriptors and the like: wait instead of spinning.
+                tracing::debug!(error = %e, "service accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let backends = backends(&view, &target);
         if backends.is_empty() {
             // No ready endpoint: the connection is refused, as kube-proxy rejects it.
@@ -147,16 +163,20 @@ async fn accept_loop(
             continue;
         }
         let start = next.fetch_add(1, Ordering::Relaxed);
-        let (net, node_ips) = (net.clone(), node_ips.clone());
+        let (net, api_server) = (net.clone(), api_server_endpoints(&view));
         tokio::spawn(async move {
             for k in 0..backends.len() {
                 let addr = backends[(start + k) % backends.len()];
-                let upstream = match addr.ip() {
-                    IpAddr::V4(ip) if net.is_pod_ip(ip) => net.connect(addr).await,
-                    ip if ip.is_loopback() || node_ips.contains(&ip) => tokio::net::TcpStream::connect(addr).await,
-                    _ => continue,
+                let connect = async {
+                    match addr.ip() {
+                        IpAddr::V4(ip) if net.is_pod_ip(ip) => net.connect(addr).await,
+                        _ if api_server.contains(&addr) => tokio::net::TcpStream::connect(addr).await,
+                        _ => Err(std::io::ErrorKind::PermissionDenied.into()),
+                    }
                 };
-                if let Ok(mut up) = upstream {
+                // A dead endpoint costs a few seconds, not the kernel's SYN retries.
+                let upstream = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await;
+                if let Ok(Ok(mut up)) = upstream {
                     let _ = up.set_nodelay(true);
                     let _ = conn.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
@@ -165,6 +185,14 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// The API server's own addresses (the `default/kubernetes` Endpoints, which only the API
+/// server writes): the only ones reached from the host's namespace, so hand-made Endpoints
+/// cannot point a pod at the host's other services.
+fn api_server_endpoints(view: &View) -> Vec<SocketAddr> {
+    let target = Target { namespace: "default".into(), name: "kubernetes".into(), port_name: "https".into() };
+    backends(view, &target)
 }
 
 /// The ready addresses of a Service's Endpoints on the port named like the service port.

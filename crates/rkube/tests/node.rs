@@ -185,6 +185,53 @@ fn exits_become_phases_and_reasons_and_a_missing_program_is_a_start_error() {
 }
 
 #[test]
+fn init_containers_wait_then_complete_ready_and_an_active_deadline_fails_the_pod() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let init = |name: &str, script: &str| json!({"name": name, "image": "busybox", "command": ["/bin/sh", "-c", script]});
+    let spec = json!({"initContainers": [init("init1", "sleep 2"), init("init2", "exit 0")]});
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("init", "sleep 600", &out, spec));
+    // While init1 runs, init2 waits as the kubelet shows it: PodInitializing.
+    let mut pod = Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            pod = get(&s, &pod_path("init"));
+            pod["status"]["initContainerStatuses"][0]["state"]["running"].is_object()
+        }),
+        "{pod:#}"
+    );
+    assert_eq!(pod["status"]["initContainerStatuses"][1]["state"]["waiting"]["reason"], "PodInitializing");
+    assert_eq!(pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing");
+    // Init containers that completed are Ready (the kubelet's prober sets it).
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            pod = get(&s, &pod_path("init"));
+            pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        }),
+        "{pod:#}"
+    );
+    for c in pod["status"]["initContainerStatuses"].as_array().unwrap() {
+        assert_eq!(c["state"]["terminated"]["reason"], "Completed", "{c}");
+        assert_eq!(c["ready"], true, "{c}");
+    }
+    // activeDeadlineSeconds set on a running pod: past it, the pod fails as the kubelet's
+    // active deadline handler fails it.
+    let patch = json!({"spec": {"activeDeadlineSeconds": 3}}).to_string();
+    let (code, _, body) = s.curl(
+        "PATCH",
+        &pod_path("init"),
+        Some(patch.as_bytes()),
+        &["Content-Type: application/strategic-merge-patch+json"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let failed = wait_phase(&s, "init", "Failed", 30);
+    assert_eq!(failed["status"]["reason"], "DeadlineExceeded");
+    assert_eq!(failed["status"]["message"], "Pod was active on the node longer than the specified deadline");
+    assert!(failed["status"]["containerStatuses"][0]["state"]["terminated"].is_object(), "{failed:#}");
+    assert!(events_for(&s, "init").iter().any(|(r, _)| r == "DeadlineExceeded"), "{:?}", events_for(&s, "init"));
+}
+
+#[test]
 fn a_crashing_container_restarts_with_the_kubelets_back_off() {
     let s = Server::start_with_node(&[]);
     let (_keep, out) = out_dir();
@@ -249,6 +296,26 @@ fn pods_cannot_read_the_servers_keys_or_the_host_users_credentials() {
         std::fs::read_to_string(out.join("programs")).unwrap().contains("/usr/bin/env"),
         "host programs stay runnable"
     );
+
+    // A hostPath volume of a directory above the data directory does not show it either.
+    let parent = s.dir.parent().unwrap().display().to_string();
+    let rel = s.dir.file_name().unwrap().to_string_lossy().to_string();
+    let mut pod = shell_pod(
+        "peek-host",
+        &format!("cat /host/{rel}/pki/ca.key > /out/host-key 2>&1; ls -a /host > /out/host-ls; echo end >> /out/host-ls; sleep 3600"),
+        &out,
+        json!({}),
+    );
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "host", "hostPath": {"path": parent}}));
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "host", "mountPath": "/host"}));
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    let ls = wait_file(&out.join("host-ls"), 30);
+    assert!(ls.lines().any(|l| l == rel), "the hostPath volume shows the parent's entries: {ls}");
+    let key = std::fs::read_to_string(out.join("host-key")).unwrap();
+    assert!(!key.contains("PRIVATE KEY"), "the data directory stays hidden under a hostPath volume: {key}");
 }
 
 #[test]
@@ -748,4 +815,38 @@ fn after_kill_9_the_next_agent_ends_the_old_processes_and_runs_the_pod_again() {
         assert_ne!(old.ok(), Some(inodes[0]), "the killed agent's pod namespace was removed");
     }
     assert_eq!(named_netns(&[inodes[1]].into()).len(), 1, "the pod's new namespace is named");
+}
+
+#[test]
+fn hand_made_endpoints_cannot_point_pods_at_the_hosts_own_services() {
+    if !common::require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    // A service of the host's own, on its loopback.
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    host.set_nonblocking(true).unwrap();
+    let port = host.local_addr().unwrap().port();
+    let svc = create(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sneak"},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}}),
+    );
+    create(
+        &s,
+        "/api/v1/namespaces/default/endpoints",
+        &json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "sneak"},
+                "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}]}),
+    );
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap();
+    let curl = which("curl");
+    let script = format!(
+        "for i in 1 2 3 4 5; do {curl} -s -m 2 http://{ip}/ > /dev/null; echo \"exit $?\" >> /out/sneak; sleep 0.5; done; echo end >> /out/sneak; sleep 3600"
+    );
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("sneaker", &script, &out, json!({})));
+    let tries = wait_file(&out.join("sneak"), 60);
+    assert!(tries.lines().all(|l| l != "exit 0"), "{tries}");
+    assert!(host.accept().is_err(), "the host's loopback service was never reached from the pod");
 }
