@@ -13,7 +13,7 @@
 //! Pods reach each other over the router's bridge; every ClusterIP is a local address of the
 //! router (one `local` route for the service range), where the agent's service proxy (see
 //! [`crate::services`]) listens. The agent makes its sockets inside the router namespace from
-//! a short-lived thread that joined it, so the agent process itself stays in the host's
+//! one thread of its own that joined it, so the agent's other threads stay in the host's
 //! namespace and can reach the API server on the host's loopback. The router has no link to
 //! the host: no packet of a pod leaves the machine, and nothing of the host's network
 //! configuration changes.
@@ -42,13 +42,16 @@ const BRIDGE: &str = "rk0";
 pub struct Network {
     /// The router namespace's name; pods' names add `-<n>`.
     prefix: String,
-    router: File,
+    /// Jobs for the one thread that joined the router namespace (it ends with the Network).
+    router: std::sync::mpsc::Sender<RouterJob>,
     /// The first three octets of the pod subnet (10.244.X.0/24).
     subnet: [u8; 3],
     /// Addresses in use, and the last one given (addresses are handed out round robin, so
     /// a pod's address is not reused at once).
     used: Mutex<(BTreeSet<u8>, u8)>,
 }
+
+type RouterJob = Box<dyn FnOnce() + Send>;
 
 /// A pod's network namespace.
 #[derive(Debug, Clone)]
@@ -82,7 +85,26 @@ impl Network {
                 return Err(format!("open {prefix}: {e}"));
             }
         };
-        let network = Network { prefix, router, subnet, used: Mutex::new((BTreeSet::new(), 1)) };
+        let (jobs, queue) = std::sync::mpsc::channel::<RouterJob>();
+        let (joined_tx, joined) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("rkube-router-netns".into())
+            .spawn(move || {
+                let joined = nix::sched::setns(&router, nix::sched::CloneFlags::CLONE_NEWNET);
+                let ok = joined.is_ok();
+                let _ = joined_tx.send(joined);
+                if ok {
+                    for job in queue {
+                        job();
+                    }
+                }
+            })
+            .map_err(|e| format!("router thread: {e}"))?;
+        if let Err(e) = joined.recv().map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            let _ = run_ip(&["netns", "delete", &prefix], None).await;
+            return Err(format!("join {prefix}: {e}"));
+        }
+        let network = Network { prefix, router: jobs, subnet, used: Mutex::new((BTreeSet::new(), 1)) };
         // The router forwards nothing, whatever a new namespace inherits from the host.
         network
             .in_router(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0"))
@@ -154,7 +176,7 @@ impl Network {
 
     /// A TCP listener inside the router namespace.
     pub fn listen(&self, addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
-        let l = self.in_router(|| {
+        let l = self.in_router(move || {
             let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
             s.set_reuse_address(true)?;
             s.set_nonblocking(true)?;
@@ -167,7 +189,7 @@ impl Network {
 
     /// A UDP socket bound inside the router namespace.
     pub fn bind_udp(&self, addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
-        let s = self.in_router(|| {
+        let s = self.in_router(move || {
             let s = std::net::UdpSocket::bind(addr)?;
             s.set_nonblocking(true)?;
             Ok(s)
@@ -185,19 +207,16 @@ impl Network {
         tokio::net::TcpSocket::from_std_stream(s).connect(addr).await
     }
 
-    /// Runs `f` on a thread that joined the router namespace (sockets keep the namespace
-    /// they were made in).
-    fn in_router<T: Send>(&self, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    nix::sched::setns(&self.router, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-                    f()
-                })
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("network namespace thread panicked")))
-        })
+    /// Runs `f` on the thread that joined the router namespace (sockets keep the namespace
+    /// they were made in) and waits for it: a socket call or two, never a blocking one.
+    fn in_router<T: Send + 'static>(&self, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.router
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| io::Error::other("the router namespace thread is gone"))?;
+        rx.recv().unwrap_or_else(|_| Err(io::Error::other("the router namespace thread is gone")))
     }
 }
 

@@ -362,10 +362,16 @@ pub async fn exec(
     let pid = child.id().unwrap_or(0) as i32;
     let run = async {
         let mut message = String::new();
-        let mut reader = tokio::fs::File::from_std(std::fs::File::from(err_r));
+        // Pipes read by the reactor, not the blocking pool: a descendant that keeps one
+        // open after a timeout must not hold a pool thread.
+        let Ok(mut reader) = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r) else {
+            return (String::from("error pipe"), Vec::new(), child.wait().await);
+        };
         let _ = reader.read_to_string(&mut message).await;
         let mut out = Vec::new();
-        let mut r = tokio::fs::File::from_std(std::fs::File::from(out_r));
+        let Ok(mut r) = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r) else {
+            return (String::from("output pipe"), Vec::new(), child.wait().await);
+        };
         let mut buf = [0u8; 4096];
         loop {
             match r.read(&mut buf).await {
