@@ -937,6 +937,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>, allow
             }
         }
     }
+    validate_sysctls(spec, path, errs);
     if let Some(g) = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64) {
         if g < 0 {
             errs.push(FieldError::invalid(
@@ -944,6 +945,30 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>, allow
                 json!(g),
                 "must be greater than or equal to 0",
             ));
+        }
+    }
+}
+
+/// securityContext.sysctls names (validateSysctls: IsValidSysctlName, duplicates).
+fn validate_sysctls(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    const MAX: usize = 253;
+    const PATTERN: &str = r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| regex::Regex::new(PATTERN).unwrap());
+    let Some(list) = spec.pointer("/securityContext/sysctls").and_then(Value::as_array) else { return };
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in list.iter().enumerate() {
+        let p = format!("{path}.securityContext.sysctls[{i}].name");
+        let name = s.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            errs.push(FieldError::required(p, ""));
+        } else if name.len() > MAX || !RE.is_match(name) {
+            errs.push(FieldError::invalid(
+                p,
+                json!(name),
+                format!("must have at most {MAX} characters and match regex {PATTERN}"),
+            ));
+        } else if !seen.insert(name) {
+            errs.push(FieldError::duplicate(p, json!(name)));
         }
     }
 }
@@ -1294,6 +1319,28 @@ mod tests {
         // A stringData key replaces the data key of the same name.
         assert!(errors("Secret", json!({"data": {"a": b64(max)}, "stringData": {"a": "small"}})).is_empty());
         assert_eq!(errors("Secret", json!({"data": {"a": b64(max)}, "stringData": {"b": "more"}})), too_long("data"));
+    }
+
+    /// Sysctl names are checked as validateSysctls checks them (the e2e "should reject
+    /// invalid sysctls" pod): bad names by the regex, good ones pass whatever the node allows.
+    #[test]
+    fn pod_sysctl_names_are_validated_as_kube_apiserver_does() {
+        let sysctls = json!([{"name": "foo-", "value": "bar"}, {"name": "kernel.shmmax", "value": "1"},
+            {"name": "safe-and-unsafe", "value": "1"}, {"name": "bar..", "value": "42"}, {"name": "kernel.shmmax", "value": "2"}]);
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"securityContext": {"sysctls": sysctls}, "containers": [{"name": "c", "image": "busybox"}]}});
+        let mut errs = vec![];
+        row("Pod").strategy.validate(&pod, &mut errs);
+        let errs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let re = r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+        assert_eq!(
+            errs,
+            vec![
+                format!("spec.securityContext.sysctls[0].name: Invalid value: \"foo-\": must have at most 253 characters and match regex {re}"),
+                format!("spec.securityContext.sysctls[3].name: Invalid value: \"bar..\": must have at most 253 characters and match regex {re}"),
+                "spec.securityContext.sysctls[4].name: Duplicate value: \"kernel.shmmax\"".to_string(),
+            ]
+        );
     }
 
     /// Defaulting matches kube-apiserver's (shared/reference/.../objects/pod-defaulted.json,

@@ -54,6 +54,8 @@ impl ImageMap {
             ("suofeiya/kube-api".to_string(), proxy.clone()),
             ("bitnami/kubectl".to_string(), entry(&["kubectl"], &[])),
             ("registry.k8s.io/pause".to_string(), entry(&["sleep"], &["infinity"])),
+            // The e2e image's default CMD is `pause`; its other subcommands are not here.
+            ("registry.k8s.io/e2e-test-images/agnhost".to_string(), entry(&[], &["sleep", "infinity"])),
         ]);
         ImageMap { entries, rkube: rkube.display().to_string() }
     }
@@ -129,5 +131,7 @@ mod tests {
         assert_eq!(argv(&s(&["sleep"]), &s(&["1"]), m.get("busybox").as_ref()), s(&["sleep", "1"]));
         assert_eq!(argv(&[], &[], m.get("luksa/kubectl-proxy:1.6.2").as_ref()), s(&["/usr/bin/rkube", "proxy"]));
         assert!(argv(&[], &[], m.get("nginx").as_ref()).is_empty());
+        let agnhost = m.get("registry.k8s.io/e2e-test-images/agnhost:2.45");
+        assert_eq!(argv(&[], &[], agnhost.as_ref()), s(&["sleep", "infinity"]));
     }
 }

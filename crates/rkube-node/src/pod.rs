@@ -232,6 +232,10 @@ struct Running {
     since: Instant,
     /// How to start a process inside this container (exec probes and hooks).
     exec: crate::sandbox::ExecSpec,
+    /// The host file bound at its terminationMessagePath.
+    termination: Option<PathBuf>,
+    /// Its log file: directory and number.
+    log: (PathBuf, u32),
 }
 
 struct Worker {
@@ -1088,6 +1092,19 @@ impl Worker {
                 mounts.push(BindMount { source: path, target: "/etc/resolv.conf".into(), read_only: false });
             }
         }
+        // The termination message file (the kubelet's makeMounts): an empty 0666 file per start.
+        let termination = container
+            .termination_message_path
+            .clone()
+            .filter(|p| !p.is_empty() && !mounts.iter().any(|m| &m.target == p))
+            .and_then(|target| {
+                use std::os::unix::fs::PermissionsExt;
+                let file = self.dir.join(format!("termination-log-{name}"));
+                std::fs::write(&file, b"").ok()?;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).ok()?;
+                mounts.push(BindMount { source: file.clone(), target, read_only: false });
+                Some(file)
+            });
         let mut hide: Vec<PathBuf> = shared.config.hide.clone();
         // The pods' network namespace handles.
         hide.push(PathBuf::from("/run/netns"));
@@ -1130,7 +1147,15 @@ impl Worker {
                 return;
             }
         };
+        // The runtime's default capabilities, with the container's adds and drops.
+        let caps = csc.capabilities.clone().unwrap_or_default();
+        let capabilities = crate::sandbox::capability_set(
+            csc.privileged == Some(true),
+            &caps.add.unwrap_or_default(),
+            &caps.drop.unwrap_or_default(),
+        );
         let exec_base = crate::sandbox::ExecSpec {
+            capabilities: capabilities.clone(),
             target_pid: 0,
             argv: vec![],
             env: full_env.clone(),
@@ -1141,6 +1166,7 @@ impl Worker {
             supplemental_groups: groups.clone(),
         };
         let sandbox = SandboxSpec {
+            capabilities,
             argv,
             env: full_env,
             hostname,
@@ -1208,7 +1234,9 @@ impl Worker {
                     };
                 }
                 let exec = crate::sandbox::ExecSpec { target_pid: process.pid, ..exec_base };
-                c.running = Some(Running { pid: process.pid, cgroup: cgroup.clone(), since: started, exec });
+                let log = (log_path.parent().map(Path::to_path_buf).unwrap_or_default(), restart_count as u32);
+                c.running =
+                    Some(Running { pid: process.pid, cgroup: cgroup.clone(), since: started, exec, termination, log });
                 let exits = self.exits.clone();
                 let cname = name.clone();
                 tokio::spawn(async move {
@@ -1304,7 +1332,7 @@ impl Worker {
             exit_code: exit.code,
             signal: None,
             reason: status::exit_reason(exit.code, oom).into(),
-            message: None,
+            message: termination_message(&run, c.spec.termination_message_policy.as_deref(), exit.code),
             started_at: match &c.status.state {
                 State::Running { started_at } => Some(started_at.clone()),
                 _ => None,
@@ -1782,6 +1810,27 @@ impl StoreObjects<'_> {
 }
 
 /// The kubelet's probe User-Agent: `kube-probe/<major>.<minor>`.
+/// The kubelet's getTerminationMessage: the first 4096 bytes of the file at
+/// terminationMessagePath; with FallbackToLogsOnError, a container that failed without one
+/// gets the last 80 lines (at most 2048 bytes) of its log.
+fn termination_message(run: &Running, policy: Option<&str>, code: i32) -> Option<String> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    if let Some(f) = run.termination.as_ref().and_then(|p| std::fs::File::open(p).ok()) {
+        let _ = f.take(4096).read_to_end(&mut data);
+    }
+    if data.is_empty() && policy == Some("FallbackToLogsOnError") && code != 0 {
+        let opts =
+            crate::kubelet_api::LogOptions { tail_lines: Some(80), limit_bytes: Some(2048), ..Default::default() };
+        let mut sink = |b: &[u8]| {
+            data.extend_from_slice(b);
+            true
+        };
+        let _ = crate::kubelet_api::read_logs(&run.log.0, run.log.1, &opts, false, &mut sink, &|| false, &|| false);
+    }
+    (!data.is_empty()).then(|| String::from_utf8_lossy(&data).into_owned())
+}
+
 fn probe_user_agent(version: &str) -> String {
     let v = version.trim_start_matches('v');
     let mut parts = v.split(['.', '-', '+']);

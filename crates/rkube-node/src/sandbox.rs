@@ -60,6 +60,9 @@ pub struct SandboxSpec {
     /// The pod's network namespace to join (None: the host's).
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// The capabilities the program keeps (numbers); None: all (a privileged container).
+    #[serde(default)]
+    pub capabilities: Option<Vec<u32>>,
 }
 
 /// The descriptor the init reports start errors on.
@@ -96,6 +99,8 @@ pub struct ExecSpec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub supplemental_groups: Vec<u32>,
+    #[serde(default)]
+    pub capabilities: Option<Vec<u32>>,
 }
 
 /// The init of an exec: joins the container's cgroups and its network, UTS and mount
@@ -155,6 +160,7 @@ fn exec_in(spec: &ExecSpec) -> String {
         uid: spec.uid,
         gid: spec.gid,
         supplemental_groups: spec.supplemental_groups.clone(),
+        capabilities: spec.capabilities.clone(),
         ..SandboxSpec::default()
     };
     if let Err(e) = become_user(&as_container) {
@@ -214,6 +220,10 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
 /// Drops to the pod's groups and user and changes to the working directory.
 fn become_user(spec: &SandboxSpec) -> Result<(), String> {
     let dir = spec.working_dir.as_deref().filter(|d| !d.is_empty()).unwrap_or("/");
+    // The bounding set goes first, while this process may still change it.
+    if let Some(keep) = &spec.capabilities {
+        drop_bounding(keep)?;
+    }
     if let Some(gid) = spec.gid {
         let mut groups: Vec<nix::unistd::Gid> = vec![nix::unistd::Gid::from_raw(gid)];
         groups.extend(spec.supplemental_groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)));
@@ -228,7 +238,153 @@ fn become_user(spec: &SandboxSpec) -> Result<(), String> {
         nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(|e| format!("setuid {uid}: {e}"))?;
     }
     // A working directory that does not exist is made, as runc does (in a tmpfs over its parent).
-    std::env::set_current_dir(dir).map_err(|e| format!("chdir to cwd (\"{dir}\") set in config.json failed: {e}"))
+    std::env::set_current_dir(dir).map_err(|e| format!("chdir to cwd (\"{dir}\") set in config.json failed: {e}"))?;
+    if let Some(keep) = &spec.capabilities {
+        limit_capabilities(keep)?;
+    }
+    Ok(())
+}
+
+/// Linux capability names, by number (linux/capability.h).
+pub const CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// What containerd and Docker give a container by default.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// A container's capabilities from its securityContext, as containerd computes them: the
+/// runtime's defaults, `drop: [ALL]` starting from none, `add` (ALL: every one), then the
+/// other drops. None for a privileged container (it keeps everything).
+pub fn capability_set(privileged: bool, add: &[String], drop: &[String]) -> Option<Vec<u32>> {
+    if privileged {
+        return None;
+    }
+    let norm = |c: &String| c.trim_start_matches("CAP_").to_ascii_uppercase();
+    let mut keep: std::collections::BTreeSet<String> = if drop.iter().any(|d| norm(d) == "ALL") {
+        Default::default()
+    } else {
+        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    };
+    if add.iter().any(|a| norm(a) == "ALL") {
+        keep.extend(CAPABILITIES.iter().map(|c| c.to_string()));
+    }
+    keep.extend(add.iter().map(norm).filter(|a| a != "ALL"));
+    for d in drop.iter().map(norm) {
+        keep.remove(&d);
+    }
+    Some(keep.iter().filter_map(|n| CAPABILITIES.iter().position(|c| c == n)).map(|i| i as u32).collect())
+}
+
+/// Drops every capability not in `keep` from the bounding set (no later exec regains them)
+/// and clears the ambient set.
+fn drop_bounding(keep: &[u32]) -> Result<(), String> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(CAPABILITIES.len() as u32 - 1);
+    for cap in (0..=last).filter(|c| !keep.contains(c)) {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(format!("drop capability {cap}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
+    Ok(())
+}
+
+/// Narrows the effective, permitted and inheritable sets to `keep` (a root program keeps
+/// only those; a non-root one has none after setuid anyway).
+fn limit_capabilities(keep: &[u32]) -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut mask = [0u32; 2];
+    for c in keep.iter().filter(|c| **c < 64) {
+        mask[(*c / 32) as usize] |= 1 << (c % 32);
+    }
+    let header = Header { version: 0x2008_0522, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data words, as the ABI defines them.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &header as *const Header, data.as_mut_ptr()) != 0 {
+            return Err(format!("capget: {}", std::io::Error::last_os_error()));
+        }
+        for (d, m) in data.iter_mut().zip(mask) {
+            d.effective &= m;
+            d.permitted &= m;
+            d.inheritable &= m;
+        }
+        if libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) != 0 {
+            return Err(format!("capset: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
 }
 
 fn exec(spec: &SandboxSpec) -> String {

@@ -188,7 +188,8 @@ fn exits_become_phases_and_reasons_and_a_missing_program_is_a_start_error() {
 fn init_containers_wait_then_complete_ready_and_an_active_deadline_fails_the_pod() {
     let s = Server::start_with_node(&[]);
     let (_keep, out) = out_dir();
-    let init = |name: &str, script: &str| json!({"name": name, "image": "busybox", "command": ["/bin/sh", "-c", script]});
+    let init =
+        |name: &str, script: &str| json!({"name": name, "image": "busybox", "command": ["/bin/sh", "-c", script]});
     let spec = json!({"initContainers": [init("init1", "sleep 2"), init("init2", "exit 0")]});
     create(&s, "/api/v1/namespaces/default/pods", &shell_pod("init", "sleep 600", &out, spec));
     // While init1 runs, init2 waits as the kubelet shows it: PodInitializing.
@@ -229,6 +230,33 @@ fn init_containers_wait_then_complete_ready_and_an_active_deadline_fails_the_pod
     assert_eq!(failed["status"]["message"], "Pod was active on the node longer than the specified deadline");
     assert!(failed["status"]["containerStatuses"][0]["state"]["terminated"].is_object(), "{failed:#}");
     assert!(events_for(&s, "init").iter().any(|(r, _)| r == "DeadlineExceeded"), "{:?}", events_for(&s, "init"));
+}
+
+#[test]
+fn termination_messages_come_from_the_file_or_the_log_as_the_kubelets() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let never = json!({"restartPolicy": "Never"});
+    // The default path, written by a non-root user.
+    let mut file = shell_pod("file", "printf DONE > /dev/termination-log; exit 0", &out, never.clone());
+    file["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 1000});
+    create(&s, "/api/v1/namespaces/default/pods", &file);
+    let mut other = shell_pod("other", "echo -n OK > /tmp/msg/term; exit 1", &out, never.clone());
+    other["spec"]["containers"][0]["terminationMessagePath"] = json!("/tmp/msg/term");
+    create(&s, "/api/v1/namespaces/default/pods", &other);
+    let mut logs = shell_pod("logs", "echo one; echo DONE; exit 2", &out, never.clone());
+    logs["spec"]["containers"][0]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    create(&s, "/api/v1/namespaces/default/pods", &logs);
+    let mut ok = shell_pod("ok", "echo out; exit 0", &out, never);
+    ok["spec"]["containers"][0]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    create(&s, "/api/v1/namespaces/default/pods", &ok);
+
+    let terminated = |p: &Value| p["status"]["containerStatuses"][0]["state"]["terminated"].clone();
+    assert_eq!(terminated(&wait_phase(&s, "file", "Succeeded", 30))["message"], "DONE");
+    assert_eq!(terminated(&wait_phase(&s, "other", "Failed", 30))["message"], "OK");
+    assert_eq!(terminated(&wait_phase(&s, "logs", "Failed", 30))["message"], "one\nDONE\n");
+    // Only a failed container falls back to its log.
+    assert!(terminated(&wait_phase(&s, "ok", "Succeeded", 30)).get("message").is_none());
 }
 
 #[test]
@@ -849,4 +877,32 @@ fn hand_made_endpoints_cannot_point_pods_at_the_hosts_own_services() {
     let tries = wait_file(&out.join("sneak"), 60);
     assert!(tries.lines().all(|l| l != "exit 0"), "{tries}");
     assert!(host.accept().is_err(), "the host's loopback service was never reached from the pod");
+}
+
+#[test]
+fn containers_get_the_runtimes_default_capabilities_and_their_adds_and_drops() {
+    let s = Server::start_with_node(&[]);
+    let (_keep, out) = out_dir();
+    let caps = |name: &str, sc: Value| {
+        let mut pod = shell_pod(
+            name,
+            &format!("grep -E '^Cap(Eff|Bnd)' /proc/self/status > /out/{name}; echo end >> /out/{name}; sleep 3600"),
+            &out,
+            json!({}),
+        );
+        pod["spec"]["containers"][0]["securityContext"] = sc;
+        create(&s, "/api/v1/namespaces/default/pods", &pod);
+    };
+    caps("plain", json!({}));
+    caps("netadmin", json!({"capabilities": {"add": ["NET_ADMIN"], "drop": ["CAP_MKNOD"]}}));
+    caps("none", json!({"capabilities": {"drop": ["ALL"]}}));
+    caps("privileged", json!({"privileged": true}));
+    // containerd's and Docker's default set: 0xa80425fb.
+    assert_eq!(wait_file(&out.join("plain"), 30), "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n");
+    // + NET_ADMIN (bit 12), - MKNOD (bit 27).
+    assert_eq!(wait_file(&out.join("netadmin"), 30), "CapEff:\t00000000a00435fb\nCapBnd:\t00000000a00435fb\n");
+    assert_eq!(wait_file(&out.join("none"), 30), "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n");
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = host.lines().find(|l| l.starts_with("CapBnd")).unwrap().to_string();
+    assert!(wait_file(&out.join("privileged"), 30).contains(&bnd), "a privileged container keeps the host's set");
 }
