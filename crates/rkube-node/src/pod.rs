@@ -1217,9 +1217,11 @@ impl Worker {
                 c.status.state = State::Running { started_at };
                 c.status.container_id = Some(container_id);
                 // Without a startup probe a running container has started; without a
-                // readiness probe it is ready.
+                // readiness probe it is ready (an init container only once it completed).
                 c.status.started = c.spec.startup_probe.is_none();
-                c.status.ready = c.spec.readiness_probe.is_none() && c.spec.startup_probe.is_none();
+                let regular_or_sidecar = !c.init || c.sidecar;
+                c.status.ready =
+                    regular_or_sidecar && c.spec.readiness_probe.is_none() && c.spec.startup_probe.is_none();
                 c.ever_ran = true;
                 c.generation += 1;
                 let started = Instant::now();

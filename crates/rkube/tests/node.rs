@@ -202,6 +202,11 @@ fn init_containers_wait_then_complete_ready_and_an_active_deadline_fails_the_pod
         "{pod:#}"
     );
     assert_eq!(pod["status"]["initContainerStatuses"][1]["state"]["waiting"]["reason"], "PodInitializing");
+    // A running init container is not ready, and not initialized.
+    assert_eq!(pod["status"]["initContainerStatuses"][0]["ready"], false);
+    let initialized =
+        pod["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Initialized").unwrap().clone();
+    assert_eq!(initialized["message"], "containers with incomplete status: [init1 init2]", "{pod:#}");
     assert_eq!(pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing");
     // Init containers that completed are Ready (the kubelet's prober sets it).
     assert!(
