@@ -255,28 +255,17 @@ pub async fn start(
     spec_path: &Path,
     log: Arc<Mutex<LogFile>>,
 ) -> Result<Process, String> {
-    let raw = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-    std::fs::write(spec_path, raw).map_err(|e| format!("write {}: {e}", spec_path.display()))?;
+    write_spec(spec, spec_path)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let mut cmd = tokio::process::Command::new(helper);
-    cmd.arg("__container")
-        .arg(spec_path)
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(false);
-    let raw_w = std::os::fd::AsRawFd::as_raw_fd(&err_w);
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2).
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc_dup2(raw_w, crate::sandbox::ERROR_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = init_command(
+        helper,
+        "__container",
+        spec_path,
+        std::process::Stdio::piped(),
+        std::process::Stdio::piped(),
+        &err_w,
+    );
+    cmd.kill_on_drop(false);
     let mut child = cmd.spawn().map_err(|e| format!("start {}: {e}", helper.display()))?;
     drop(err_w);
     let pid = child.id().unwrap_or(0);
@@ -317,38 +306,12 @@ pub async fn exec(
     spec_path: &Path,
     timeout: Duration,
 ) -> Result<ExecOutput, String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let raw = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(spec_path)
-        .and_then(|mut f| f.write_all(&raw))
-        .map_err(|e| format!("write {}: {e}", spec_path.display()))?;
+    write_spec(spec, spec_path)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let out_w2 = out_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
-    let mut cmd = tokio::process::Command::new(helper);
-    cmd.arg("__exec")
-        .arg(spec_path)
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::from(out_w))
-        .stderr(std::process::Stdio::from(out_w2))
-        .kill_on_drop(true);
-    let raw_w = std::os::fd::AsRawFd::as_raw_fd(&err_w);
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2).
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc_dup2(raw_w, crate::sandbox::ERROR_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = init_command(helper, "__exec", spec_path, out_w.into(), out_w2.into(), &err_w);
+    cmd.kill_on_drop(true);
     let spawned = cmd.spawn();
     drop(cmd);
     let mut child = match spawned {
@@ -407,6 +370,47 @@ pub async fn exec(
 
 fn go_seconds(d: Duration) -> String {
     format!("{}s", d.as_secs())
+}
+
+/// Writes an init's spec where only root reads it (it holds the container's environment).
+fn write_spec(spec: &impl serde::Serialize, path: &Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let raw = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(&raw))
+        .map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// `helper MODE SPEC` (`__container` or `__exec`) with nothing of the agent's environment,
+/// in a session of its own, its start errors on [`crate::sandbox::ERROR_FD`].
+fn init_command(
+    helper: &Path,
+    mode: &str,
+    spec_path: &Path,
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+    err_w: &std::os::fd::OwnedFd,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(helper);
+    cmd.arg(mode).arg(spec_path).env_clear().stdin(std::process::Stdio::null()).stdout(stdout).stderr(stderr);
+    let raw_w = std::os::fd::AsRawFd::as_raw_fd(err_w);
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc_dup2(raw_w, crate::sandbox::ERROR_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 fn libc_dup2(from: i32, to: i32) -> i32 {
