@@ -70,12 +70,27 @@ pub const ERROR_FD: i32 = 3;
 
 /// Runs the init: never returns on success (the program replaced this process).
 pub fn container_init(spec_path: &Path) -> ! {
-    // The error channel must not leak into the program.
+    init_main(spec_path, false, run, 128)
+}
+
+/// The shared body of both inits: keep the error channel out of the program, read the
+/// spec (and remove it, for an exec), run, and report why the program did not start on
+/// [`ERROR_FD`] before exiting with `code`.
+fn init_main<S: serde::de::DeserializeOwned>(
+    spec_path: &Path,
+    remove_spec: bool,
+    run: fn(&S) -> String,
+    code: i32,
+) -> ! {
     // SAFETY: fcntl on a descriptor number; harmless if it is not open.
     unsafe { libc::fcntl(ERROR_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let err = match std::fs::read(spec_path)
+    let read = std::fs::read(spec_path);
+    if remove_spec {
+        let _ = std::fs::remove_file(spec_path);
+    }
+    let err = match read
         .map_err(|e| format!("read {}: {e}", spec_path.display()))
-        .and_then(|raw| serde_json::from_slice::<SandboxSpec>(&raw).map_err(|e| format!("bad spec: {e}")))
+        .and_then(|raw| serde_json::from_slice::<S>(&raw).map_err(|e| format!("bad spec: {e}")))
     {
         Ok(spec) => run(&spec),
         Err(e) => e,
@@ -83,7 +98,7 @@ pub fn container_init(spec_path: &Path) -> ! {
     // SAFETY: fd 3 is the pipe the agent gave us; writing to a closed fd only fails.
     let mut out = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(ERROR_FD) };
     let _ = out.write_all(err.as_bytes());
-    std::process::exit(128)
+    std::process::exit(code)
 }
 
 /// A process to start inside a running container (exec probes, hooks, `kubectl exec`).
@@ -107,21 +122,7 @@ pub struct ExecSpec {
 /// namespaces, becomes its user and executes the program. The spec file is removed once
 /// read. Start errors go to file descriptor 3 as for [`container_init`].
 pub fn exec_init(spec_path: &Path) -> ! {
-    // SAFETY: as in container_init.
-    unsafe { libc::fcntl(ERROR_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let read = std::fs::read(spec_path);
-    let _ = std::fs::remove_file(spec_path);
-    let err = match read
-        .map_err(|e| format!("read {}: {e}", spec_path.display()))
-        .and_then(|raw| serde_json::from_slice::<ExecSpec>(&raw).map_err(|e| format!("bad spec: {e}")))
-    {
-        Ok(spec) => exec_in(&spec),
-        Err(e) => e,
-    };
-    // SAFETY: fd 3 is the pipe the agent gave us.
-    let mut out = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(ERROR_FD) };
-    let _ = out.write_all(err.as_bytes());
-    std::process::exit(126)
+    init_main(spec_path, true, exec_in, 126)
 }
 
 fn exec_in(spec: &ExecSpec) -> String {

@@ -8,25 +8,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::pods::{command_pod, create, get, out_dir, shell_pod, wait_file};
+use common::pods::{command_pod, create, default_may_view, get, out_dir, shell_pod, wait_file};
 use common::{wait_for, Server};
 use serde_json::{json, Value};
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// The seeds' RBAC step: the default service account may read the namespace.
-fn default_may_view(s: &Server) {
-    create(
-        s,
-        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
-        &json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "default-view"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
-        }),
-    );
-}
 
 /// The in-pod half of [`kube_rs_config_incluster_in_a_pod`]: a no-op unless the pod runs
 /// this binary with `RKUBE_INCLUSTER_CHILD` set. Lists the pods of the service account's

@@ -424,16 +424,7 @@ fn in_cluster_clients_in_a_pod_use_its_service_account() {
     let s = Server::start_with_node(&[]);
     let (_keep, out) = out_dir();
     // The seeds' RBAC step: the default service account may read pods.
-    create(
-        &s,
-        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
-        &json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "default-view"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
-        }),
-    );
+    default_may_view(&s);
     let py = python().expect("python3 with kubernetes");
     let kubectl = std::fs::canonicalize(which("kubectl")).unwrap().display().to_string();
     let curl = which("curl");
@@ -519,16 +510,7 @@ fn ambassador_containers_run_rkube_proxy_on_each_pods_own_localhost() {
     }
     let s = Server::start_with_node(&[]);
     let (_keep, out) = out_dir();
-    create(
-        &s,
-        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
-        &json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "default-view"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
-        }),
-    );
+    default_may_view(&s);
     // Seed 001's curl-am, twice at once: each main container asks the API through its own
     // ambassador's localhost:8001 (each pod has its own network namespace); the ambassador
     // image (luksa/kubectl-proxy) runs `rkube proxy`, in-cluster.

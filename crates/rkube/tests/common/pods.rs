@@ -153,3 +153,17 @@ pub fn named_netns(inodes: &std::collections::BTreeSet<u64>) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// The seeds' RBAC step: the default service account may read the namespace.
+pub fn default_may_view(s: &Server) {
+    create(
+        s,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "default-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+        }),
+    );
+}
