@@ -73,7 +73,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["po"])
         .categories(&["all"])
-        .subresources(&[Status, Binding, Log])
+        .subresources(&[Status, Binding, Log, Exec, Attach, PortForward])
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Service>),

@@ -27,6 +27,12 @@ pub enum Subresource {
     Token,
     /// `/log` (pods): the container's log, relayed from the pod's node.
     Log,
+    /// `/exec` (pods): a command in a container, streamed through the pod's node.
+    Exec,
+    /// `/attach` (pods): the streams of a container's main process.
+    Attach,
+    /// `/portforward` (pods): TCP connections to the pod's ports.
+    PortForward,
 }
 
 impl Subresource {
@@ -38,6 +44,9 @@ impl Subresource {
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 
@@ -49,6 +58,9 @@ impl Subresource {
             "finalize" => Some(Subresource::Finalize),
             "token" => Some(Subresource::Token),
             "log" => Some(Subresource::Log),
+            "exec" => Some(Subresource::Exec),
+            "attach" => Some(Subresource::Attach),
+            "portforward" => Some(Subresource::PortForward),
             _ => None,
         }
     }
@@ -60,6 +72,7 @@ impl Subresource {
             Subresource::Binding | Subresource::Token => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
         }
     }
 
@@ -70,6 +83,9 @@ impl Subresource {
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
+            Subresource::Exec => Some(("", "v1", "PodExecOptions")),
+            Subresource::Attach => Some(("", "v1", "PodAttachOptions")),
+            Subresource::PortForward => Some(("", "v1", "PodPortForwardOptions")),
         }
     }
 }

@@ -24,7 +24,9 @@ pub async fn handle(
     identity: &std::sync::OnceLock<(String, bool)>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // An upgrade (exec, attach, port-forward) is taken over only once authorized.
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let neg = codec::negotiate(&parts.headers);
     let query = Query::parse(parts.uri.query());
     let path = parts.uri.path().to_string();
@@ -54,7 +56,8 @@ pub async fn handle(
                 None => None,
             };
             let bytes = read.as_ref().map(|r| r.bytes.clone()).unwrap_or_default();
-            registry::handle(&server, &info, &query, &neg, &parts.headers, &user, bytes).await
+            let request = registry::Request { method: &parts.method, headers: &parts.headers, upgrade };
+            registry::handle(&server, &info, &query, &neg, request, &user, bytes).await
         } else {
             // Discovery and OpenAPI documents are served as JSON only.
             let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -96,7 +99,10 @@ fn admit_inflight(
     user: &UserInfo,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
     let mutating = !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
-    let pool = if info.verb == "watch" {
+    // `BasicLongRunningRequestCheck`: watch and proxy verbs, and these subresources.
+    let long_running = matches!(info.verb.as_str(), "watch" | "proxy")
+        || matches!(info.subresource.as_deref(), Some("attach" | "exec" | "proxy" | "log" | "portforward"));
+    let pool = if long_running {
         None
     } else if mutating {
         server.mutating_inflight.as_ref()

@@ -32,6 +32,7 @@ pub mod registry;
 pub mod request_info;
 pub mod review;
 pub mod serve;
+pub mod streams;
 pub mod tokens;
 pub mod watch;
 

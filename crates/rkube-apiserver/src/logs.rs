@@ -113,7 +113,7 @@ fn validate(o: &Options, name: &str) -> ApiResult<()> {
 }
 
 /// `validateContainer`: the named container must be the pod's; none named is the only one.
-fn container_of(pod: &Value, wanted: &str, name: &str) -> ApiResult<String> {
+pub(crate) fn container_of(pod: &Value, wanted: &str, name: &str) -> ApiResult<String> {
     let names = |path: &str| -> Vec<String> {
         pod.pointer(path)
             .and_then(Value::as_array)
@@ -141,7 +141,7 @@ fn container_of(pod: &Value, wanted: &str, name: &str) -> ApiResult<String> {
 
 /// The kubelet's address (`GetConnectionInfo` with InternalIP preferred, then Hostname,
 /// then ExternalIP) and port (the advertised daemon endpoint, else the default).
-fn kubelet_location(node: &Value) -> ApiResult<(String, u16)> {
+pub(crate) fn kubelet_location(node: &Value) -> ApiResult<(String, u16)> {
     let addresses = node.pointer("/status/addresses").and_then(Value::as_array).cloned().unwrap_or_default();
     let of = |kind: &str| {
         addresses.iter().find(|a| a["type"] == kind).and_then(|a| a["address"].as_str()).map(str::to_string)
@@ -291,13 +291,13 @@ impl hyper::body::Body for Relay {
     }
 }
 
-async fn connect_and_get(
+/// A TLS connection to a kubelet, its serving certificate verified against the cluster CA.
+pub(crate) async fn dial(
     tls: Arc<rustls::ClientConfig>,
     host: &str,
     port: u16,
     authority: &str,
-    path: &str,
-) -> Result<Response<Relay>, String> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let tcp = tokio::time::timeout(Duration::from_secs(30), tokio::net::TcpStream::connect((host, port)))
         .await
         .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
@@ -313,11 +313,20 @@ async fn connect_and_get(
         Ok(ip) => rustls_pki_types::ServerName::IpAddress(ip.into()),
         Err(_) => rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
     };
-    let stream =
-        tokio::time::timeout(Duration::from_secs(10), tokio_rustls::TlsConnector::from(tls).connect(server_name, tcp))
-            .await
-            .map_err(|_| "net/http: TLS handshake timeout".to_string())?
-            .map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
+    tokio::time::timeout(Duration::from_secs(10), tokio_rustls::TlsConnector::from(tls).connect(server_name, tcp))
+        .await
+        .map_err(|_| "net/http: TLS handshake timeout".to_string())?
+        .map_err(|e| format!("tls: failed to verify certificate: {e}"))
+}
+
+async fn connect_and_get(
+    tls: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    authority: &str,
+    path: &str,
+) -> Result<Response<Relay>, String> {
+    let stream = dial(tls, host, port, authority).await?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     let conn = tokio::spawn(async move {

@@ -423,15 +423,24 @@ impl<'a> Ctx<'a> {
 }
 
 /// Routes one resource request. `body` is read only by verbs that take one.
+/// What of the HTTP request a resource handler reads besides its body.
+pub struct Request<'a> {
+    pub method: &'a http::Method,
+    pub headers: &'a HeaderMap,
+    /// The connection, for the subresources that take it over (exec, attach).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
 pub async fn handle(
     server: &Arc<ApiServer>,
     info: &RequestInfo,
     query: &Query,
     neg: &Negotiated,
-    headers: &HeaderMap,
+    request: Request<'_>,
     user: &UserInfo,
     body: Bytes,
 ) -> Result<Response<Body>, ApiError> {
+    let headers = request.headers;
     let snap = server.table.snapshot();
     let def = snap.get(&info.group, &info.version, &info.resource).cloned().ok_or_else(ApiError::no_route)?;
     if !def.namespaced && (info.namespace_prefix || (info.namespace.is_some() && info.resource != "namespaces")) {
@@ -483,6 +492,11 @@ pub async fn handle(
         ("get", Some(Subresource::Scale)) => ctx.get_scale(),
         ("get", Some(Subresource::Log)) => {
             crate::logs::pod_log(server, info.namespace.as_deref().unwrap_or(""), ctx.name(), query).await
+        }
+        (_, Some(sr @ (Subresource::Exec | Subresource::Attach | Subresource::PortForward))) => {
+            let kind = crate::streams::Kind::of(sr.name()).expect("a stream subresource");
+            let ns = info.namespace.as_deref().unwrap_or("");
+            crate::streams::connect(server, kind, ns, ctx.name(), query, request).await
         }
         ("get", Some(_)) => ctx.get(),
         ("list", _) => ctx.list(),

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub secrets: Arc<Informer<Secret>>,
     /// Pod networking; None in the fallback mode (pods on the host network, 127.x addresses).
     pub net: Option<Arc<Network>>,
+    /// The running containers, for exec, attach and port-forward.
+    pub running: Arc<crate::streaming::Running>,
 }
 
 /// Runs the agent until `shutdown`; then kills every pod process it started and removes
@@ -95,7 +97,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     }
     pod::remove_leftovers(&config.root_dir);
     let net = if config.pod_network {
-        match Network::setup(&scope, crate::net::subnet_for(&name)).await {
+        match Network::setup(&scope, crate::net::subnet_for(&name), &config.root_dir.join(crate::net::RECORD)).await {
             Ok(n) => Some(Arc::new(n)),
             Err(e) => {
                 tracing::warn!(
@@ -156,6 +158,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         config_maps: informers.get::<ConfigMap>(""),
         secrets: informers.get::<Secret>(""),
         net: net.clone(),
+        running: Default::default(),
     });
     let (kubelet_stop, kubelet_stopped) = tokio::sync::oneshot::channel::<()>();
     let kubelet = kubelet_listener.map(|listener| {
@@ -163,8 +166,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
             tracing::warn!("the kubelet API has no serving certificate (--tls-cert-file): using a self-signed one");
             self_signed(&shared.machine, &name)
         });
-        let api =
-            Arc::new(kubelet_api::Api::new(client.clone(), name.clone(), shared.config.root_dir.clone(), pods.clone()));
+        let api = Arc::new(kubelet_api::Api::new(client.clone(), name.clone(), &shared, pods.clone()));
         tracing::info!(address = %kubelet_address, port = kubelet_port, "kubelet API listening");
         tokio::spawn(async move {
             if let Err(e) = kubelet_api::serve(listener, tls, api, async move {

@@ -25,7 +25,7 @@ use kube::Client;
 use rkube_client::Informer;
 use serde_json::{json, Value};
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// The serving certificate and the client CA bundle.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub(crate) struct Api {
     pub node: String,
     pub root_dir: PathBuf,
     pub pods: Arc<Informer<Pod>>,
+    pub running: Arc<crate::streaming::Running>,
+    /// `rkube __exec`'s binary.
+    pub helper: PathBuf,
     /// Review answers, as the kubelet's webhook caches (authorized 5 min, denied 30 s;
     /// tokens 2 min).
     decisions: Mutex<HashMap<String, (bool, Instant)>>,
@@ -50,8 +53,17 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    pub fn new(client: Client, node: String, root_dir: PathBuf, pods: Arc<Informer<Pod>>) -> Api {
-        Api { client, node, root_dir, pods, decisions: Default::default(), tokens: Default::default() }
+    pub(crate) fn new(client: Client, node: String, shared: &crate::agent::Shared, pods: Arc<Informer<Pod>>) -> Api {
+        Api {
+            client,
+            node,
+            root_dir: shared.config.root_dir.clone(),
+            pods,
+            running: shared.running.clone(),
+            helper: shared.config.rkube_binary.clone(),
+            decisions: Default::default(),
+            tokens: Default::default(),
+        }
     }
 }
 
@@ -140,12 +152,13 @@ pub(crate) async fn serve(
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(32))
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
 }
 
-fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(code)
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -208,6 +221,14 @@ async fn handle(api: &Api, cert_user: Option<User>, req: Request<Incoming>) -> R
             text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
         }
         (_, ["containerLogs", ns, pod, ..]) => container_logs(api, ns, pod, "", req.uri().query()).await,
+        (&http::Method::GET | &http::Method::POST, ["exec", ns, pod, container] | ["exec", ns, pod, _, container]) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            crate::streaming::exec(api, &ns, &pod, &container, req).await
+        }
+        (&http::Method::GET | &http::Method::POST, ["portForward", ns, pod] | ["portForward", ns, pod, _]) => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            crate::streaming::port_forward(api, &ns, &pod, req).await
+        }
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }
@@ -470,7 +491,7 @@ async fn container_logs(api: &Api, ns: &str, pod: &str, container: &str, query: 
         .unwrap_or_default()
 }
 
-fn find_pod(api: &Api, ns: &str, name: &str) -> Option<Arc<Pod>> {
+pub(crate) fn find_pod(api: &Api, ns: &str, name: &str) -> Option<Arc<Pod>> {
     api.pods
         .store()
         .state()

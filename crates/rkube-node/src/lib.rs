@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod services;
 pub mod status;
+pub mod streaming;
 
 pub use agent::{run, Config};
 pub use sandbox::{container_init, exec_init};

@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 
@@ -36,6 +36,9 @@ use tokio::io::AsyncWriteExt;
 pub const SERVICE_RANGE: &str = "10.96.0.0/12";
 const NETNS_DIR: &str = "/run/netns";
 const BRIDGE: &str = "rk0";
+/// The file in the agent's root directory naming its router namespace; each pod's is that
+/// name and `-<n>`.
+pub const RECORD: &str = "netns";
 
 /// One agent's pod network.
 #[derive(Debug)]
@@ -66,9 +69,12 @@ impl Network {
     /// Makes the router namespace (after removing what an earlier agent of the same scope
     /// left). Fails where namespaces cannot be made (not root, no `ip`): the agent then
     /// runs pods on the host network.
-    pub async fn setup(scope: &str, subnet: [u8; 3]) -> Result<Network, String> {
+    pub async fn setup(scope: &str, subnet: [u8; 3], record: &Path) -> Result<Network, String> {
         let prefix = format!("rkube-{}", sanitize(scope));
         remove_namespaces(&prefix).await;
+        // Written before the namespace exists, so whoever kills this agent (a test, an
+        // operator) knows what to remove even if it dies in the next instruction.
+        std::fs::write(record, &prefix).map_err(|e| format!("write {}: {e}", record.display()))?;
         run_ip(&["netns", "add", &prefix], None).await?;
         let gw = format!("{}.{}.{}.1", subnet[0], subnet[1], subnet[2]);
         let batch = format!(

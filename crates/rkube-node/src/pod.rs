@@ -1080,6 +1080,15 @@ impl Worker {
                 mounts.push(BindMount { source: hosts, target: "/etc/hosts".into(), read_only: false });
             }
         }
+        if !mounts.iter().any(|m| m.target == "/etc/hostname") {
+            // As containerd gives every container: the pod's hostname (the node's on the
+            // host network), one line.
+            let path = self.dir.join("hostname");
+            let name = if spec.host_network.unwrap_or(false) { &shared.machine.hostname } else { &hostname };
+            if std::fs::write(&path, format!("{name}\n")).is_ok() {
+                mounts.push(BindMount { source: path, target: "/etc/hostname".into(), read_only: false });
+            }
+        }
         if !mounts.iter().any(|m| m.target == "/etc/resolv.conf") {
             let host =
                 rkube_inpod::hosts::parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
@@ -1236,6 +1245,7 @@ impl Worker {
                     };
                 }
                 let exec = crate::sandbox::ExecSpec { target_pid: process.pid, ..exec_base };
+                self.shared.running.insert(&self.uid, &name, exec.clone(), cdir.clone());
                 let log = (log_path.parent().map(Path::to_path_buf).unwrap_or_default(), restart_count as u32);
                 c.running =
                     Some(Running { pid: process.pid, cgroup: cgroup.clone(), since: started, exec, termination, log });
@@ -1326,6 +1336,7 @@ impl Worker {
         let Some(i) = self.ctrs.iter().position(|c| c.spec.name == name) else { return };
         let c = &mut self.ctrs[i];
         let Some(run) = c.running.take() else { return };
+        self.shared.running.remove(&self.uid, name);
         // Stable for twice the maximum back-off: the back-off starts over.
         if run.since.elapsed() >= BACKOFF_MAX * 2 {
             c.backoff = Duration::ZERO;
@@ -1748,6 +1759,7 @@ impl Worker {
     }
 
     async fn cleanup(&mut self) {
+        self.shared.running.remove_pod(&self.uid);
         self.shared.cgroups.remove_pod(&self.uid).await;
         if let (Some(net), Some(p)) = (&self.shared.net, self.pod_net.take()) {
             net.remove_pod(&p).await;

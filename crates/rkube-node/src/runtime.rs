@@ -257,14 +257,8 @@ pub async fn start(
 ) -> Result<Process, String> {
     write_spec(spec, spec_path)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let mut cmd = init_command(
-        helper,
-        "__container",
-        spec_path,
-        std::process::Stdio::piped(),
-        std::process::Stdio::piped(),
-        &err_w,
-    );
+    let stdio = [std::process::Stdio::null(), std::process::Stdio::piped(), std::process::Stdio::piped()];
+    let mut cmd = init_command(helper, "__container", spec_path, stdio, &err_w, false);
     cmd.kill_on_drop(false);
     let mut child = cmd.spawn().map_err(|e| format!("start {}: {e}", helper.display()))?;
     drop(err_w);
@@ -310,7 +304,8 @@ pub async fn exec(
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let out_w2 = out_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
-    let mut cmd = init_command(helper, "__exec", spec_path, out_w.into(), out_w2.into(), &err_w);
+    let stdio = [std::process::Stdio::null(), out_w.into(), out_w2.into()];
+    let mut cmd = init_command(helper, "__exec", spec_path, stdio, &err_w, false);
     cmd.kill_on_drop(true);
     let spawned = cmd.spawn();
     drop(cmd);
@@ -368,6 +363,149 @@ pub async fn exec(
     }
 }
 
+/// A process started in a container for `kubectl exec`: its streams are pipes, or one
+/// terminal when a TTY was asked for.
+pub struct Interactive {
+    pub child: tokio::process::Child,
+    /// Its process group (the init made it a session leader).
+    pub pgid: i32,
+    pub stdin: Option<tokio::net::unix::pipe::Sender>,
+    pub stdout: Option<tokio::net::unix::pipe::Receiver>,
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
+    /// The terminal's controlling side (standard input, output and error together).
+    pub pty: Option<Arc<Pty>>,
+}
+
+impl Interactive {
+    /// Ends the process and whatever it started in its session.
+    pub fn kill(&self) {
+        if self.pgid > 0 {
+            let _ = kill(Pid::from_raw(-self.pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Starts `spec` in its container (`helper __exec`) with the streams asked for (`tty`: one
+/// terminal, of this width and height if known) and returns once the program runs; Err is
+/// why it could not start.
+pub async fn exec_interactive(
+    helper: &Path,
+    spec: &crate::sandbox::ExecSpec,
+    spec_path: &Path,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: Option<Option<(u16, u16)>>,
+) -> Result<Interactive, String> {
+    use std::process::Stdio;
+    write_spec(spec, spec_path)?;
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+    let (err_r, err_w) = pipe()?;
+    let mut ours = (None, None, None, None);
+    let stdio: [Stdio; 3] = if let Some(size) = tty {
+        let size = size.map(|(w, h)| nix::pty::Winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 });
+        let pair = nix::pty::openpty(size.as_ref(), None).map_err(|e| format!("openpty: {e}"))?;
+        let slave = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Stdio::from).map_err(|e| format!("pty: {e}"));
+        let io = [slave(&pair.slave)?, slave(&pair.slave)?, Stdio::from(pair.slave)];
+        ours.3 = Some(Arc::new(Pty::new(pair.master).map_err(|e| format!("pty: {e}"))?));
+        io
+    } else {
+        let input = if stdin {
+            let (r, w) = pipe()?;
+            ours.0 = Some(tokio::net::unix::pipe::Sender::from_owned_fd(w).map_err(|e| format!("pipe: {e}"))?);
+            Stdio::from(r)
+        } else {
+            Stdio::null()
+        };
+        let output = |want: bool, slot: &mut Option<tokio::net::unix::pipe::Receiver>| -> Result<Stdio, String> {
+            if !want {
+                return Ok(Stdio::null());
+            }
+            let (r, w) = pipe()?;
+            *slot = Some(tokio::net::unix::pipe::Receiver::from_owned_fd(r).map_err(|e| format!("pipe: {e}"))?);
+            Ok(Stdio::from(w))
+        };
+        let out = output(stdout, &mut ours.1)?;
+        let err = output(stderr, &mut ours.2)?;
+        [input, out, err]
+    };
+    let mut cmd = init_command(helper, "__exec", spec_path, stdio, &err_w, tty.is_some());
+    cmd.kill_on_drop(true);
+    let spawned = cmd.spawn();
+    // The child's ends (pipes, the terminal's other side) close here, so ours see EOF.
+    drop(cmd);
+    drop(err_w);
+    let child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(spec_path);
+            return Err(format!("start {}: {e}", helper.display()));
+        }
+    };
+    let pgid = child.id().unwrap_or(0) as i32;
+    let mut message = String::new();
+    if let Ok(mut reader) = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r) {
+        let _ = reader.read_to_string(&mut message).await;
+    }
+    let (stdin, stdout, stderr, pty) = ours;
+    let process = Interactive { child, pgid, stdin, stdout, stderr, pty };
+    if !message.is_empty() {
+        process.kill();
+        return Err(message);
+    }
+    Ok(process)
+}
+
+/// The controlling side of a terminal, read and written through the reactor.
+pub struct Pty {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl Pty {
+    fn new(fd: std::os::fd::OwnedFd) -> std::io::Result<Pty> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+        fcntl(&fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
+            .map_err(std::io::Error::from)?;
+        // SAFETY: an OwnedFd is a valid descriptor that stays open, the same one, until the
+        // AsyncFd (its owner) is dropped.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)?;
+        Ok(Pty { fd })
+    }
+
+    /// Reads output; 0 once every process holding the terminal is gone (EIO).
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| nix::unistd::read(fd, buf).map_err(std::io::Error::from)) {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| nix::unistd::write(fd, data).map_err(std::io::Error::from)) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the terminal's size (the foreground process gets SIGWINCH).
+    pub fn resize(&self, width: u16, height: u16) {
+        let size = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, on a descriptor we own.
+        unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(self.fd.get_ref()), libc::TIOCSWINSZ, &size) };
+    }
+}
+
 fn go_seconds(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
@@ -393,17 +531,22 @@ fn init_command(
     helper: &Path,
     mode: &str,
     spec_path: &Path,
-    stdout: std::process::Stdio,
-    stderr: std::process::Stdio,
+    stdio: [std::process::Stdio; 3],
     err_w: &std::os::fd::OwnedFd,
+    tty: bool,
 ) -> tokio::process::Command {
+    let [stdin, stdout, stderr] = stdio;
     let mut cmd = tokio::process::Command::new(helper);
-    cmd.arg(mode).arg(spec_path).env_clear().stdin(std::process::Stdio::null()).stdout(stdout).stderr(stderr);
+    cmd.arg(mode).arg(spec_path).env_clear().stdin(stdin).stdout(stdout).stderr(stderr);
     let raw_w = std::os::fd::AsRawFd::as_raw_fd(err_w);
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2).
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, ioctl, dup2).
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            // A terminal on standard input becomes the new session's controlling terminal.
+            if tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             if libc_dup2(raw_w, crate::sandbox::ERROR_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -168,7 +168,10 @@ fn kubectl_logs_reads_the_containers_log_through_the_kubelet_api() {
     assert_eq!(kubectl(&s, &["logs", "pair", "-c", "b"]).1, "from-b\n");
     let (ok, out, err) = kubectl(&s, &["logs", "pair", "--all-containers", "--prefix"]);
     assert!(ok, "{err}");
-    assert_eq!(out, "[pod/pair/a] from-a\n[pod/pair/b] from-b\n");
+    // kubectl reads the containers' logs concurrently: the lines may come in either order.
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["[pod/pair/a] from-a", "[pod/pair/b] from-b"], "{out}");
     let (code, _, body) = s.curl("GET", "/api/v1/namespaces/default/pods/pair/log", None, &[]);
     assert_eq!(code, 400, "{body}");
     let st: Value = serde_json::from_str(&body).unwrap();

@@ -151,6 +151,7 @@ impl Server {
         }
         let _ = c.kill();
         let _ = c.wait();
+        reap_namespaces(&self.dir);
         false
     }
 
@@ -163,6 +164,7 @@ impl Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            reap_namespaces(&self.dir);
         }
     }
 
@@ -285,6 +287,53 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            reap_namespaces(&self.dir);
+        }
+    }
+}
+
+/// Removes the network namespaces a killed agent under `dir` had made: each agent names its
+/// router namespace in a `netns` file of its root directory before making it, and its pods'
+/// namespaces are that name and `-<n>`. (A later agent on the same directory would remove
+/// them too; a test's directory has none.)
+pub fn reap_namespaces(dir: &Path) {
+    fn records(dir: &Path, depth: u32, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() && depth > 0 {
+                records(&path, depth - 1, out);
+            } else if e.file_name() == "netns" {
+                let name = std::fs::read_to_string(&path).unwrap_or_default();
+                if name.starts_with("rkube-") && !name.contains('/') {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    let mut prefixes = Vec::new();
+    records(dir, 3, &mut prefixes);
+    if prefixes.is_empty() {
+        return;
+    }
+    // An `ip netns add` the agent started outlives it by a few milliseconds: look again.
+    for round in 0..4 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let ours = prefixes.iter().any(|p| {
+                name == *p
+                    || name
+                        .strip_prefix(p.as_str())
+                        .and_then(|r| r.strip_prefix('-'))
+                        .is_some_and(|n| n.parse::<u8>().is_ok())
+            });
+            if ours {
+                let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+            }
         }
     }
 }

@@ -1,0 +1,244 @@
+//! `kubectl exec` end to end over the real path: kubectl → the API server's `pods/exec` →
+//! the node agent's kubelet API (`/exec`, HTTPS) → a process in the container. kubectl 1.27
+//! and 1.28 speak SPDY (relayed byte for byte); 1.33 speaks WebSocket `v5.channel.k8s.io`,
+//! which the API server translates to SPDY as kube-apiserver does; the Python client speaks
+//! WebSocket `v4.channel.k8s.io`, relayed to the agent.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::pods::{command_pod, create, out_dir, python, wait_phase};
+use common::{require, wait_for, Server};
+use serde_json::json;
+
+const KUBECTLS: &str = "/usr/lib/google-cloud-sdk/bin";
+const TOKENS: &str = "bob-token,bob,1001,\"dev\"\n";
+
+fn kubectl_path(v: &str) -> String {
+    let bin = format!("{KUBECTLS}/kubectl.{v}");
+    assert!(require(&bin, &["version", "--client"]), "{bin} is needed");
+    bin
+}
+
+fn start() -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tokens = tmp.path().join("tokens.csv");
+    std::fs::write(&tokens, TOKENS).expect("tokens");
+    let tokens = tokens.display().to_string();
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1", "--token-auth-file", &tokens]);
+    (tmp, s)
+}
+
+/// A pod whose container `main` sleeps, with a host directory at /out.
+fn sleeper(s: &Server, name: &str, out: &std::path::Path) {
+    let pod = command_pod(name, vec!["/bin/sh".into(), "-c".into(), "exec sleep 3600".into()], out, json!({}));
+    create(s, "/api/v1/namespaces/default/pods", &pod);
+    wait_phase(s, name, "Running", 60);
+}
+
+fn run(bin: &str, s: &Server, env: &[(&str, &str)], args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).env("KUBECONFIG", &s.kubeconfig).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().expect("run kubectl");
+    if let Some(data) = input {
+        let mut stdin = child.stdin.take().expect("stdin");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn kubectl_exec_passes_output_input_and_exit_codes_over_spdy_and_websocket() {
+    let (_tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    sleeper(&s, "box", &out);
+    // 1 MiB that is not text, to come back byte for byte.
+    let input: Vec<u8> = (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    type Env = &'static [(&'static str, &'static str)];
+    let cases: &[(&str, Env, &str)] = &[
+        ("1.27", &[], "SPDY"),
+        ("1.28", &[], "SPDY"),
+        ("1.33", &[], "v5.channel.k8s.io"),
+        ("1.33", &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")], "SPDY"),
+    ];
+    for (v, env, transport) in cases {
+        let bin = kubectl_path(v);
+        let what = format!("kubectl {v} over {transport}");
+        let o = run(&bin, &s, env, &["-v=6", "exec", "box", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], None);
+        assert_eq!(o.status.code(), Some(3), "{what}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stdout), "out\n", "{what}");
+        let err = text(&o.stderr);
+        assert!(err.contains("err\n") && err.contains("command terminated with exit code 3"), "{what}: {err}");
+        let websocket = err.contains("The subprotocol is v5.channel.k8s.io");
+        assert_eq!(websocket, *transport != "SPDY", "{what} took the other transport: {err}");
+
+        let o = run(&bin, &s, env, &["exec", "-i", "box", "--", "cat"], Some(&input));
+        assert!(o.status.success(), "{what} stdin: {}", text(&o.stderr));
+        assert!(o.stdout == input, "{what}: {} bytes came back of {}", o.stdout.len(), input.len());
+
+        let o = run(&bin, &s, env, &["exec", "box", "--", "nonexistent-program"], None);
+        assert!(!o.status.success(), "{what}");
+        assert!(text(&o.stderr).contains("executable file not found"), "{what}: {}", text(&o.stderr));
+
+        let o = run(&bin, &s, env, &["exec", "box", "-c", "nope", "--", "true"], None);
+        assert!(!o.status.success());
+        assert!(text(&o.stderr).contains("container nope is not valid for pod box"), "{what}: {}", text(&o.stderr));
+    }
+    // What the seeds look at: the container's own environment.
+    let env = s.kubectl_ok(&["exec", "box", "--", "env"]);
+    assert!(env.lines().any(|l| l == "HOSTNAME=box"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("KUBERNETES_SERVICE_HOST=")), "{env}");
+
+    // A pod no node runs yet.
+    create(
+        &s,
+        "/api/v1/namespaces/default/pods",
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nowhere"},
+                "spec": {"nodeSelector": {"no": "such"}, "containers": [{"name": "c", "image": "busybox"}]}}),
+    );
+    let o = s.kubectl(&["exec", "nowhere", "--", "true"]);
+    assert!(text(&o.stderr).contains("pod nowhere does not have a host assigned"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_tty_exec_gets_a_terminal_of_the_clients_size() {
+    assert!(require("script", &["--version"]), "script (util-linux) is needed");
+    let (_tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    sleeper(&s, "term", &out);
+    for v in ["1.27", "1.33"] {
+        let bin = kubectl_path(v);
+        let line =
+            format!("stty cols 91 rows 17; {bin} exec -it term -- sh -c 'tty; stty size; echo TERM=$TERM; exit 4'");
+        let o = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("KUBECONFIG", &s.kubeconfig)
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        let shown = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(4), "kubectl {v}: {shown}");
+        assert!(shown.contains("/dev/pts/"), "kubectl {v}: no terminal: {shown}");
+        assert!(shown.contains("17 91"), "kubectl {v}: the size did not arrive: {shown}");
+        assert!(shown.contains("TERM=xterm"), "kubectl {v}: {shown}");
+    }
+}
+
+#[test]
+fn the_python_client_streams_exec_over_websocket() {
+    let py = python().expect("the Python kubernetes client is needed");
+    let (tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    sleeper(&s, "pybox", &out);
+    let script = tmp.path().join("exec.py");
+    std::fs::write(
+        &script,
+        r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config(sys.argv[1])
+v1 = client.CoreV1Api()
+r = stream(v1.connect_get_namespaced_pod_exec, "pybox", "default", command=["sh", "-c", "echo py-out; echo py-err >&2; exit 5"],
+           stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+r.run_forever(timeout=30)
+print(repr(r.read_stdout()), repr(r.read_stderr()), r.returncode)
+print(repr(stream(v1.connect_get_namespaced_pod_exec, "pybox", "default", command=["cat", "/etc/hostname"],
+                  stderr=True, stdin=False, stdout=True, tty=False)))
+"#,
+    )
+    .expect("script");
+    let o = Command::new(py).arg(&script).arg(&s.kubeconfig).output().expect("python");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "'py-out\\n' 'py-err\\n' 5\n'pybox\\n'\n");
+}
+
+#[test]
+fn exec_is_authorized_as_create_or_get_on_pods_exec_and_ends_with_its_client() {
+    let (_tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    sleeper(&s, "guarded", &out);
+    s.kubectl_ok(&["create", "role", "pod-reader", "--verb=get,list", "--resource=pods"]);
+    s.kubectl_ok(&["create", "rolebinding", "bob-reads", "--role=pod-reader", "--user=bob"]);
+    let as_bob = |bin: &str| {
+        Command::new(bin)
+            .arg("--kubeconfig=/dev/null")
+            .arg(format!("--server={}", s.url))
+            .arg(format!("--certificate-authority={}", s.pki("ca.crt")))
+            .arg("--token=bob-token")
+            .args(["exec", "guarded", "--", "echo", "in"])
+            .output()
+            .expect("kubectl")
+    };
+    // SPDY is a POST (create). kubectl 1.33's WebSocket upgrade is a GET (get), refused too,
+    // after which it falls back to SPDY: both report the create.
+    for (v, verb) in [("1.28", "create"), ("1.33", "create")] {
+        let o = as_bob(&kubectl_path(v));
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "kubectl {v}");
+        assert!(
+            err.contains(&format!(
+                "User \"bob\" cannot {verb} resource \"pods/exec\" in API group \"\" in the namespace \"default\""
+            )),
+            "kubectl {v}: {err}"
+        );
+    }
+    s.kubectl_ok(&["create", "role", "pod-exec", "--verb=create,get", "--resource=pods/exec"]);
+    s.kubectl_ok(&["create", "rolebinding", "bob-execs", "--role=pod-exec", "--user=bob"]);
+    for v in ["1.28", "1.33"] {
+        let mut o = as_bob(&kubectl_path(v));
+        // RBAC caches nothing, but give the binding a moment to be read back.
+        for _ in 0..20 {
+            if o.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            o = as_bob(&kubectl_path(v));
+        }
+        assert!(o.status.success(), "kubectl {v}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stdout), "in\n");
+    }
+
+    // A command whose client is killed is ended (SPDY relay and WebSocket translation).
+    for v in ["1.28", "1.33"] {
+        let pid_file = out.join(format!("pid-{v}"));
+        let _ = std::fs::remove_file(&pid_file);
+        let script = format!("echo $$ > /out/pid-{v}; exec sleep 3600");
+        let mut k = Command::new(kubectl_path(v))
+            .args(["exec", "guarded", "--", "sh", "-c", &script])
+            .env("KUBECONFIG", &s.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl");
+        let mut pid = 0;
+        assert!(
+            wait_for(Duration::from_secs(30), || {
+                pid = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+                pid > 0
+            }),
+            "kubectl {v}: the command never started"
+        );
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        let _ = k.kill();
+        let _ = k.wait();
+        assert!(
+            wait_for(Duration::from_secs(20), || !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+            "kubectl {v}: the command outlived its client"
+        );
+    }
+}
