@@ -282,27 +282,8 @@ async fn tunnel_port_forward(
         .and_then(|v| v.to_str().ok())
         .map(ch::accept_key)
         .ok_or_else(|| ApiError::bad_request("missing Sec-WebSocket-Key"))?;
-    let fail = |e: String| ApiError::internal(format!("error dialing backend: {e}"));
-    let stream = crate::logs::dial(k.tls.clone(), &k.host, k.port, &k.authority).await.map_err(fail)?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    let mut req = http::Request::post(&k.path)
-        .header(http::header::HOST, &k.authority)
-        .header(http::header::USER_AGENT, format!("kube-apiserver/{}", crate::KUBE_GIT_VERSION))
-        .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "SPDY/3.1");
-    for p in protocols {
-        req = req.header(rc::PROTOCOL_HEADER, p);
-    }
-    let req = req.body(http_body_util::Empty::<Bytes>::new()).map_err(|e| fail(e.to_string()))?;
-    let resp = tokio::time::timeout(Duration::from_secs(60), send.send_request(req))
-        .await
-        .map_err(|_| fail("timeout awaiting response headers".into()))?
-        .map_err(|e| fail(e.to_string()))?;
+    let resp =
+        spdy_upgrade(&k, protocols).await.map_err(|e| ApiError::internal(format!("error dialing backend: {e}")))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(relay_refusal(resp).await);
     }
@@ -413,9 +394,8 @@ fn translate(headers: &HeaderMap, can_upgrade: bool) -> ApiResult<Option<Respons
     Ok(Some(out))
 }
 
-/// client-go's SPDY executor towards the kubelet, its streams joined to the WebSocket
-/// client's channels; returns what the kubelet wrote on the error stream.
-async fn spdy_exec(k: &Kubelet, opts: StreamOpts, c: ch::Channels) -> Result<Vec<u8>, String> {
+/// A SPDY upgrade request (POST, offering `protocols`) to the kubelet; its answer.
+async fn spdy_upgrade<P: AsRef<str>>(k: &Kubelet, protocols: &[P]) -> Result<Response<hyper::body::Incoming>, String> {
     let stream = crate::logs::dial(k.tls.clone(), &k.host, k.port, &k.authority).await?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
@@ -427,14 +407,20 @@ async fn spdy_exec(k: &Kubelet, opts: StreamOpts, c: ch::Channels) -> Result<Vec
         .header(http::header::USER_AGENT, format!("kube-apiserver/{}", crate::KUBE_GIT_VERSION))
         .header(http::header::CONNECTION, "Upgrade")
         .header(http::header::UPGRADE, "SPDY/3.1");
-    for p in [rc::V5, rc::V4, rc::V3, rc::V2, rc::V1] {
-        req = req.header(rc::PROTOCOL_HEADER, p);
+    for p in protocols {
+        req = req.header(rc::PROTOCOL_HEADER, p.as_ref());
     }
     let req = req.body(http_body_util::Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(60), send.send_request(req))
+    tokio::time::timeout(Duration::from_secs(60), send.send_request(req))
         .await
         .map_err(|_| "timeout awaiting response headers".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// client-go's SPDY executor towards the kubelet, its streams joined to the WebSocket
+/// client's channels; returns what the kubelet wrote on the error stream.
+async fn spdy_exec(k: &Kubelet, opts: StreamOpts, c: ch::Channels) -> Result<Vec<u8>, String> {
+    let resp = spdy_upgrade(k, &[rc::V5, rc::V4, rc::V3, rc::V2, rc::V1]).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
             .await
