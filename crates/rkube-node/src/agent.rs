@@ -91,6 +91,8 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
             "cgroups are not writable: pod processes are tracked by session only and limits are not applied"
         );
     }
+    // Where they are, for whoever cleans up after an agent that was killed.
+    let _ = std::fs::write(config.root_dir.join(crate::runtime::CGROUPS_RECORD), cgroups.record());
     // Whatever an earlier agent left running is ended: pods are restarted from the API.
     for uid in cgroups.leftover_pods() {
         cgroups.remove_pod(&uid).await;

@@ -225,6 +225,13 @@ async fn handle(api: &Api, cert_user: Option<User>, req: Request<Incoming>) -> R
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             crate::streaming::exec(api, &ns, &pod, &container, req).await
         }
+        (
+            &http::Method::GET | &http::Method::POST,
+            ["attach", ns, pod, container] | ["attach", ns, pod, _, container],
+        ) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            crate::streaming::attach(api, &ns, &pod, &container, req).await
+        }
         (&http::Method::GET | &http::Method::POST, ["portForward", ns, pod] | ["portForward", ns, pod, _]) => {
             let (ns, pod) = (ns.to_string(), pod.to_string());
             crate::streaming::port_forward(api, &ns, &pod, req).await

@@ -1211,7 +1211,12 @@ impl Worker {
             c.status.last_state = Some(c.status.state.clone());
         }
         let mut missing_limits: Vec<String> = Vec::new();
-        match runtime::start(&shared.config.rkube_binary, &sandbox, &cdir.join("spec.json"), log).await {
+        let stdio = runtime::Stdio {
+            stdin: container.stdin == Some(true),
+            stdin_once: container.stdin_once == Some(true),
+            tty: container.tty == Some(true),
+        };
+        match runtime::start(&shared.config.rkube_binary, &sandbox, &cdir.join("spec.json"), log, stdio).await {
             Ok(process) => {
                 // Limits apply once the program runs: the init (the rkube binary) is not
                 // charged against a small limit.
@@ -1245,7 +1250,7 @@ impl Worker {
                     };
                 }
                 let exec = crate::sandbox::ExecSpec { target_pid: process.pid, ..exec_base };
-                self.shared.running.insert(&self.uid, &name, exec.clone(), cdir.clone());
+                self.shared.running.insert(&self.uid, &name, exec.clone(), cdir.clone(), process.attach.clone());
                 let log = (log_path.parent().map(Path::to_path_buf).unwrap_or_default(), restart_count as u32);
                 c.running =
                     Some(Running { pid: process.pid, cgroup: cgroup.clone(), since: started, exec, termination, log });

@@ -17,6 +17,9 @@ use tokio::sync::Mutex;
 
 use crate::sandbox::SandboxSpec;
 
+/// The file of an agent's root directory that names its cgroup scope directories.
+pub const CGROUPS_RECORD: &str = "cgroups";
+
 /// Where an agent's cgroups live: one directory per controller hierarchy (cgroup v1) or the
 /// one unified hierarchy (v2), each `<the agent's own cgroup>/rkube/<scope>`. The scope is
 /// the agent's own (several agents may share a machine): an agent only ever kills in it.
@@ -57,6 +60,11 @@ impl Cgroups {
         }
         bases.retain(|(_, b)| std::fs::create_dir_all(b).is_ok());
         Cgroups { bases }
+    }
+
+    /// The scope directories, one per line (what [`CGROUPS_RECORD`] holds).
+    pub fn record(&self) -> String {
+        self.bases.iter().map(|(_, b)| format!("{}\n", b.display())).collect()
     }
 
     /// Removes the (empty) scope directories when the agent stops.
@@ -222,6 +230,8 @@ pub struct Exit {
 /// A started container process.
 pub struct Process {
     pub pid: u32,
+    /// Its standard streams as `kubectl attach` reaches them.
+    pub attach: Arc<Attachable>,
     child: tokio::process::Child,
     log_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -235,6 +245,7 @@ impl Process {
             // closes the pipes.
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
+        self.attach.ended();
         use std::os::unix::process::ExitStatusExt;
         match status {
             Ok(s) => match (s.code(), s.signal()) {
@@ -247,37 +258,144 @@ impl Process {
     }
 }
 
+/// A container's standard streams as its spec asks for them (`stdin`, `stdinOnce`, `tty`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stdio {
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
 /// Starts the container init (`helper __container <spec>`) and returns once the program
-/// runs, or the reason it could not start (a StartError).
+/// runs, or the reason it could not start (a StartError). Its output goes to `log` and to
+/// whoever attaches; with `stdio.stdin` its standard input stays open for attach; with
+/// `stdio.tty` its three streams are one terminal (logged as stdout, as containerd does).
 pub async fn start(
     helper: &Path,
     spec: &SandboxSpec,
     spec_path: &Path,
     log: Arc<Mutex<LogFile>>,
+    stdio: Stdio,
 ) -> Result<Process, String> {
+    use std::process::Stdio as Io;
     write_spec(spec, spec_path)?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let stdio = [std::process::Stdio::null(), std::process::Stdio::piped(), std::process::Stdio::piped()];
-    let mut cmd = init_command(helper, "__container", spec_path, stdio, &err_w, false);
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+    let (err_r, err_w) = pipe()?;
+    let (output, _) = tokio::sync::broadcast::channel(ATTACH_BACKLOG);
+    let mut attach = Attachable {
+        tty: stdio.tty,
+        stdin_once: stdio.stdin_once,
+        has_stdin: stdio.stdin,
+        stdin: Mutex::new(None),
+        pty: None,
+        output: std::sync::Mutex::new(Some(output.clone())),
+    };
+    let streams: [Io; 3] = if stdio.tty {
+        let pair = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
+        let slave = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Io::from).map_err(|e| format!("pty: {e}"));
+        let io = [slave(&pair.slave)?, slave(&pair.slave)?, Io::from(pair.slave)];
+        attach.pty = Some(Arc::new(Pty::new(pair.master).map_err(|e| format!("pty: {e}"))?));
+        io
+    } else {
+        let input = if stdio.stdin {
+            let (r, w) = pipe()?;
+            let w = tokio::net::unix::pipe::Sender::from_owned_fd(w).map_err(|e| format!("pipe: {e}"))?;
+            attach.stdin = Mutex::new(Some(w));
+            Io::from(r)
+        } else {
+            Io::null()
+        };
+        [input, Io::piped(), Io::piped()]
+    };
+    let mut cmd = init_command(helper, "__container", spec_path, streams, &err_w, stdio.tty);
     cmd.kill_on_drop(false);
-    let mut child = cmd.spawn().map_err(|e| format!("start {}: {e}", helper.display()))?;
+    let spawned = cmd.spawn();
+    // The child's ends (the terminal's other side, the input pipe) close here.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| format!("start {}: {e}", helper.display()))?;
     drop(err_w);
     let pid = child.id().unwrap_or(0);
     let mut reader = tokio::fs::File::from_std(std::fs::File::from(err_r));
     let mut message = String::new();
     let _ = reader.read_to_string(&mut message).await;
     let mut tasks = Vec::new();
+    if let Some(pty) = &attach.pty {
+        let to = (output.clone(), false);
+        tasks.push(tokio::spawn(copy_to_log(PtyReader(pty.clone()), "stdout", log.clone(), to)));
+    }
     if let Some(out) = child.stdout.take() {
-        tasks.push(tokio::spawn(copy_to_log(out, "stdout", log.clone())));
+        tasks.push(tokio::spawn(copy_to_log(out, "stdout", log.clone(), (output.clone(), false))));
     }
     if let Some(err) = child.stderr.take() {
-        tasks.push(tokio::spawn(copy_to_log(err, "stderr", log.clone())));
+        tasks.push(tokio::spawn(copy_to_log(err, "stderr", log.clone(), (output.clone(), true))));
     }
     if !message.is_empty() {
         let _ = child.wait().await;
         return Err(message);
     }
-    Ok(Process { pid, child, log_tasks: tasks })
+    Ok(Process { pid, attach: Arc::new(attach), child, log_tasks: tasks })
+}
+
+/// How many chunks of output an attached client may fall behind before it misses some (the
+/// container never waits for a slow client).
+const ATTACH_BACKLOG: usize = 1024;
+
+/// One chunk of a container's output: whether it is standard error, and the bytes.
+pub type Chunk = (bool, bytes::Bytes);
+
+/// A running container's main process as `kubectl attach` reaches it: its output from now on,
+/// its standard input (when the spec keeps one open), its terminal (when it has one).
+pub struct Attachable {
+    pub tty: bool,
+    pub stdin_once: bool,
+    has_stdin: bool,
+    stdin: Mutex<Option<tokio::net::unix::pipe::Sender>>,
+    pty: Option<Arc<Pty>>,
+    /// None once the output ended (the process and whatever held its output are gone).
+    output: std::sync::Mutex<Option<tokio::sync::broadcast::Sender<Chunk>>>,
+}
+
+impl Attachable {
+    /// The output from now on; None when it already ended.
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Chunk>> {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|o| o.subscribe())
+    }
+
+    fn ended(&self) {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    pub fn has_stdin(&self) -> bool {
+        self.has_stdin
+    }
+
+    /// Writes to the process's standard input; false once it is closed (or there is none).
+    pub async fn write_stdin(&self, data: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        if !self.has_stdin {
+            return false;
+        }
+        if let Some(pty) = &self.pty {
+            return pty.write_all(data).await.is_ok();
+        }
+        let mut stdin = self.stdin.lock().await;
+        match stdin.as_mut() {
+            Some(w) => w.write_all(data).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Ends the process's standard input (`stdinOnce` after the first attach): with a
+    /// terminal there is nothing to close apart from the terminal itself, which stays.
+    pub async fn close_stdin(&self) {
+        self.stdin.lock().await.take();
+    }
+
+    pub fn resize(&self, width: u16, height: u16) {
+        if let Some(pty) = &self.pty {
+            pty.resize(width, height);
+        }
+    }
 }
 
 /// What a process run in a container gave: its exit code and its output (stdout and
@@ -506,6 +624,36 @@ impl Pty {
     }
 }
 
+/// A terminal's output as a byte stream (EOF once no process holds the terminal).
+struct PtyReader(Arc<Pty>);
+
+impl AsyncRead for PtyReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        loop {
+            let mut guard = match self.0.fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| nix::unistd::read(fd, unfilled).map_err(std::io::Error::from)) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Poll::Ready(Ok(())),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
 fn go_seconds(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
@@ -616,7 +764,13 @@ impl LogFile {
     }
 }
 
-async fn copy_to_log(mut from: impl AsyncRead + Unpin, stream: &'static str, log: Arc<Mutex<LogFile>>) {
+/// Copies one output of a container to its log, and to attached clients as it comes.
+async fn copy_to_log(
+    mut from: impl AsyncRead + Unpin,
+    stream: &'static str,
+    log: Arc<Mutex<LogFile>>,
+    (attached, stderr): (tokio::sync::broadcast::Sender<Chunk>, bool),
+) {
     let mut buf = vec![0u8; 32 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     loop {
@@ -624,6 +778,9 @@ async fn copy_to_log(mut from: impl AsyncRead + Unpin, stream: &'static str, log
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if attached.receiver_count() > 0 {
+            let _ = attached.send((stderr, bytes::Bytes::copy_from_slice(&buf[..n])));
+        }
         pending.extend_from_slice(&buf[..n]);
         let mut log = log.lock().await;
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::kubelet_api::{find_pod, text, Api, Body};
+use crate::runtime::Attachable;
 use crate::sandbox::ExecSpec;
 
 /// How long a client has to open its streams (`DefaultStreamCreationTimeout`).
@@ -44,11 +45,12 @@ pub struct Running {
 pub struct Target {
     pub spec: ExecSpec,
     pub dir: PathBuf,
+    pub attach: Arc<Attachable>,
 }
 
 impl Running {
-    pub fn insert(&self, uid: &str, container: &str, spec: ExecSpec, dir: PathBuf) {
-        self.lock().insert((uid.to_string(), container.to_string()), Target { spec, dir });
+    pub fn insert(&self, uid: &str, container: &str, spec: ExecSpec, dir: PathBuf, attach: Arc<Attachable>) {
+        self.lock().insert((uid.to_string(), container.to_string()), Target { spec, dir, attach });
     }
 
     pub fn remove(&self, uid: &str, container: &str) {
@@ -134,12 +136,23 @@ const WEBSOCKET_PROTOCOLS: &[&str] = &[ch::V4_BINARY, ch::V4_BASE64, ch::BINARY,
 
 /// `/exec/...`: finds the container, upgrades (SPDY or WebSocket), and runs the command once
 /// the client's streams are there.
-pub(crate) async fn exec(
+pub(crate) async fn exec(api: &Api, ns: &str, pod: &str, container: &str, req: Request<Incoming>) -> Response<Body> {
+    remotecommand(api, ns, pod, container, req, false).await
+}
+
+/// `/attach/...`: the same upgrade and streams as exec, joined to the container's main
+/// process (its output from now on, its standard input and terminal when the spec has them).
+pub(crate) async fn attach(api: &Api, ns: &str, pod: &str, container: &str, req: Request<Incoming>) -> Response<Body> {
+    remotecommand(api, ns, pod, container, req, true).await
+}
+
+async fn remotecommand(
     api: &Api,
     ns: &str,
     pod: &str,
     container: &str,
     mut req: Request<Incoming>,
+    attach: bool,
 ) -> Response<Body> {
     let opts = Options::from_query(req.uri().query().unwrap_or(""));
     if let Err(e) = opts.check() {
@@ -190,7 +203,12 @@ pub(crate) async fn exec(
             if let Some(first) = first {
                 first.send(Bytes::new()).await;
             }
-            run_exec(io, ch::remotecommand_version(protocol), &opts, &target, &helper).await;
+            let protocol = ch::remotecommand_version(protocol);
+            if attach {
+                run_attach(io, protocol, &target.attach).await
+            } else {
+                run_exec(io, protocol, &opts, &target, &helper).await
+            }
             c.writer.close().await;
         });
         let mut resp = Response::builder()
@@ -229,7 +247,11 @@ pub(crate) async fn exec(
                     async move { session.ended().await }
                 }),
             };
-            run_exec(io, protocol, &opts, &target, &helper).await;
+            if attach {
+                run_attach(io, protocol, &target.attach).await
+            } else {
+                run_exec(io, protocol, &opts, &target, &helper).await
+            }
         }
         session.close().await;
     });
@@ -443,6 +465,84 @@ async fn run_exec(io: Io, protocol: &'static str, opts: &Options, target: &Targe
     }
 }
 
+/// Joins an attach session to the container: its output as it comes (stderr to the client's
+/// stderr unless the container has a terminal), the client's input to its standard input
+/// (closed after this session with `stdinOnce`), resizes to its terminal. Ends when the
+/// container's output ends (it exited) with Success, or when the client goes away; the
+/// container keeps running either way.
+async fn run_attach(io: Io, protocol: &'static str, attach: &Arc<Attachable>) {
+    let Io { stdin, resize, stdout, stderr, error, ended } = io;
+    // Subscribed before any input goes in, so the output it causes is seen.
+    let output = attach.subscribe();
+    let mut tasks = Vec::new();
+    if let (Some(mut rx), true) = (resize, attach.tty) {
+        let a = attach.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Some(d) = rx.recv().await {
+                buf.extend_from_slice(&d);
+                for size in rc::take_sizes(&mut buf) {
+                    a.resize(size.width, size.height);
+                }
+                buf.truncate(64 * 1024);
+            }
+        }));
+    }
+    if let Some(mut rx) = stdin {
+        let a = attach.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(d) = rx.recv().await {
+                if !a.write_stdin(&d).await {
+                    // No (more) standard input: the client's is read and dropped.
+                    continue;
+                }
+            }
+            if a.stdin_once {
+                a.close_stdin().await;
+            }
+        }));
+    }
+    let forward = async {
+        let Some(mut output) = output else { return };
+        loop {
+            let (is_stderr, data) = match output.recv().await {
+                Ok(chunk) => chunk,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "attach: a slow client missed output");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let out = if is_stderr { stderr.as_ref() } else { stdout.as_ref() };
+            if let Some(out) = out {
+                if !out.send(data).await {
+                    return;
+                }
+            }
+        }
+    };
+    let finished = tokio::select! {
+        _ = forward => true,
+        _ = ended => false,
+    };
+    for t in tasks {
+        t.abort();
+    }
+    if !finished {
+        return;
+    }
+    for out in [&stdout, &stderr].into_iter().flatten() {
+        out.finish().await;
+    }
+    if let Some(e) = &error {
+        let status = rc::exit_status(protocol, &[], 0);
+        if !status.is_empty() {
+            e.send(Bytes::from(status)).await;
+        }
+        e.finish().await;
+    }
+}
+
 /// `/portForward/{ns}/{pod}[/{uid}]` over SPDY (`portforward.k8s.io`,
 /// `pkg/kubelet/cri/streaming/portforward/httpstream.go`): each forwarded connection is a
 /// pair of client-opened streams, `error` and `data`, with the same `port` and `requestID`
@@ -575,8 +675,24 @@ async fn forward(error: Stream, mut data: Stream, pid: u32, port: u16, uid: Stri
                 }
             }
         }
+        // The pod closed its side: the client sees the end at once.
         let _ = data.tx.finish().await;
     };
-    tokio::join!(to_pod, from_pod);
+    // As containerd (and socat): once one direction ends, the other gets a second to finish,
+    // then both streams close (client-go waits for the error stream's end to drop the pair).
+    tokio::pin!(to_pod, from_pod);
+    let pod_side_ended = tokio::select! {
+        _ = &mut to_pod => tokio::time::timeout(CLOSE_GRACE, from_pod).await.is_ok(),
+        _ = &mut from_pod => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, to_pod).await;
+            true
+        }
+    };
+    if !pod_side_ended {
+        let _ = data.tx.finish().await;
+    }
     let _ = error.tx.finish().await;
 }
+
+/// How long a forwarded connection's other direction may go on once one has ended.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);

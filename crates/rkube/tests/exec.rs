@@ -2,7 +2,8 @@
 //! the node agent's kubelet API (`/exec`, HTTPS) → a process in the container. kubectl 1.27
 //! and 1.28 speak SPDY (relayed byte for byte); 1.33 speaks WebSocket `v5.channel.k8s.io`,
 //! which the API server translates to SPDY as kube-apiserver does; the Python client speaks
-//! WebSocket `v4.channel.k8s.io`, relayed to the agent.
+//! WebSocket `v4.channel.k8s.io`, relayed to the agent. `kubectl attach` (and `kubectl run
+//! -i`) takes the same path to `/attach`, joined to the container's own streams.
 
 mod common;
 
@@ -240,5 +241,128 @@ fn exec_is_authorized_as_create_or_get_on_pods_exec_and_ends_with_its_client() {
             wait_for(Duration::from_secs(20), || !std::path::Path::new(&format!("/proc/{pid}")).exists()),
             "kubectl {v}: the command outlived its client"
         );
+    }
+}
+
+/// A pod whose container keeps its standard input open for attach.
+fn attachable(s: &Server, name: &str, script: &str, tty: bool, out: &std::path::Path) {
+    let mut pod = command_pod(name, vec!["/bin/sh".into(), "-c".into(), script.into()], out, json!({}));
+    pod["spec"]["restartPolicy"] = json!("Never");
+    let c = &mut pod["spec"]["containers"][0];
+    c["stdin"] = json!(true);
+    c["stdinOnce"] = json!(true);
+    c["tty"] = json!(tty);
+    create(s, "/api/v1/namespaces/default/pods", &pod);
+    wait_phase(s, name, "Running", 60);
+}
+
+fn terminated(s: &Server, name: &str) -> serde_json::Value {
+    let mut state = serde_json::Value::Null;
+    let ok = wait_for(Duration::from_secs(30), || {
+        state = common::pods::get(s, &common::pods::pod_path(name))["status"]["containerStatuses"][0]["state"].clone();
+        state.get("terminated").is_some()
+    });
+    assert!(ok, "{name} never terminated: {state}");
+    state["terminated"].clone()
+}
+
+#[test]
+fn kubectl_attach_joins_the_containers_own_streams() {
+    let (_tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    // stdinOnce: the first attach's end of input is the container's.
+    let script = "echo started; while read l; do echo \"got $l\"; echo \"err $l\" >&2; done; echo bye; exit 6";
+    for (v, transport) in [("1.27", "SPDY"), ("1.33", "v5.channel.k8s.io")] {
+        let name = format!("reader-{}", v.replace('.', "-"));
+        attachable(&s, &name, script, false, &out);
+        let o = run(&kubectl_path(v), &s, &[], &["-v=6", "attach", "-i", &name], Some(b"a\nb\n"));
+        let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+        assert!(o.status.success(), "kubectl {v}: {stderr}");
+        // Output from before the attach is in the log only.
+        assert_eq!(stdout, "got a\ngot b\nbye\n", "kubectl {v}: {stderr}");
+        assert!(stderr.contains("err a\nerr b\n"), "kubectl {v}: {stderr}");
+        assert_eq!(
+            stderr.contains("The subprotocol is v5.channel.k8s.io"),
+            transport != "SPDY",
+            "kubectl {v}: {stderr}"
+        );
+        assert_eq!(terminated(&s, &name)["exitCode"], 6, "kubectl {v}");
+        // The log has both outputs, from the start (their relative order is the pipes').
+        let log = s.kubectl_ok(&["logs", &name]);
+        let mut lines: Vec<&str> = log.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["bye", "err a", "err b", "got a", "got b", "started"], "{log}");
+    }
+
+    // kubectl run -i --rm: create, attach, then delete the pod.
+    let o = run(
+        &kubectl_path("1.33"),
+        &s,
+        &[],
+        &["run", "once", "-i", "--rm", "--restart=Never", "--image=busybox", "--", "sh", "-c", "read x; echo hello $x"],
+        Some(b"world\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("hello world\n"), "{}", text(&o.stdout));
+    assert!(
+        wait_for(Duration::from_secs(30), || common::pods::get(&s, &common::pods::pod_path("once")).is_null()),
+        "kubectl run --rm deletes its pod"
+    );
+
+    // A client that goes away leaves the container running.
+    attachable(&s, "stays", "exec sleep 3600", false, &out);
+    let mut k = Command::new(kubectl_path("1.28"))
+        .args(["attach", "-i", "stays"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = k.kill();
+    let _ = k.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    let pod = common::pods::get(&s, &common::pods::pod_path("stays"));
+    assert!(pod["status"]["containerStatuses"][0]["state"]["running"].is_object(), "{pod:#}");
+
+    // Not running (any more): the kubelet's error, through the API server.
+    let o = s.kubectl(&["attach", "reader-1-27"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("completed pod; current phase is Failed"), "{err}");
+}
+
+#[test]
+fn kubectl_attach_to_a_terminal_container_gets_its_size_and_input() {
+    assert!(require("script", &["--version"]), "script (util-linux) is needed");
+    let (_tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    for v in ["1.28", "1.33"] {
+        let name = format!("term-{}", v.replace('.', "-"));
+        attachable(&s, &name, "read -r line; tty; stty size; echo \"line=$line\"; exit 7", true, &out);
+        let bin = kubectl_path(v);
+        let line = format!("stty cols 91 rows 17; {bin} attach -it {name}");
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("KUBECONFIG", &s.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script");
+        let mut stdin = child.stdin.take().expect("stdin");
+        std::thread::spawn(move || {
+            // After kubectl is attached (the container's terminal keeps what comes early
+            // anyway).
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = stdin.write_all(b"hello\r");
+            std::thread::sleep(Duration::from_secs(20));
+        });
+        let o = child.wait_with_output().expect("script");
+        let shown = text(&o.stdout);
+        assert!(shown.contains("/dev/pts/"), "kubectl {v}: no terminal: {shown}");
+        assert!(shown.contains("17 91"), "kubectl {v}: the size did not arrive: {shown}");
+        assert!(shown.contains("line=hello"), "kubectl {v}: {shown}");
+        assert_eq!(terminated(&s, &name)["exitCode"], 7, "kubectl {v}");
     }
 }

@@ -117,3 +117,78 @@ async fn acknowledged_writes_survive_kill_9() {
     );
     eprintln!("durability: {} acknowledged writes, all present after kill -9 ({} stored)", acked.len(), stored.len());
 }
+
+/// kube-rs `exec` and `attach` (WebSocket `v5.channel.k8s.io`, which the API server carries
+/// to the node agent over SPDY) with a pod the agent runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_exec_and_attach_params() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::AttachParams;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
+    let pods: Api<Pod> = Api::namespaced(client(&s).await, "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kr"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": "busybox", "stdin": true, "stdinOnce": true,
+            "command": ["sh", "-c", "while read l; do echo \"attached $l\"; done; exit 0"]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pods.get("kr").await.unwrap().status.and_then(|s| s.phase).as_deref() != Some("Running") {
+        assert!(Instant::now() < deadline, "the pod never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // exec: both outputs and the exit code as the Status's NonZeroExitCode cause.
+    let ap = AttachParams::default().stderr(true);
+    let mut p = pods.exec("kr", ["sh", "-c", "echo out; echo err >&2; exit 3"], &ap).await.unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    p.stdout().unwrap().read_to_string(&mut out).await.unwrap();
+    p.stderr().unwrap().read_to_string(&mut err).await.unwrap();
+    let status = p.take_status().unwrap().await.expect("a status");
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    assert_eq!(status.status.as_deref(), Some("Failure"));
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
+    let cause = &status.details.unwrap().causes.unwrap()[0];
+    assert_eq!((cause.reason.as_deref(), cause.message.as_deref()), (Some("ExitCode"), Some("3")));
+
+    // exec with stdin: the v5 close of stdin is the command's end of input.
+    let ap = AttachParams::default().stdin(true).stderr(false);
+    let mut p = pods.exec("kr", ["sh", "-c", "cat; echo done"], &ap).await.unwrap();
+    let mut stdin = p.stdin().unwrap();
+    stdin.write_all(b"through stdin\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    let mut out = String::new();
+    p.stdout().unwrap().read_to_string(&mut out).await.unwrap();
+    assert_eq!(out, "through stdin\ndone\n");
+    assert_eq!(p.take_status().unwrap().await.and_then(|s| s.status).as_deref(), Some("Success"));
+
+    // attach: the container's own input and output; stdinOnce ends its input with ours, it
+    // exits, and the attach ends with Success.
+    let ap = AttachParams::default().stdin(true).stdout(true).stderr(false);
+    let mut a = pods.attach("kr", &ap).await.unwrap();
+    let mut stdin = a.stdin().unwrap();
+    let mut stdout = a.stdout().unwrap();
+    stdin.write_all(b"one\n").await.unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"attached one\n");
+    stdin.write_all(b"two\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stdout.read_to_string(&mut rest)).await.unwrap().unwrap();
+    assert_eq!(rest, "attached two\n");
+    assert_eq!(a.take_status().unwrap().await.and_then(|s| s.status).as_deref(), Some("Success"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = pods.get("kr").await.unwrap().status.unwrap();
+        if st.phase.as_deref() == Some("Succeeded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the container did not end with its input: {st:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -289,6 +289,58 @@ impl Drop for Server {
             let _ = c.wait();
             reap_namespaces(&self.dir);
         }
+        reap_cgroups(&self.dir);
+    }
+}
+
+/// Files named `name` in `dir` and its subdirectories (three levels down).
+fn records(dir: &Path, name: &str, depth: u32, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() && depth > 0 {
+            records(&path, name, depth - 1, out);
+        } else if e.file_name() == name {
+            out.push(std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+}
+
+/// Ends the processes and removes the cgroups an agent under `dir` left (it names its scope
+/// directories in a `cgroups` file): nothing when it stopped cleanly, the pods of one that
+/// was killed and never followed by another agent.
+pub fn reap_cgroups(dir: &Path) {
+    fn reap(d: &Path) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                reap(&e.path());
+            }
+        }
+        for _ in 0..100 {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for _ in 0..20 {
+            if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut found = Vec::new();
+    records(dir, "cgroups", 3, &mut found);
+    for base in found.iter().flat_map(|f| f.lines()) {
+        let base = Path::new(base);
+        if base.starts_with("/sys/fs/cgroup") && base.components().any(|c| c.as_os_str() == "rkube") {
+            reap(base);
+        }
     }
 }
 
@@ -297,22 +349,9 @@ impl Drop for Server {
 /// namespaces are that name and `-<n>`. (A later agent on the same directory would remove
 /// them too; a test's directory has none.)
 pub fn reap_namespaces(dir: &Path) {
-    fn records(dir: &Path, depth: u32, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() && depth > 0 {
-                records(&path, depth - 1, out);
-            } else if e.file_name() == "netns" {
-                let name = std::fs::read_to_string(&path).unwrap_or_default();
-                if name.starts_with("rkube-") && !name.contains('/') {
-                    out.push(name);
-                }
-            }
-        }
-    }
     let mut prefixes = Vec::new();
-    records(dir, 3, &mut prefixes);
+    records(dir, "netns", 3, &mut prefixes);
+    prefixes.retain(|name| name.starts_with("rkube-") && !name.contains('/'));
     if prefixes.is_empty() {
         return;
     }
