@@ -73,7 +73,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["po"])
         .categories(&["all"])
-        .subresources(&[Status, Binding, Log, Exec, Attach, PortForward])
+        .subresources(&[Status, Binding, Log, Exec, Attach, PortForward, Proxy])
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Service>),
@@ -89,7 +89,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         .short(&["svc"])
         .categories(&["all"])
         .verbs(&["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
-        .subresources(&[Status])
+        .subresources(&[Status, Proxy])
         .names(NameRule::Dns1035Label)
         .build(),
         ResourceBuilder::new("", "v1", "Endpoints", "endpoints", true, s(Builtin {
@@ -140,7 +140,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             ..Default::default()
         }))
         .short(&["no"])
-        .subresources(&[Status])
+        .subresources(&[Status, Proxy])
         .build(),
         ResourceBuilder::new("", "v1", "Event", "events", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Event>),

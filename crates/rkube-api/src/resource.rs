@@ -33,6 +33,8 @@ pub enum Subresource {
     Attach,
     /// `/portforward` (pods): TCP connections to the pod's ports.
     PortForward,
+    /// `/proxy[/...]` (pods, services, nodes): HTTP to the object's port, any method.
+    Proxy,
 }
 
 impl Subresource {
@@ -47,6 +49,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
+            Subresource::Proxy => "proxy",
         }
     }
 
@@ -61,6 +64,7 @@ impl Subresource {
             "exec" => Some(Subresource::Exec),
             "attach" => Some(Subresource::Attach),
             "portforward" => Some(Subresource::PortForward),
+            "proxy" => Some(Subresource::Proxy),
             _ => None,
         }
     }
@@ -73,20 +77,24 @@ impl Subresource {
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
+            Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         }
     }
 
-    /// (group, version, kind) of the subresource's body, None = the parent's kind.
-    pub fn body_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
-        match self {
-            Subresource::Status | Subresource::Finalize | Subresource::Log => None,
-            Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
-            Subresource::Binding => Some(("", "v1", "Binding")),
-            Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
-            Subresource::Exec => Some(("", "v1", "PodExecOptions")),
-            Subresource::Attach => Some(("", "v1", "PodAttachOptions")),
-            Subresource::PortForward => Some(("", "v1", "PodPortForwardOptions")),
-        }
+    /// (group, version, kind) of the subresource's body for a resource of `parent` kind,
+    /// None = the parent's kind.
+    pub fn body_kind(self, parent: &str) -> Option<(&'static str, &'static str, String)> {
+        let (g, v, k) = match self {
+            Subresource::Status | Subresource::Finalize | Subresource::Log => return None,
+            Subresource::Scale => ("autoscaling", "v1", "Scale"),
+            Subresource::Binding => ("", "v1", "Binding"),
+            Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+            Subresource::Exec => ("", "v1", "PodExecOptions"),
+            Subresource::Attach => ("", "v1", "PodAttachOptions"),
+            Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
+            Subresource::Proxy => return Some(("", "v1", format!("{parent}ProxyOptions"))),
+        };
+        Some((g, v, k.to_string()))
     }
 }
 

@@ -32,7 +32,7 @@ fn subresource_entries(r: &ResourceDef) -> Vec<Value> {
             m.insert("name".into(), json!(format!("{}/{}", r.plural, s.name())));
             m.insert("singularName".into(), json!(""));
             m.insert("namespaced".into(), json!(r.namespaced));
-            match s.body_kind() {
+            match s.body_kind(&r.kind) {
                 Some((g, v, k)) => {
                     if !g.is_empty() {
                         m.insert("group".into(), json!(g));
@@ -135,8 +135,7 @@ fn aggregated_resource(r: &ResourceDef) -> Value {
         let subs: Vec<Value> = subs
             .iter()
             .map(|s| {
-                let (g, v, k) = s.body_kind().unwrap_or(("", "", ""));
-                let kind = if k.is_empty() { r.kind.as_str() } else { k };
+                let (g, v, kind) = s.body_kind(&r.kind).unwrap_or(("", "", r.kind.clone()));
                 json!({"subresource": s.name(), "responseKind": {"group": g, "version": v, "kind": kind}, "verbs": s.verbs()})
             })
             .collect();

@@ -20,7 +20,7 @@ pub async fn handle(
     server: Arc<ApiServer>,
     req: Request<Incoming>,
     cert_user: ClientCert,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     identity: &std::sync::OnceLock<(String, bool)>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -56,7 +56,13 @@ pub async fn handle(
                 None => None,
             };
             let bytes = read.as_ref().map(|r| r.bytes.clone()).unwrap_or_default();
-            let request = registry::Request { method: &parts.method, headers: &parts.headers, upgrade };
+            let request = registry::Request {
+                method: &parts.method,
+                headers: &parts.headers,
+                upgrade,
+                raw_query: parts.uri.query(),
+                peer,
+            };
             registry::handle(&server, &info, &query, &neg, request, &user, bytes).await
         } else {
             // Discovery and OpenAPI documents are served as JSON only.

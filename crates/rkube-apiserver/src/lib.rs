@@ -28,6 +28,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod protocache;
+pub mod proxy;
 pub mod registry;
 pub mod request_info;
 pub mod review;

@@ -429,6 +429,9 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     /// The connection, for the subresources that take it over (exec, attach).
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The query as sent and the client's address (what a proxied request carries on).
+    pub raw_query: Option<&'a str>,
+    pub peer: std::net::SocketAddr,
 }
 
 pub async fn handle(
@@ -449,7 +452,8 @@ pub async fn handle(
     let sub = match &info.subresource {
         None => None,
         Some(s) => match Subresource::parse(s) {
-            Some(sr) if def.has_subresource(sr) => Some(sr),
+            Some(Subresource::Proxy) if def.has_subresource(Subresource::Proxy) => Some(Subresource::Proxy),
+            Some(sr) if def.has_subresource(sr) && info.subpath.is_empty() => Some(sr),
             _ => return Err(ApiError::no_route()),
         },
     };
@@ -472,6 +476,7 @@ pub async fn handle(
             "update" => sr.verbs().contains(&"update"),
             "patch" => sr.verbs().contains(&"patch"),
             "create" => sr.verbs().contains(&"create"),
+            "delete" => sr.verbs().contains(&"delete"),
             _ => false,
         };
         if !allowed {
@@ -498,6 +503,7 @@ pub async fn handle(
             let ns = info.namespace.as_deref().unwrap_or("");
             crate::streams::connect(server, kind, ns, ctx.name(), query, request).await
         }
+        (_, Some(Subresource::Proxy)) => crate::proxy::proxy(server, &def, info, request, body).await,
         ("get", Some(_)) => ctx.get(),
         ("list", _) => ctx.list(),
         ("watch", _) => crate::watch::watch(&ctx).await,

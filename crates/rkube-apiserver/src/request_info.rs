@@ -16,6 +16,9 @@ pub struct RequestInfo {
     pub namespace: Option<String>,
     pub resource: String,
     pub subresource: Option<String>,
+    /// What follows the subresource in the path, as sent (`""` or `/...`, a trailing slash
+    /// kept): the path a `proxy` subresource forwards; any other subresource has none.
+    pub subpath: String,
     pub name: Option<String>,
     /// The resource came after `/namespaces/{namespace}/` in the path. Only namespaced
     /// resources are served there; a cluster-scoped resource under it is a 404, as with
@@ -74,12 +77,21 @@ pub fn parse(method: &str, path: &str, watch_param: bool) -> RequestInfo {
         info.name = Some(parts[1].to_string());
     }
     if parts.len() >= 3 {
-        info.subresource = Some(parts[2..].join("/"));
+        info.subresource = Some(parts[2].to_string());
+        // The subresource is segment `consumed + 2` of the trimmed path.
+        let consumed = trimmed.split('/').count() - parts.len();
+        let lead = path.len() - path.trim_start_matches('/').len();
+        info.subpath = match trimmed.match_indices('/').nth(consumed + 2) {
+            Some((i, _)) => path[lead + i..].to_string(),
+            None => path[lead + trimmed.len()..].to_string(),
+        };
     }
     if info.resource == "namespaces" && info.name.is_some() && !info.namespace_prefix {
         // /namespaces/{name} addresses the namespace object itself.
         info.namespace = info.name.clone();
     }
+    // A proxied request's query is the backend's.
+    let watch_param = watch_param && info.subresource.as_deref() != Some("proxy");
     info.verb = match method {
         "GET" | "HEAD" => {
             if watch_path || watch_param {
@@ -131,6 +143,17 @@ mod tests {
             (i.resource.as_str(), i.name.as_deref(), i.namespace.as_deref()),
             ("namespaces", Some("x"), Some("x"))
         );
+        let i = parse("GET", "/api/v1/namespaces/x/pods/p:8080/proxy/a//b/", false);
+        assert_eq!(
+            (i.name.as_deref(), i.subresource.as_deref(), i.subpath.as_str(), i.verb.as_str()),
+            (Some("p:8080"), Some("proxy"), "/a//b/", "get")
+        );
+        let i = parse("POST", "/api/v1/nodes/n/proxy/", false);
+        assert_eq!((i.subresource.as_deref(), i.subpath.as_str(), i.verb.as_str()), (Some("proxy"), "/", "create"));
+        let i = parse("GET", "/api/v1/watch/namespaces/x/services/s/proxy", false);
+        assert_eq!((i.subresource.as_deref(), i.subpath.as_str()), (Some("proxy"), ""));
+        let i = parse("GET", "/api/v1/namespaces/x/pods/p/status/more", false);
+        assert_eq!((i.subresource.as_deref(), i.subpath.as_str()), (Some("status"), "/more"));
         let i = parse("DELETE", "/api/v1/namespaces/x/pods", false);
         assert_eq!(i.verb, "deletecollection");
         let i = parse("PATCH", "/apis/apps/v1/namespaces/x/deployments/d/scale", false);

@@ -142,7 +142,7 @@ pub async fn connect(
     query: &Query,
     request: crate::registry::Request<'_>,
 ) -> ApiResult<Response<Body>> {
-    let crate::registry::Request { method, headers, upgrade } = request;
+    let crate::registry::Request { method, headers, upgrade, .. } = request;
     let pod = server
         .store
         .get(&format!("/registry/core/pods/{ns}/{name}"))
@@ -160,12 +160,6 @@ pub async fn connect(
     if !is_upgrade(headers) {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
-    let node = server
-        .store
-        .get(&format!("/registry/core/nodes/{node_name}"))
-        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))
-        .and_then(|kv| parse_stored(&kv))?;
-    let (host, port) = crate::logs::kubelet_location(&node)?;
     let q = kubelet_query(kind, query);
     let q = if q.is_empty() { q } else { format!("?{q}") };
     let path = match kind {
@@ -173,12 +167,7 @@ pub async fn connect(
         Kind::Attach => format!("/attach/{ns}/{name}/{container}{q}"),
         Kind::PortForward => format!("/portForward/{ns}/{name}{q}"),
     };
-    let tls =
-        server.kubelet_client.get().cloned().ok_or_else(|| {
-            ApiError::internal("the API server has no kubelet client certificate: cannot reach kubelets")
-        })?;
-    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let kubelet = Kubelet { tls, host, port, authority, path };
+    let kubelet = Kubelet::of(server, node_name, path)?;
     let tunnel = if kind == Kind::PortForward { tunneled_protocols(headers) } else { Vec::new() };
     if kind == Kind::PortForward && !tunnel.is_empty() && upgrade.is_some() {
         return tunnel_port_forward(kubelet, headers, &tunnel, upgrade).await;
@@ -321,12 +310,7 @@ async fn tunnel_port_forward(
 async fn relay_refusal(resp: Response<hyper::body::Incoming>) -> Response<Body> {
     let status = resp.status();
     let resp_headers = resp.headers().clone();
-    let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = short_body(resp).await;
     let mut out = Response::new(http_body_util::Full::new(body).map_err(|never| match never {}).boxed());
     *out.status_mut() = status;
     for (k, v) in &resp_headers {
@@ -337,14 +321,42 @@ async fn relay_refusal(resp: Response<hyper::body::Incoming>) -> Response<Body> 
     out
 }
 
-/// Where a pod's kubelet endpoint is.
+/// The body of a kubelet's refusal (a short text): what arrives within 10 s.
+pub(crate) async fn short_body(resp: Response<hyper::body::Incoming>) -> Bytes {
+    tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
+/// A kubelet endpoint: the node's kubelet, the client configuration that reaches it (the API
+/// server's kubelet client certificate) and the path asked for.
 #[derive(Clone)]
-struct Kubelet {
-    tls: Arc<rustls::ClientConfig>,
-    host: String,
-    port: u16,
-    authority: String,
-    path: String,
+pub(crate) struct Kubelet {
+    pub tls: Arc<rustls::ClientConfig>,
+    pub host: String,
+    pub port: u16,
+    pub authority: String,
+    pub path: String,
+}
+
+impl Kubelet {
+    /// `path` on the kubelet of node `node_name`.
+    pub fn of(server: &ApiServer, node_name: &str, path: String) -> ApiResult<Kubelet> {
+        let node = server
+            .store
+            .get(&format!("/registry/core/nodes/{node_name}"))
+            .ok_or_else(|| ApiError::not_found("", "nodes", node_name))
+            .and_then(|kv| parse_stored(&kv))?;
+        let (host, port) = crate::logs::kubelet_location(&node)?;
+        let tls = server.kubelet_client.get().cloned().ok_or_else(|| {
+            ApiError::internal("the API server has no kubelet client certificate: cannot reach kubelets")
+        })?;
+        let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        Ok(Kubelet { tls, host, port, authority, path })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -395,7 +407,10 @@ fn translate(headers: &HeaderMap, can_upgrade: bool) -> ApiResult<Option<Respons
 }
 
 /// A SPDY upgrade request (POST, offering `protocols`) to the kubelet; its answer.
-async fn spdy_upgrade<P: AsRef<str>>(k: &Kubelet, protocols: &[P]) -> Result<Response<hyper::body::Incoming>, String> {
+pub(crate) async fn spdy_upgrade<P: AsRef<str>>(
+    k: &Kubelet,
+    protocols: &[P],
+) -> Result<Response<hyper::body::Incoming>, String> {
     let stream = crate::logs::dial(k.tls.clone(), &k.host, k.port, &k.authority).await?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
@@ -422,12 +437,7 @@ async fn spdy_upgrade<P: AsRef<str>>(k: &Kubelet, protocols: &[P]) -> Result<Res
 async fn spdy_exec(k: &Kubelet, opts: StreamOpts, c: ch::Channels) -> Result<Vec<u8>, String> {
     let resp = spdy_upgrade(k, &[rc::V5, rc::V4, rc::V3, rc::V2, rc::V1]).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = short_body(resp).await;
         return Err(format!("unable to upgrade connection: {}", String::from_utf8_lossy(&body).trim()));
     }
     let protocol = resp.headers().get(rc::PROTOCOL_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();

@@ -258,39 +258,6 @@ fn connector(
     Ok(HttpsConnector::new(http, tls, false, resolver))
 }
 
-/// The hop-by-hop headers every proxy removes (Go's `httputil.ReverseProxy` list).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn remove_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    let keep_te_trailers = h.get_all(header::TE).iter().any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for n in HOP_BY_HOP {
-        h.remove(n);
-    }
-    if keep_te_trailers {
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-}
-
 /// `Connection: upgrade` plus an `Upgrade` header.
 pub fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
@@ -445,13 +412,13 @@ impl Upstream {
             Err(e) => return crate::gohttp::error(StatusCode::BAD_REQUEST, &format!("invalid request path: {e}")),
         };
         parts.version = http::Version::HTTP_11;
-        remove_hop_by_hop(&mut parts.headers);
+        rkube_stream::relay::remove_hop_by_hop(&mut parts.headers);
         self.outbound_headers(&mut parts.headers, peer).await;
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => {
                 self.saw_status(resp.status());
                 let (mut parts, body) = resp.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
+                rkube_stream::relay::remove_hop_by_hop(&mut parts.headers);
                 parts.version = http::Version::HTTP_11;
                 Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
             }
@@ -491,7 +458,7 @@ impl Upstream {
         let (mut parts, body) = req.into_parts();
         let connection = parts.headers.get(header::CONNECTION).cloned();
         let upgrade = parts.headers.get(header::UPGRADE).cloned();
-        remove_hop_by_hop(&mut parts.headers);
+        rkube_stream::relay::remove_hop_by_hop(&mut parts.headers);
         self.outbound_headers(&mut parts.headers, peer).await;
         if let (Some(c), Some(u)) = (connection, upgrade) {
             parts.headers.insert(header::CONNECTION, c);
@@ -509,7 +476,7 @@ impl Upstream {
         self.saw_status(resp.status());
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
-            remove_hop_by_hop(&mut parts.headers);
+            rkube_stream::relay::remove_hop_by_hop(&mut parts.headers);
             return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
