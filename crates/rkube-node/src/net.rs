@@ -244,8 +244,22 @@ async fn remove_namespaces(prefix: &str) {
         let name = e.file_name().to_string_lossy().to_string();
         let ours = name == prefix
             || name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')).is_some_and(|n| n.parse::<u8>().is_ok());
-        if ours {
-            let _ = run_ip(&["netns", "delete", &name], None).await;
+        if !ours {
+            continue;
+        }
+        // A failed delete is tried again (a namespace must not outlive its agent).
+        for attempt in 1..=3 {
+            match run_ip(&["netns", "delete", &name], None).await {
+                Ok(()) => break,
+                Err(e) if !std::path::Path::new(NETNS_DIR).join(&name).exists() => {
+                    tracing::debug!(namespace = %name, error = %e, "network namespace already gone");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %name, attempt, error = %e, "could not remove a network namespace");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+            }
         }
     }
 }

@@ -164,12 +164,8 @@ fn proxy_subresources_reach_pods_services_and_the_kubelet() {
         .stderr(Stdio::null())
         .spawn()
         .expect("kubectl proxy");
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let mut out = std::io::BufReader::new(proxy.stdout.take().unwrap());
-        out.read_line(&mut line).unwrap();
-    }
+    let rx = common::lines(proxy.stdout.take().unwrap());
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
     // "Starting to serve on 127.0.0.1:PORT"
     let addr = line.trim().rsplit(' ').next().unwrap_or("").to_string();
     let o = Command::new("curl")

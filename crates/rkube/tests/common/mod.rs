@@ -395,6 +395,18 @@ pub fn require(tool: &str, probe: &[&str]) -> bool {
     ok
 }
 
+/// A child's output line by line, read to the end on a thread of its own (a pipe closed
+/// early would end a program such as kubectl at its next line).
+pub fn lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
 /// Waits until `f` is true or `timeout` passes.
 pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
