@@ -11,7 +11,9 @@ use k8s_openapi::api::{
 use k8s_openapi::api::{events::v1 as events, rbac::v1 as rbac};
 use serde_json::{json, Value};
 
-use crate::resource::{ResourceBuilder, ResourceDef, ResourceTable, Subresource, VERBS_NO_DELETECOLLECTION};
+use crate::resource::{
+    ProxyTarget, ResourceBuilder, ResourceDef, ResourceTable, Subresource, VERBS_NO_DELETECOLLECTION,
+};
 use crate::selector::LabelSelector;
 use crate::status::FieldError;
 use crate::strategy::{
@@ -73,7 +75,8 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["po"])
         .categories(&["all"])
-        .subresources(&[Status, Binding, Log, Exec, Attach, PortForward, Proxy])
+        .subresources(&[Status, Binding, Log, Exec, Attach, PortForward])
+        .proxy(ProxyTarget::Pod)
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Service>),
@@ -89,7 +92,8 @@ pub fn builtins() -> Vec<ResourceDef> {
         .short(&["svc"])
         .categories(&["all"])
         .verbs(&["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
-        .subresources(&[Status, Proxy])
+        .subresources(&[Status])
+        .proxy(ProxyTarget::Service)
         .names(NameRule::Dns1035Label)
         .build(),
         ResourceBuilder::new("", "v1", "Endpoints", "endpoints", true, s(Builtin {
@@ -140,7 +144,8 @@ pub fn builtins() -> Vec<ResourceDef> {
             ..Default::default()
         }))
         .short(&["no"])
-        .subresources(&[Status, Proxy])
+        .subresources(&[Status])
+        .proxy(ProxyTarget::Node)
         .build(),
         ResourceBuilder::new("", "v1", "Event", "events", true, s(Builtin {
             typed: Some(typed_roundtrip::<core::Event>),

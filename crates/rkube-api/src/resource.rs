@@ -126,6 +126,19 @@ pub struct ResourceDef {
     pub strategy: Arc<dyn Strategy>,
     /// The storage prefix: `/registry/<group or core>/<plural>/`.
     pub storage_prefix: String,
+    /// Where the `proxy` subresource leads, for the resources that have one.
+    pub proxy: Option<ProxyTarget>,
+}
+
+/// What a `proxy` subresource reaches (kube-apiserver's `ResourceLocation` of the resource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyTarget {
+    /// A port of the pod.
+    Pod,
+    /// A ready endpoint address of a port of the service.
+    Service,
+    /// The node's kubelet, or another port of its address.
+    Node,
 }
 
 impl ResourceDef {
@@ -209,7 +222,16 @@ impl ResourceBuilder {
             custom: false,
             strategy,
             storage_prefix: format!("/registry/{storage_group}/{plural}/"),
+            proxy: None,
         })
+    }
+    /// Serves the `proxy` subresource, leading to `target`.
+    pub fn proxy(mut self, target: ProxyTarget) -> Self {
+        self.0.proxy = Some(target);
+        if !self.0.subresources.contains(&Subresource::Proxy) {
+            self.0.subresources.push(Subresource::Proxy);
+        }
+        self
     }
     pub fn short(mut self, names: &[&str]) -> Self {
         self.0.short_names = names.iter().map(|s| s.to_string()).collect();

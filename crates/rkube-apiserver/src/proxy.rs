@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use rkube_api::{ApiError, ApiResult, ResourceDef};
+use rkube_api::{ApiError, ApiResult, ProxyTarget, ResourceDef};
 use serde_json::Value;
 
 use crate::codec::Body;
@@ -106,24 +106,25 @@ fn pod_backend(server: &ApiServer, ns: &str, pod: &Value, port: &str) -> ApiResu
 
 /// The backend of `id` (the path's name) for the resource `def` serves.
 fn locate(server: &ApiServer, def: &ResourceDef, ns: &str, id: &str) -> ApiResult<Backend> {
-    let what = match def.plural.as_str() {
-        "pods" => "pod",
-        "services" => "service",
-        _ => "node",
+    let target = def.proxy.ok_or_else(ApiError::no_route)?;
+    let what = match target {
+        ProxyTarget::Pod => "pod",
+        ProxyTarget::Service => "service",
+        ProxyTarget::Node => "node",
     };
     let (scheme, name, port) =
         split_scheme_name_port(id).ok_or_else(|| ApiError::bad_request(format!("invalid {what} request \"{id}\"")))?;
-    if scheme == "https" && what != "node" {
+    if scheme == "https" && target != ProxyTarget::Node {
         return Err(service_unavailable(format!(
             "error trying to reach service: rkube does not proxy to https {what} ports yet (\"{id}\")"
         )));
     }
-    match what {
-        "pod" => {
+    match target {
+        ProxyTarget::Pod => {
             let pod = get(server, &format!("/registry/core/pods/{ns}/{name}"), "pods", name)?;
             pod_backend(server, ns, &pod, port)
         }
-        "service" => {
+        ProxyTarget::Service => {
             let svc = get(server, &format!("/registry/core/services/{ns}/{name}"), "services", name)?;
             // A port number stands for the service port's name.
             let mut port_name = port.to_string();
@@ -177,7 +178,7 @@ fn locate(server: &ApiServer, def: &ResourceDef, ns: &str, id: &str) -> ApiResul
             }
             Err(service_unavailable(format!("no endpoints available for service \"{id}\"")))
         }
-        _ => {
+        ProxyTarget::Node => {
             let node = get(server, &format!("/registry/core/nodes/{name}"), "nodes", name)?;
             let (host, kubelet_port) = crate::logs::kubelet_location(&node)?;
             match port.parse::<u16>() {
