@@ -75,7 +75,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["po"])
         .categories(&["all"])
-        .subresources(&[Status, Binding, Log, Exec, Attach, PortForward])
+        .subresources(&[Status, Binding, Eviction, Log, Exec, Attach, PortForward])
         .proxy(ProxyTarget::Pod)
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {

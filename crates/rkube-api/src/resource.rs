@@ -35,6 +35,8 @@ pub enum Subresource {
     PortForward,
     /// `/proxy[/...]` (pods, services, nodes): HTTP to the object's port, any method.
     Proxy,
+    /// `/eviction` (pods): a deletion that respects the pod's disruption budget.
+    Eviction,
 }
 
 impl Subresource {
@@ -50,6 +52,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Proxy => "proxy",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -65,6 +68,7 @@ impl Subresource {
             "attach" => Some(Subresource::Attach),
             "portforward" => Some(Subresource::PortForward),
             "proxy" => Some(Subresource::Proxy),
+            "eviction" => Some(Subresource::Eviction),
             _ => None,
         }
     }
@@ -73,7 +77,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Token => &["create"],
+            Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
@@ -88,6 +92,7 @@ impl Subresource {
             Subresource::Status | Subresource::Finalize | Subresource::Log => return None,
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
+            Subresource::Eviction => ("policy", "v1", "Eviction"),
             Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
             Subresource::Exec => ("", "v1", "PodExecOptions"),
             Subresource::Attach => ("", "v1", "PodAttachOptions"),

@@ -118,6 +118,12 @@ impl ApiError {
         ApiError::new(400, "BadRequest", message)
     }
 
+    /// `errors.NewForbidden`: `poddisruptionbudget.policy "x" is forbidden: why`.
+    pub fn forbidden_object(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let m = format!("{} \"{name}\" is forbidden: {why}", qualified(group, resource));
+        Self::named(403, "Forbidden", m, group, resource, name)
+    }
+
     pub fn forbidden_path(user: &str, verb: &str, path: &str) -> Self {
         ApiError::new(403, "Forbidden", format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""))
             .with_details(Details::default())
@@ -223,7 +229,14 @@ impl ApiError {
                 let causes: Vec<Value> = d
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        // `field` is omitempty in metav1.StatusCause.
+                        let mut cause = json!({"reason": c.reason, "message": c.message});
+                        if !c.field.is_empty() {
+                            cause["field"] = json!(c.field);
+                        }
+                        cause
+                    })
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }

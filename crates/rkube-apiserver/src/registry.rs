@@ -23,6 +23,8 @@ use crate::codec::{self, Body, BodyFormat, Negotiated};
 use crate::request_info::RequestInfo;
 use crate::ApiServer;
 
+mod eviction;
+
 /// Query parameters, in order.
 #[derive(Default, Clone, Debug)]
 pub struct Query(pub Vec<(String, String)>);
@@ -538,6 +540,12 @@ pub async fn handle(
             let ns = info.namespace.as_deref().unwrap_or("");
             let answered = crate::tokens::request(server, ns, info.name.as_deref().unwrap_or(""), req)?;
             Ok(ctx.respond_value(StatusCode::CREATED, &answered))
+        }
+        ("create", Some(Subresource::Eviction)) => {
+            let format = codec::body_format(headers)?;
+            let eviction = codec::decode(format, &body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding Eviction: {e}")))?;
+            ctx.evict(eviction).await
         }
         ("create", Some(Subresource::Binding)) => {
             let raw = body.clone();
@@ -1181,6 +1189,11 @@ impl<'a> Ctx<'a> {
     async fn delete(&mut self, raw: &[u8]) -> ApiResult<Response<Body>> {
         let format = codec::body_format(self.headers).unwrap_or(BodyFormat::Json);
         let opts = delete_options(raw, format, self.query)?;
+        self.delete_with(&opts).await
+    }
+
+    /// Deletes the named object with these (decoded) DeleteOptions.
+    async fn delete_with(&mut self, opts: &Value) -> ApiResult<Response<Body>> {
         let def = self.def.clone();
         let name = self.name().to_string();
         let key = self.key();
