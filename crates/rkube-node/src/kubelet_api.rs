@@ -695,6 +695,9 @@ pub fn read_logs(
     let mut line = Vec::new();
     let mut new_line = true;
     let mut idle_since = Instant::now();
+    // Follow wakes on writes to the log directory (as the kubelet's fsnotify watch), and
+    // every 250 ms anyway; where inotify is not there, it polls at that pace.
+    let changes = if follow { LogChanges::watch(&path) } else { None };
     loop {
         if left == Some(0) {
             return Ok(());
@@ -724,7 +727,10 @@ pub fn read_logs(
                 }
                 idle_since = Instant::now();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            match &changes {
+                Some(c) => c.wait(Duration::from_millis(250)),
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
             continue;
         }
         idle_since = Instant::now();
@@ -760,6 +766,32 @@ pub fn read_logs(
         }
         if let Some(l) = left.as_mut() {
             *l -= 1;
+        }
+    }
+}
+
+/// Writes to (and rotations in) a container's log directory, seen through inotify.
+struct LogChanges(nix::sys::inotify::Inotify);
+
+impl LogChanges {
+    fn watch(log: &std::path::Path) -> Option<LogChanges> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let dir = log.parent()?;
+        let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let mask = AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO;
+        fd.add_watch(dir, mask).ok()?;
+        Some(LogChanges(fd))
+    }
+
+    /// Returns once something changed, or after `timeout`.
+    fn wait(&self, timeout: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) > 0 {
+            // Drained: the events only say "look again".
+            while matches!(self.0.read_events(), Ok(e) if !e.is_empty()) {}
         }
     }
 }

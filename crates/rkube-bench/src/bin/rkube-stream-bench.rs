@@ -122,15 +122,22 @@ async fn main() {
         let start: Vec<Duration> =
             (0..a.round_trips.min(20)).map(|_| timed(kubectl(bin, kc, &["version", "--client"]))).collect();
         let (start50, _) = summary(start);
+        // What any request costs kubectl (config, TLS, one GET): the part of exec that is not
+        // the stream.
+        let get: Vec<Duration> =
+            (0..a.round_trips.min(20)).map(|_| timed(kubectl(bin, kc, &["get", "pod", "bench-exec"]))).collect();
+        let (get50, _) = summary(get);
         let rt: Vec<Duration> =
             (0..a.round_trips).map(|_| timed(kubectl(bin, kc, &["exec", "bench-exec", "--", "true"]))).collect();
         let (p50, p99) = summary(rt);
         println!(
-            "{bin}: start {}; exec -- true p50 {} p99 {}; over its start: {}",
+            "{bin}: start {}; get pod {}; exec -- true p50 {} p99 {}; over its start: {}; over a get: {}",
             ms(start50),
+            ms(get50),
             ms(p50),
             ms(p99),
-            ms(p50.saturating_sub(start50))
+            ms(p50.saturating_sub(start50)),
+            ms(p50.saturating_sub(get50))
         );
         let mut c =
             kubectl(bin, kc, &["exec", "bench-exec", "--", "head", "-c", &format!("{}", a.mib << 20), "/dev/zero"]);
