@@ -4,6 +4,7 @@
 //! which the API server translates to SPDY as kube-apiserver does; the Python client speaks
 //! WebSocket `v4.channel.k8s.io`, relayed to the agent. `kubectl attach` (and `kubectl run
 //! -i`) takes the same path to `/attach`, joined to the container's own streams.
+//! `kubectl cp` is tar through exec, both ways.
 
 mod common;
 
@@ -364,5 +365,30 @@ fn kubectl_attach_to_a_terminal_container_gets_its_size_and_input() {
         assert!(shown.contains("17 91"), "kubectl {v}: the size did not arrive: {shown}");
         assert!(shown.contains("line=hello"), "kubectl {v}: {shown}");
         assert_eq!(terminated(&s, &name)["exitCode"], 7, "kubectl {v}");
+    }
+}
+
+#[test]
+fn kubectl_cp_copies_both_ways_through_tar_in_the_container() {
+    let (tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    sleeper(&s, "files", &out);
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), "one\n").unwrap();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+    std::fs::write(src.join("sub/blob"), &blob).unwrap();
+    for v in ["1.28", "1.33"] {
+        let bin = kubectl_path(v);
+        let dst = format!("/tmp/in-{v}");
+        let o = run(&bin, &s, &[], &["cp", &src.display().to_string(), &format!("files:{dst}")], None);
+        assert!(o.status.success(), "kubectl {v} cp in: {}", text(&o.stderr));
+        let o = run(&bin, &s, &[], &["exec", "files", "--", "cat", &format!("{dst}/a.txt")], None);
+        assert_eq!(text(&o.stdout), "one\n", "kubectl {v}");
+        let back = tmp.path().join(format!("back-{v}"));
+        let o = run(&bin, &s, &[], &["cp", &format!("files:{dst}"), &back.display().to_string()], None);
+        assert!(o.status.success(), "kubectl {v} cp out: {}", text(&o.stderr));
+        assert_eq!(std::fs::read_to_string(back.join("a.txt")).unwrap(), "one\n", "kubectl {v}");
+        assert!(std::fs::read(back.join("sub/blob")).unwrap() == blob, "kubectl {v}: the binary file changed");
     }
 }

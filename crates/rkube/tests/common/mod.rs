@@ -289,6 +289,13 @@ impl Drop for Server {
             let _ = c.wait();
             reap_namespaces(&self.dir);
         }
+        // A cleanly stopped agent removed its namespaces; one it left is reported (an agent
+        // bug) and removed all the same: nothing of a test outlives it.
+        let left = leftover_namespaces(&self.dir);
+        if !left.is_empty() {
+            eprintln!("WARNING: the stopped agent left network namespaces {left:?}; removing them");
+            reap_namespaces(&self.dir);
+        }
         reap_cgroups(&self.dir);
     }
 }
@@ -349,32 +356,39 @@ pub fn reap_cgroups(dir: &Path) {
 /// namespaces are that name and `-<n>`. (A later agent on the same directory would remove
 /// them too; a test's directory has none.)
 pub fn reap_namespaces(dir: &Path) {
-    let mut prefixes = Vec::new();
-    records(dir, "netns", 3, &mut prefixes);
-    prefixes.retain(|name| name.starts_with("rkube-") && !name.contains('/'));
-    if prefixes.is_empty() {
-        return;
-    }
     // An `ip netns add` the agent started outlives it by a few milliseconds: look again.
     for round in 0..4 {
         if round > 0 {
             std::thread::sleep(Duration::from_millis(150));
         }
-        let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let ours = prefixes.iter().any(|p| {
-                name == *p
+        for name in leftover_namespaces(dir) {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+        }
+    }
+}
+
+/// The network namespaces of the agents under `dir` that exist now.
+fn leftover_namespaces(dir: &Path) -> Vec<String> {
+    let mut prefixes = Vec::new();
+    records(dir, "netns", 3, &mut prefixes);
+    prefixes.retain(|name| name.starts_with("rkube-") && !name.contains('/'));
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/run/netns") else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|name| {
+            prefixes.iter().any(|p| {
+                name == p
                     || name
                         .strip_prefix(p.as_str())
                         .and_then(|r| r.strip_prefix('-'))
                         .is_some_and(|n| n.parse::<u8>().is_ok())
-            });
-            if ours {
-                let _ = Command::new("ip").args(["netns", "delete", &name]).status();
-            }
-        }
-    }
+            })
+        })
+        .collect()
 }
 
 /// Whether `tool --version`-ish runs. Missing tools fail in CI and skip loudly elsewhere.
