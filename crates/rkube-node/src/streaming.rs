@@ -127,6 +127,19 @@ fn switching(protocol: &str) -> Response<Body> {
         .unwrap_or_default()
 }
 
+/// The 101 that accepts a WebSocket (`key`: the accept value) with `protocol` (none if "").
+fn websocket_switching(key: &str, protocol: &str) -> Response<Body> {
+    let mut resp = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(http::header::CONNECTION, "Upgrade")
+        .header(http::header::UPGRADE, "websocket")
+        .header("sec-websocket-accept", key);
+    if !protocol.is_empty() {
+        resp = resp.header("sec-websocket-protocol", protocol);
+    }
+    resp.body(Empty::new().map_err(|never| match never {}).boxed()).unwrap_or_default()
+}
+
 fn is_websocket(req: &Request<Incoming>) -> bool {
     has_token(req, "connection", "upgrade") && has_token(req, "upgrade", "websocket")
 }
@@ -211,15 +224,7 @@ async fn remotecommand(
             }
             c.writer.close().await;
         });
-        let mut resp = Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(http::header::CONNECTION, "Upgrade")
-            .header(http::header::UPGRADE, "websocket")
-            .header("sec-websocket-accept", key);
-        if !protocol.is_empty() {
-            resp = resp.header("sec-websocket-protocol", protocol);
-        }
-        return resp.body(Empty::new().map_err(|never| match never {}).boxed()).unwrap_or_default();
+        return websocket_switching(&key, protocol);
     }
     let protocol = match spdy_handshake(&req, rc::SPDY_EXEC_PROTOCOLS) {
         Ok(p) => p,
@@ -556,6 +561,9 @@ pub(crate) async fn port_forward(api: &Api, ns: &str, pod: &str, mut req: Reques
     let Some(target) = api.running.any(&uid) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pod {pod:?} has no running container"));
     };
+    if is_websocket(&req) {
+        return websocket_port_forward(req, target.spec.target_pid, uid);
+    }
     let protocol = match spdy_handshake(&req, &[rc::PORT_FORWARD]) {
         Ok(p) => p,
         Err(resp) => return *resp,
@@ -568,6 +576,126 @@ pub(crate) async fn port_forward(api: &Api, ns: &str, pod: &str, mut req: Reques
         session.close().await;
     });
     switching(protocol)
+}
+
+/// The WebSocket form of `/portForward` (`portforward/websocket.go`), what the Python
+/// client speaks: the ports come in the query (`port=`, one or more), the i-th has data on
+/// channel 2i and errors on 2i+1, each channel first carrying its port (2 bytes, little
+/// endian); one connection per port, made at once inside the pod. The WebSocket closes once
+/// every port's connection has ended.
+fn websocket_port_forward(mut req: Request<Incoming>, pid: u32, uid: String) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == "port" {
+            match v.parse::<u16>() {
+                Ok(p) if p > 0 => ports.push(p),
+                _ => return text(StatusCode::BAD_REQUEST, format!("unable to parse \"{v}\" as a port: invalid port")),
+            }
+        }
+    }
+    if ports.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "query parameter \"port\" is required");
+    }
+    let offered = rc::offers(header_values(&req, "sec-websocket-protocol"));
+    let Some(protocol) = ch::choose_protocol(&offered, ch::PORT_FORWARD_PROTOCOLS) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("requested protocol(s) are not supported: [{}]", offered.join(" ")),
+        );
+    };
+    let Some(key) = req.headers().get("sec-websocket-key").and_then(|v| v.to_str().ok()).map(ch::accept_key) else {
+        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(io) = upgrade.await else { return };
+        let (writer, mut incoming) = ch::open(hyper_util::rt::TokioIo::new(io), Role::Server, protocol).await;
+        let mut to_pod = Vec::new();
+        let mut forwards = Vec::new();
+        for (i, port) in ports.iter().copied().enumerate() {
+            let (data, error) = ((2 * i) as u8, (2 * i + 1) as u8);
+            let _ = writer.send(data, Bytes::copy_from_slice(&port.to_le_bytes())).await;
+            let _ = writer.send(error, Bytes::copy_from_slice(&port.to_le_bytes())).await;
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+            to_pod.push(tx);
+            forwards.push(tokio::spawn(forward_channel(writer.clone(), data, rx, pid, port, uid.clone())));
+        }
+        let dispatch = async {
+            while let Some(m) = incoming.recv().await {
+                // What the client writes on a data channel goes to that port's connection.
+                if let ch::Message::Data(c, d) = m {
+                    if c % 2 == 0 {
+                        if let Some(tx) = to_pod.get(c as usize / 2) {
+                            let _ = tx.send(Bytes::from(d)).await;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = dispatch => {}
+            _ = futures::future::join_all(&mut forwards) => {}
+        }
+        for f in &forwards {
+            f.abort();
+        }
+        writer.close().await;
+    });
+    websocket_switching(&key, protocol)
+}
+
+/// One port of a WebSocket port-forward: its connection inside the pod joined to its data
+/// channel; a failure to connect is written on its error channel.
+async fn forward_channel(
+    writer: ChannelWriter,
+    data: u8,
+    mut from_client: tokio::sync::mpsc::Receiver<Bytes>,
+    pid: u32,
+    port: u16,
+    uid: String,
+) {
+    let tcp = match connect_in(pid, port).await {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("error forwarding port {port} to pod {uid}, uid : {}", dial_error(port, &e));
+            let _ = writer.send(data + 1, Bytes::from(msg)).await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let (mut r, mut w) = tcp.into_split();
+    let up = async {
+        while let Some(d) = from_client.recv().await {
+            if w.write_all(&d).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n) = r.read(&mut buf).await {
+            if n == 0 || writer.send(data, Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                break;
+            }
+        }
+    };
+    // The pod's side ending ends the port (what it answered is all written by then).
+    tokio::pin!(up, down);
+    tokio::select! {
+        _ = &mut down => {}
+        _ = &mut up => { let _ = tokio::time::timeout(CLOSE_GRACE, down).await; }
+    }
+}
+
+/// The dial error as the kubelet words it.
+fn dial_error(port: u16, e: &std::io::Error) -> String {
+    let why = match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+        _ => e.to_string(),
+    };
+    format!("dial tcp4 127.0.0.1:{port}: {why}")
 }
 
 /// A half-made pair of port-forward streams.
@@ -642,11 +770,7 @@ async fn forward(error: Stream, mut data: Stream, pid: u32, port: u16, uid: Stri
     let tcp = match connect_in(pid, port).await {
         Ok(t) => t,
         Err(e) => {
-            let why = match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
-                _ => e.to_string(),
-            };
-            let msg = format!("error forwarding port {port} to pod {uid}, uid : dial tcp4 127.0.0.1:{port}: {why}");
+            let msg = format!("error forwarding port {port} to pod {uid}, uid : {}", dial_error(port, &e));
             let _ = error.tx.send(Bytes::from(msg)).await;
             let _ = error.tx.finish().await;
             let _ = data.tx.finish().await;

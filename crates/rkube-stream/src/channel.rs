@@ -27,6 +27,9 @@ pub const V4_BINARY: &str = "v4.channel.k8s.io";
 pub const V4_BASE64: &str = "v4.base64.channel.k8s.io";
 pub const V5_BINARY: &str = "v5.channel.k8s.io";
 pub const KUBELET_PROTOCOLS: &[&str] = &[V4_BINARY, V4_BASE64, BINARY, BASE64];
+/// What the kubelet's WebSocket port-forward speaks (`""`: the client named none): for the
+/// i-th port, data on channel 2i and errors on 2i+1, each opened by the port, little-endian.
+pub const PORT_FORWARD_PROTOCOLS: &[&str] = &[V4_BINARY, V4_BASE64, ""];
 /// The subprotocol a port-forward WebSocket tunnel carries SPDY in.
 pub const TUNNEL_PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
 
@@ -135,17 +138,17 @@ pub struct Channels {
     pub ended: watch::Receiver<bool>,
 }
 
-/// Runs the channel framing of `protocol` over an upgraded connection (`role`: which end).
-pub async fn channels<S>(io: S, role: Role, protocol: &str) -> Channels
+/// Runs the channel framing of `protocol` over an upgraded connection (`role`: which end):
+/// a writer, and every message the peer sends, in order, until its side ends (close frame,
+/// error or EOF).
+pub async fn open<S>(io: S, role: Role, protocol: &str) -> (ChannelWriter, mpsc::Receiver<Message>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, role, None).await;
     let (mut sink, mut source) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
-    let (stdin_tx, stdin) = mpsc::channel(32);
-    let (resize_tx, resize) = mpsc::channel(8);
-    let (ended_tx, ended) = watch::channel(false);
+    let (in_tx, incoming) = mpsc::channel(32);
     let text = is_base64(protocol);
     let v5 = protocol.starts_with("v5.");
     tokio::spawn(async move {
@@ -169,7 +172,6 @@ where
         }
     });
     tokio::spawn(async move {
-        let (mut stdin_tx, mut resize_tx) = (Some(stdin_tx), Some(resize_tx));
         while let Some(Ok(msg)) = source.next().await {
             let decoded = match &msg {
                 WsMessage::Binary(b) => decode_binary(b, v5),
@@ -177,26 +179,49 @@ where
                 WsMessage::Close(_) => break,
                 _ => None,
             };
-            match decoded {
-                Some(Message::Data(STDIN, d)) => {
+            if let Some(m) = decoded {
+                if in_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (ChannelWriter { out: out_tx }, incoming)
+}
+
+/// Exec and attach over [`open`]: stdin (0) and resize (4) each end at a v5 close of their
+/// channel or the connection's end.
+pub async fn channels<S>(io: S, role: Role, protocol: &str) -> Channels
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (writer, mut incoming) = open(io, role, protocol).await;
+    let (stdin_tx, stdin) = mpsc::channel(32);
+    let (resize_tx, resize) = mpsc::channel(8);
+    let (ended_tx, ended) = watch::channel(false);
+    tokio::spawn(async move {
+        let (mut stdin_tx, mut resize_tx) = (Some(stdin_tx), Some(resize_tx));
+        while let Some(m) = incoming.recv().await {
+            match m {
+                Message::Data(STDIN, d) => {
                     if let Some(tx) = &stdin_tx {
                         let _ = tx.send(Bytes::from(d)).await;
                     }
                 }
-                Some(Message::Data(RESIZE, d)) => {
+                Message::Data(RESIZE, d) => {
                     if let Some(tx) = &resize_tx {
                         let _ = tx.send(Bytes::from(d)).await;
                     }
                 }
-                Some(Message::Close(STDIN)) => stdin_tx = None,
-                Some(Message::Close(RESIZE)) => resize_tx = None,
+                Message::Close(STDIN) => stdin_tx = None,
+                Message::Close(RESIZE) => resize_tx = None,
                 _ => {}
             }
         }
         drop((stdin_tx, resize_tx));
         let _ = ended_tx.send(true);
     });
-    Channels { stdin, resize, writer: ChannelWriter { out: out_tx }, ended }
+    Channels { stdin, resize, writer, ended }
 }
 
 /// Joins a WebSocket whose binary messages carry a byte stream (the port-forward tunnel) to

@@ -172,6 +172,41 @@ fn kubectl_port_forward_reaches_a_pod_port_over_spdy_and_the_websocket_tunnel() 
     assert_eq!(f.get("/hello").as_deref(), Some(&b"hello from the pod\n"[..]));
     drop(f);
 
+    // The Python client's portforward: WebSocket channels, relayed to the kubelet's
+    // WebSocket form of /portForward.
+    let py = common::pods::python().expect("the Python kubernetes client is needed");
+    let script = www.join("pf.py");
+    std::fs::write(
+        &script,
+        r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import portforward
+config.load_kube_config(sys.argv[1])
+v1 = client.CoreV1Api()
+pf = portforward(v1.connect_get_namespaced_pod_portforward, "web", "default", ports="8080,9999")
+s = pf.socket(8080)
+s.setblocking(True)
+s.sendall(b"GET /hello HTTP/1.0\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+s.close()
+print(data.split(b"\r\n\r\n", 1)[1].decode(), end="")
+print(pf.error(9999))
+"#,
+    )
+    .unwrap();
+    let o = std::process::Command::new(py).arg(&script).arg(&s.kubeconfig).output().expect("python");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let refused =
+        format!("error forwarding port 9999 to pod {uid}, uid : dial tcp4 127.0.0.1:9999: connect: connection refused");
+    assert_eq!(out, format!("hello from the pod\n{refused}\n"));
+
     // A port nothing listens on: the kubelet's error reaches kubectl, which then ends (as
     // client-go does since 1.23: an error on a stream closes the connection).
     for v in ["1.28", "1.33"] {
