@@ -214,6 +214,7 @@ async fn handle(api: &Api, cert_user: Option<User>, req: Request<Incoming>) -> R
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&http::Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
+        (&http::Method::GET, ["pods"]) => pod_list(api),
         (&http::Method::GET, ["containerLogs", ns, pod, container]) => {
             container_logs(api, ns, pod, container, req.uri().query()).await
         }
@@ -496,6 +497,34 @@ async fn container_logs(api: &Api, ns: &str, pod: &str, container: &str, query: 
         .header(http::header::CONTENT_TYPE, "text/plain")
         .body(StreamBody::new(stream).boxed())
         .unwrap_or_default()
+}
+
+/// `/pods`: the pods this node runs, as the kubelet's pod manager lists them (a v1 PodList
+/// whose items carry no kind of their own).
+fn pod_list(api: &Api) -> Response<Body> {
+    let mut pods: Vec<Value> = api
+        .pods
+        .store()
+        .state()
+        .into_iter()
+        .filter_map(|p| serde_json::to_value(&*p).ok())
+        .map(|mut v| {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            v
+        })
+        .collect();
+    let key = |v: &Value| {
+        let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        (s("/metadata/namespace"), s("/metadata/name"))
+    };
+    pods.sort_by_key(key);
+    let list = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods});
+    let mut resp = Response::new(Full::new(Bytes::from(list.to_string())).map_err(|never| match never {}).boxed());
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
 }
 
 pub(crate) fn find_pod(api: &Api, ns: &str, name: &str) -> Option<Arc<Pod>> {

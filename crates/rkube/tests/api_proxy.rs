@@ -128,6 +128,14 @@ fn proxy_subresources_reach_pods_services_and_the_kubelet() {
     let node = node_name(&s);
     let o = s.kubectl(&["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/healthz")]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ok", "{}", String::from_utf8_lossy(&o.stderr));
+    // The kubelet's /pods: what the node runs.
+    let o = s.kubectl(&["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/pods")]);
+    let list = json_of(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(list["kind"], "PodList");
+    let names: Vec<&str> =
+        list["items"].as_array().unwrap().iter().filter_map(|p| p["metadata"]["name"].as_str()).collect();
+    assert_eq!(names, ["echo"], "{list}");
+    assert_eq!(list["items"][0]["status"]["podIP"], pod_ip.as_str());
 
     // RBAC on the subresource: reading pods is not proxying to them.
     s.kubectl_ok(&["create", "role", "pod-reader", "--verb=get,list", "--resource=pods"]);
