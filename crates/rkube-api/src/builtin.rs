@@ -12,7 +12,7 @@ use k8s_openapi::api::{events::v1 as events, rbac::v1 as rbac};
 use serde_json::{json, Value};
 
 use crate::resource::{
-    ProxyTarget, ResourceBuilder, ResourceDef, ResourceTable, Subresource, VERBS_NO_DELETECOLLECTION,
+    Computed, ProxyTarget, ResourceBuilder, ResourceDef, ResourceTable, Subresource, VERBS_NO_DELETECOLLECTION,
 };
 use crate::selector::LabelSelector;
 use crate::status::FieldError;
@@ -361,6 +361,14 @@ pub fn builtins() -> Vec<ResourceDef> {
             ephemeral: true,
             ..Default::default()
         })),
+        // The resource metrics API (metrics-server's, served here: see `metrics_api` in the
+        // API server), read from the kubelets when asked.
+        ResourceBuilder::new("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", false, s(Builtin::default()))
+            .computed(Computed::NodeMetrics)
+            .build(),
+        ResourceBuilder::new("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", true, s(Builtin::default()))
+            .computed(Computed::PodMetrics)
+            .build(),
     ];
     for r in &mut v {
         r.singular = r.kind.to_lowercase();

@@ -26,6 +26,6 @@ pub mod strategy;
 pub mod table;
 pub mod validation;
 
-pub use resource::{ProxyTarget, ResourceDef, ResourceTable, Subresource};
+pub use resource::{Computed, ProxyTarget, ResourceDef, ResourceTable, Subresource};
 pub use status::{ApiError, ApiResult, FieldError};
 pub use strategy::Strategy;

@@ -133,6 +133,17 @@ pub struct ResourceDef {
     pub storage_prefix: String,
     /// Where the `proxy` subresource leads, for the resources that have one.
     pub proxy: Option<ProxyTarget>,
+    /// Objects computed when read instead of stored (get and list only).
+    pub computed: Option<Computed>,
+}
+
+/// Where the objects of a resource that is not stored come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Computed {
+    /// `metrics.k8s.io` NodeMetrics: each node's CPU and memory, from its kubelet.
+    NodeMetrics,
+    /// `metrics.k8s.io` PodMetrics: the containers of each pod, from its node's kubelet.
+    PodMetrics,
 }
 
 /// What a `proxy` subresource reaches (kube-apiserver's `ResourceLocation` of the resource).
@@ -228,7 +239,14 @@ impl ResourceBuilder {
             strategy,
             storage_prefix: format!("/registry/{storage_group}/{plural}/"),
             proxy: None,
+            computed: None,
         })
+    }
+    /// Computes the objects when read (see [`Computed`]): get and list only.
+    pub fn computed(mut self, c: Computed) -> Self {
+        self.0.computed = Some(c);
+        self.0.verbs = vec!["get".into(), "list".into()];
+        self
     }
     /// Serves the `proxy` subresource, leading to `target`.
     pub fn proxy(mut self, target: ProxyTarget) -> Self {

@@ -26,6 +26,7 @@ pub mod discovery;
 pub mod handler;
 pub mod logs;
 pub mod metrics;
+pub mod metrics_api;
 pub mod openapi;
 pub mod protocache;
 pub mod proxy;
@@ -108,6 +109,8 @@ pub struct ApiServer {
     pub watch_streams: watch::Streams,
     /// Open watch streams per user (see `watch::WATCHES_PER_USER_MAX`).
     pub watches_per_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// The last kubelet scrapes of `metrics.k8s.io` (see `metrics_api`).
+    pub resource_metrics: metrics_api::Cache,
 }
 
 impl ApiServer {
@@ -134,6 +137,7 @@ impl ApiServer {
             body_budget: Default::default(),
             watch_streams: Default::default(),
             watches_per_user: Default::default(),
+            resource_metrics: Default::default(),
         })
     }
 }

@@ -269,7 +269,7 @@ fn kubelet_error(code: u16, body: &str, name: &str) -> ApiError {
 
 /// The response body of a kubelet request; ends the connection's task when dropped (the
 /// client went away), so a followed stream frees the kubelet's reader.
-struct Relay {
+pub(crate) struct Relay {
     body: hyper::body::Incoming,
     conn: tokio::task::JoinHandle<()>,
 }
@@ -319,7 +319,7 @@ pub(crate) async fn dial(
         .map_err(|e| format!("tls: failed to verify certificate: {e}"))
 }
 
-async fn connect_and_get(
+pub(crate) async fn connect_and_get(
     tls: Arc<rustls::ClientConfig>,
     host: &str,
     port: u16,

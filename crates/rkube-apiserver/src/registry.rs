@@ -495,6 +495,7 @@ pub async fn handle(
         return Err(ApiError::method_not_allowed());
     }
     match (verb, sub) {
+        ("get" | "list", None) if def.computed.is_some() => ctx.computed().await,
         ("get", None) => ctx.get(),
         ("get", Some(Subresource::Scale)) => ctx.get_scale(),
         ("get", Some(Subresource::Log)) => {
@@ -1317,6 +1318,33 @@ impl<'a> Ctx<'a> {
         }
         let rv = self.server.store.revision().to_string();
         let list = json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted});
+        Ok(self.respond_value(StatusCode::OK, &list))
+    }
+
+    /// A read of a resource whose objects are computed, not stored (`metrics.k8s.io`).
+    async fn computed(&self) -> ApiResult<Response<Body>> {
+        let kind = self.def.computed.ok_or_else(ApiError::no_route)?;
+        let filter = Filter::from_query(&self.def, self.query)?;
+        let objs = crate::metrics_api::read(self.server, kind, self.ns(), self.info.name.as_deref()).await?;
+        if self.info.name.is_some() {
+            let obj = objs.into_iter().next().ok_or_else(|| ApiError::internal("no object"))?;
+            if self.neg.table {
+                let t = to_table(&self.def, std::slice::from_ref(&obj), "", None, self.query);
+                return Ok(self.respond_value(StatusCode::OK, &t));
+            }
+            return Ok(self.respond_value(StatusCode::OK, &obj));
+        }
+        let items: Vec<Value> = objs.into_iter().filter(|o| filter.matches(&self.def, o)).collect();
+        if self.neg.table {
+            let t = to_table(&self.def, &items, "", None, self.query);
+            return Ok(self.respond_value(StatusCode::OK, &t));
+        }
+        let list = json!({
+            "kind": self.def.list_kind(),
+            "apiVersion": self.def.api_version(),
+            "metadata": {},
+            "items": items,
+        });
         Ok(self.respond_value(StatusCode::OK, &list))
     }
 

@@ -6,8 +6,10 @@
 //! the subresource from the path, `proxy` by default; a denial is 403
 //! `Forbidden (user=..., verb=..., resource=nodes, subresource=...)`).
 //!
-//! Served: `/healthz` and `/containerLogs/{ns}/{pod}/{container}` (the CRI log reader of
-//! `kuberuntime/logs/logs.go` over the agent's CRI-format log files).
+//! Served: `/healthz`, `/pods`, `/containerLogs/{ns}/{pod}/{container}` (the CRI log reader
+//! of `kuberuntime/logs/logs.go` over the agent's CRI-format log files), `/exec`, `/attach`,
+//! `/portForward` ([`crate::streaming`]), `/stats/summary` and `/metrics/resource`
+//! ([`crate::stats`]).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Seek};
@@ -46,6 +48,8 @@ pub(crate) struct Api {
     pub running: Arc<crate::streaming::Running>,
     /// `rkube __exec`'s binary.
     pub helper: PathBuf,
+    pub cgroups: crate::runtime::Cgroups,
+    stats: crate::stats::Stats,
     /// Review answers, as the kubelet's webhook caches (authorized 5 min, denied 30 s;
     /// tokens 2 min).
     decisions: Mutex<HashMap<String, (bool, Instant)>>,
@@ -61,6 +65,8 @@ impl Api {
             pods,
             running: shared.running.clone(),
             helper: shared.config.rkube_binary.clone(),
+            cgroups: shared.cgroups.clone(),
+            stats: Default::default(),
             decisions: Default::default(),
             tokens: Default::default(),
         }
@@ -215,6 +221,19 @@ async fn handle(api: &Api, cert_user: Option<User>, req: Request<Incoming>) -> R
     match (req.method(), segments.as_slice()) {
         (&http::Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
         (&http::Method::GET, ["pods"]) => pod_list(api),
+        (&http::Method::GET, ["stats", "summary"]) => {
+            let snap = crate::stats::Stats::snapshot(&api.cgroups, &api.pods.store().state());
+            json_response(&api.stats.summary(&api.node, &snap))
+        }
+        (&http::Method::GET, ["metrics", "resource"]) => {
+            let snap = crate::stats::Stats::snapshot(&api.cgroups, &api.pods.store().state());
+            let mut resp = text(StatusCode::OK, crate::stats::resource_metrics(&snap));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
         (&http::Method::GET, ["containerLogs", ns, pod, container]) => {
             container_logs(api, ns, pod, container, req.uri().query()).await
         }
@@ -521,8 +540,11 @@ fn pod_list(api: &Api) -> Response<Body> {
         (s("/metadata/namespace"), s("/metadata/name"))
     };
     pods.sort_by_key(key);
-    let list = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods});
-    let mut resp = Response::new(Full::new(Bytes::from(list.to_string())).map_err(|never| match never {}).boxed());
+    json_response(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods}))
+}
+
+fn json_response(v: &Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())).map_err(|never| match never {}).boxed());
     resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     resp
 }

@@ -25,6 +25,7 @@ pub mod probe;
 pub mod runtime;
 pub mod sandbox;
 pub mod services;
+pub mod stats;
 pub mod status;
 pub mod streaming;
 

@@ -43,7 +43,9 @@ impl Cgroups {
                 ));
             }
         } else {
-            for wanted in ["pids", "memory", "cpu"] {
+            // cpuacct (CPU time used) is its own hierarchy on some machines, with cpu on others.
+            let mut seen: Vec<PathBuf> = Vec::new();
+            for wanted in ["pids", "memory", "cpu", "cpuacct"] {
                 let Some(path) = own.lines().find_map(|l| {
                     let mut parts = l.splitn(3, ':');
                     let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -52,6 +54,12 @@ impl Cgroups {
                     continue;
                 };
                 let mount = Path::new("/sys/fs/cgroup").join(wanted);
+                // cpu and cpuacct mounted together (`cpu,cpuacct`): one directory serves both.
+                let canonical = std::fs::canonicalize(&mount).unwrap_or(mount.clone());
+                if seen.contains(&canonical) {
+                    continue;
+                }
+                seen.push(canonical);
                 if mount.exists() {
                     bases
                         .push((wanted.to_string(), mount.join(path.trim_start_matches('/')).join("rkube").join(scope)));
@@ -102,6 +110,50 @@ impl Cgroups {
         uids
     }
 
+    /// What a pod (`rel` = its uid) or one of its containers (`<uid>/<name>`) uses, from
+    /// the cgroups' own accounting; None when there is no such cgroup.
+    pub fn usage(&self, rel: &str) -> Option<Usage> {
+        let mut usage = Usage::default();
+        let mut found = false;
+        for (controller, base) in &self.bases {
+            let dir = base.join(rel);
+            if !dir.is_dir() {
+                continue;
+            }
+            found = true;
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+            let stat = |f: &str| read(f).map(|t| key_values(&t)).unwrap_or_default();
+            if let Some(ns) = read("cpuacct.usage").and_then(|t| t.trim().parse().ok()) {
+                usage.cpu_ns = Some(ns);
+            } else if controller == "unified" {
+                usage.cpu_ns = stat("cpu.stat").get("usage_usec").map(|us| us * 1000);
+            }
+            if let Some(n) = read("pids.current").and_then(|t| t.trim().parse().ok()) {
+                usage.processes = Some(n);
+            }
+            let v1 = read("memory.usage_in_bytes").and_then(|t| t.trim().parse::<u64>().ok());
+            let current = v1.or_else(|| read("memory.current").and_then(|t| t.trim().parse().ok()));
+            if let Some(bytes) = current {
+                let s = stat("memory.stat");
+                // v1 names the hierarchical counters total_*; v2's are hierarchical anyway.
+                let get = |k: &str| s.get(&format!("total_{k}")).or_else(|| s.get(k)).copied().unwrap_or(0);
+                let limit = read(if v1.is_some() { "memory.limit_in_bytes" } else { "memory.max" })
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                    .filter(|l| *l < 1 << 62);
+                usage.memory = Some(MemoryUsage {
+                    usage: bytes,
+                    // What cAdvisor calls the working set: usage less inactive page cache.
+                    working_set: bytes.saturating_sub(get("inactive_file")),
+                    rss: if v1.is_some() { get("rss") } else { get("anon") },
+                    page_faults: get("pgfault"),
+                    major_page_faults: get("pgmajfault"),
+                    limit,
+                });
+            }
+        }
+        found.then_some(usage)
+    }
+
     /// Kills every process of a pod and removes its cgroups.
     pub async fn remove_pod(&self, pod_uid: &str) {
         for (_, base) in &self.bases {
@@ -114,6 +166,36 @@ impl Cgroups {
             let _ = std::fs::remove_dir(&pod);
         }
     }
+}
+
+/// A cgroup's CPU time and memory, as the kubelet's stats report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used, in nanoseconds (all cores).
+    pub cpu_ns: Option<u64>,
+    pub memory: Option<MemoryUsage>,
+    pub processes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    pub usage: u64,
+    pub working_set: u64,
+    pub rss: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+    /// The memory limit, None when unlimited.
+    pub limit: Option<u64>,
+}
+
+/// `key value` lines (memory.stat, cpu.stat) as a map.
+fn key_values(text: &str) -> std::collections::HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// One container's cgroup directories.

@@ -319,6 +319,13 @@ pub fn bootstrap_cluster_roles() -> Vec<Value> {
         cluster_role("system:node", &[], node_rules()),
         cluster_role("system:node-proxier", &[], node_proxier_rules()),
         cluster_role("system:kubelet-api-admin", &[], kubelet_api_admin_rules()),
+        // What metrics-server's manifests add, since rkube serves metrics.k8s.io itself:
+        // viewers, editors and admins may read node and pod metrics (`kubectl top`).
+        cluster_role(
+            "system:aggregated-metrics-reader",
+            &[(AGGREGATE_TO_ADMIN, "true"), (AGGREGATE_TO_EDIT, "true"), (AGGREGATE_TO_VIEW, "true")],
+            vec![rule(READ, &["metrics.k8s.io"], &["nodes", "pods"])],
+        ),
     ]
 }
 

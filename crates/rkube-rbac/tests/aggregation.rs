@@ -37,15 +37,19 @@ fn view_edit_admin_contain_the_aggregated_rules() {
     let to_edit = rules(by_name(&roles, "system:aggregate-to-edit"));
     let to_admin = rules(by_name(&roles, "system:aggregate-to-admin"));
 
-    assert_eq!(view, to_view);
-    for r in to_view.iter().chain(&to_edit) {
+    let metrics = rules(by_name(&roles, "system:aggregated-metrics-reader"));
+    assert_eq!(view.len(), to_view.len() + metrics.len());
+    for r in to_view.iter().chain(&metrics) {
+        assert!(view.contains(r), "view lacks {r:?}");
+    }
+    for r in to_view.iter().chain(&to_edit).chain(&metrics) {
         assert!(edit.contains(r), "edit lacks {r:?}");
     }
-    for r in to_view.iter().chain(&to_edit).chain(&to_admin) {
+    for r in to_view.iter().chain(&to_edit).chain(&to_admin).chain(&metrics) {
         assert!(admin.contains(r), "admin lacks {r:?}");
     }
     assert!(!view.iter().any(|r| to_edit.contains(r)));
-    assert_eq!(admin.len(), to_view.len() + to_edit.len() + to_admin.len());
+    assert_eq!(admin.len(), to_view.len() + to_edit.len() + to_admin.len() + metrics.len());
 
     // What the roles grant, bound in a namespace.
     let policy = Policy::new(
@@ -64,6 +68,7 @@ fn view_edit_admin_contain_the_aggregated_rules() {
     // (request, viewer, editor, admin)
     let cases = [
         (res("list", "ns", "", "pods", "", ""), true, true, true),
+        (res("list", "ns", "metrics.k8s.io", "pods", "", ""), true, true, true),
         (res("get", "ns", "", "pods", "log", "p"), true, true, true),
         (res("get", "ns", "", "namespaces", "", "ns"), true, true, true),
         (res("watch", "ns", "", "events", "", ""), true, true, true),
@@ -258,10 +263,11 @@ fn bootstrap_objects_are_labelled_and_bound_as_upstream() {
         "system:node",
         "system:node-proxier",
         "system:kubelet-api-admin",
+        "system:aggregated-metrics-reader",
     ] {
         assert!(names.contains(&want), "{want}");
     }
-    assert_eq!(roles.len(), 16);
+    assert_eq!(roles.len(), 17);
     let bindings = bootstrap_cluster_role_bindings();
     for obj in roles.iter().chain(&bindings) {
         assert_eq!(obj["apiVersion"], "rbac.authorization.k8s.io/v1");
