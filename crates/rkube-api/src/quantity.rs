@@ -143,6 +143,36 @@ pub fn divide_ceil(q: &str, divisor: &str) -> Result<i64, QuantityError> {
     Ok(ceil.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
+/// `n` billionths as a canonical decimal quantity, as `resource.NewScaledQuantity(n, -9)`
+/// prints (`12345678n`, `1500u`, `250m`, `2`): the largest suffix that keeps it whole.
+pub fn nanos(n: u64) -> String {
+    if n == 0 {
+        return "0".into();
+    }
+    let (mut v, mut i) = (n, 0);
+    let suffixes = ["n", "u", "m", "", "k", "M", "G", "T"];
+    while v % 1000 == 0 && i + 1 < suffixes.len() {
+        v /= 1000;
+        i += 1;
+    }
+    format!("{v}{}", suffixes[i])
+}
+
+/// Bytes as a canonical binary-SI quantity, as `resource.NewQuantity(n, BinarySI)` prints
+/// (`512`, `4Ki`, `1536Ki`, `2Gi`; a value not a multiple of 1024 stays plain).
+pub fn binary(bytes: u64) -> String {
+    if bytes < 1024 {
+        return bytes.to_string();
+    }
+    let (mut v, mut i) = (bytes, 0);
+    let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    while v % 1024 == 0 && i + 1 < suffixes.len() {
+        v /= 1024;
+        i += 1;
+    }
+    format!("{v}{}", suffixes[i])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +230,23 @@ mod tests {
     fn rejects_malformed_text() {
         for bad in ["", "m", "1.2.3", "1KB", "1 Ki", "abc", "1e", "1e+", "--1", "1Kii", ".", "1i"] {
             assert!(value(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn quantities_are_written_canonically() {
+        assert_eq!(nanos(0), "0");
+        assert_eq!(nanos(12_345_678), "12345678n");
+        assert_eq!(nanos(1_500_000), "1500u");
+        assert_eq!(nanos(250_000_000), "250m");
+        assert_eq!(nanos(2_000_000_000), "2");
+        assert_eq!(binary(512), "512");
+        assert_eq!(binary(4096), "4Ki");
+        assert_eq!(binary(1536 * 1024), "1536Ki");
+        assert_eq!(binary(1000 * 1000), "1000000");
+        assert_eq!(binary(2 << 30), "2Gi");
+        for q in ["12345678n", "1500u", "4Ki", "1536Ki", "2Gi"] {
+            assert!(value(q).is_ok(), "{q} reads back");
         }
     }
 }

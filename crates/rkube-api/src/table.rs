@@ -660,6 +660,32 @@ fn cells_by(p: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     }
 }
 
+/// A duration as Go's `time.Duration.String` prints it, to the millisecond (`250ms`, `10s`,
+/// `1.5s`, `5m0s`, `1h0m0s`).
+pub fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&s.to_string());
+    if frac > 0 {
+        out.push_str(format!(".{frac:03}").trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
 /// kube's human duration (e.g. "5s", "3m2s", "4h", "2d3h", "5y") used for AGE, as
 /// `k8s.io/apimachinery/pkg/util/duration.HumanDuration` does.
 ///
@@ -1437,6 +1463,25 @@ fn rolebinding_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_go_does() {
+        use std::time::Duration;
+        for (ms, want) in [
+            (0, "0s"),
+            (250, "250ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (10_000, "10s"),
+            (15_011, "15.011s"),
+            (90_500, "1m30.5s"),
+            (160_000, "2m40s"),
+            (300_000, "5m0s"),
+            (3_600_000, "1h0m0s"),
+        ] {
+            assert_eq!(go_duration(Duration::from_millis(ms)), want);
+        }
+    }
     use chrono::Duration;
 
     fn t(s: &str) -> DateTime<Utc> {

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use rkube_api::{ApiError, ApiResult, Computed};
+use rkube_api::table::go_duration;
+use rkube_api::{quantity, ApiError, ApiResult, Computed};
 use serde_json::{json, Value};
 
 use crate::registry::parse_stored;
@@ -247,8 +248,8 @@ pub async fn read(
                     "apiVersion": "metrics.k8s.io/v1beta1",
                     "metadata": meta(n, &now),
                     "timestamp": timestamp(u.at_ms),
-                    "window": go_duration(u.window_ms),
-                    "usage": {"cpu": cpu_quantity(u.nano_cores), "memory": memory_quantity(u.memory)},
+                    "window": go_duration(Duration::from_millis(u.window_ms.max(0) as u64)),
+                    "usage": {"cpu": quantity::nanos(u.nano_cores), "memory": quantity::binary(u.memory)},
                 }));
             }
             if let (Some(n), true) = (name, out.is_empty()) {
@@ -297,7 +298,7 @@ pub async fn read(
                     }
                     containers.push(json!({
                         "name": c,
-                        "usage": {"cpu": cpu_quantity(u.nano_cores), "memory": memory_quantity(u.memory)},
+                        "usage": {"cpu": quantity::nanos(u.nano_cores), "memory": quantity::binary(u.memory)},
                     }));
                 }
                 let Some(l) = latest else { continue };
@@ -306,7 +307,7 @@ pub async fn read(
                     "apiVersion": "metrics.k8s.io/v1beta1",
                     "metadata": meta(p, &now),
                     "timestamp": timestamp(l.at_ms),
-                    "window": go_duration(l.window_ms),
+                    "window": go_duration(Duration::from_millis(l.window_ms.max(0) as u64)),
                     "containers": containers,
                 }));
             }
@@ -355,82 +356,9 @@ fn timestamp(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// A duration of `ms` milliseconds as Go's `time.Duration.String` writes it (`1.5s`, `250ms`,
-/// `1m30.5s`).
-pub fn go_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&s.to_string());
-    if frac > 0 {
-        out.push_str(format!(".{frac:03}").trim_end_matches('0'));
-    }
-    out.push('s');
-    out
-}
-
-/// Nanocores as a canonical decimal Quantity (`12345678n`, `1500u`, `250m`, `2`).
-pub fn cpu_quantity(nano: u64) -> String {
-    if nano == 0 {
-        return "0".into();
-    }
-    let (mut v, mut i) = (nano, 0);
-    let suffixes = ["n", "u", "m", "", "k", "M", "G", "T"];
-    while v % 1000 == 0 && i + 1 < suffixes.len() {
-        v /= 1000;
-        i += 1;
-    }
-    format!("{v}{}", suffixes[i])
-}
-
-/// Bytes as a canonical binary-SI Quantity (`512`, `4Ki`, `1536Ki`, `2Gi`).
-pub fn memory_quantity(bytes: u64) -> String {
-    if bytes < 1024 {
-        return bytes.to_string();
-    }
-    let (mut v, mut i) = (bytes, 0);
-    let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    while v % 1024 == 0 && i + 1 < suffixes.len() {
-        v /= 1024;
-        i += 1;
-    }
-    format!("{v}{}", suffixes[i])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantities_and_windows_are_written_as_metrics_server_writes_them() {
-        assert_eq!(cpu_quantity(0), "0");
-        assert_eq!(cpu_quantity(12_345_678), "12345678n");
-        assert_eq!(cpu_quantity(1_500_000), "1500u");
-        assert_eq!(cpu_quantity(250_000_000), "250m");
-        assert_eq!(cpu_quantity(2_000_000_000), "2");
-        assert_eq!(memory_quantity(512), "512");
-        assert_eq!(memory_quantity(4096), "4Ki");
-        assert_eq!(memory_quantity(1536 * 1024), "1536Ki");
-        assert_eq!(memory_quantity(1000 * 1000), "1000000");
-        assert_eq!(memory_quantity(2 << 30), "2Gi");
-        assert_eq!(go_duration(250), "250ms");
-        assert_eq!(go_duration(1000), "1s");
-        assert_eq!(go_duration(1500), "1.5s");
-        assert_eq!(go_duration(15_011), "15.011s");
-        assert_eq!(go_duration(90_500), "1m30.5s");
-        assert_eq!(go_duration(3_600_000), "1h0m0s");
-    }
 
     #[test]
     fn a_kubelets_resource_metrics_are_parsed_and_rated() {

@@ -940,7 +940,7 @@ impl Worker {
                     reason: "CrashLoopBackOff".into(),
                     message: Some(format!(
                         "back-off {} restarting failed container={} pod={}_{}({})",
-                        go_duration(c.backoff),
+                        rkube_api::table::go_duration(c.backoff),
                         c.spec.name,
                         self.name,
                         self.ns,
@@ -1913,26 +1913,9 @@ fn api_message(e: &kube::Error) -> String {
     }
 }
 
-/// A duration as Go prints it (`10s`, `5m0s`).
-fn go_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 {
-        format!("{}m{}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_print_as_go_does() {
-        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
-        assert_eq!(go_duration(Duration::from_secs(160)), "2m40s");
-    }
 
     #[test]
     fn fallback_pod_ips_are_loopback_and_stable() {
