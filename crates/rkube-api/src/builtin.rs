@@ -67,6 +67,8 @@ pub fn builtins() -> Vec<ResourceDef> {
             defaults: default_pod,
             validate: validate_pod,
             validate_update: validate_pod_update,
+            validate_create: validate_pod_create,
+            validate_part_update: Some(validate_pod_ephemeral_update),
             initial_status: Some(pod_initial_status),
             deletion: Some(pod_deletion),
             admit: Some(admit_service_account),
@@ -75,7 +77,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         }))
         .short(&["po"])
         .categories(&["all"])
-        .subresources(&[Status, Binding, Eviction, Log, Exec, Attach, PortForward])
+        .subresources(&[Status, Binding, Eviction, Log, Exec, Attach, PortForward, EphemeralContainers])
         .proxy(ProxyTarget::Pod)
         .build(),
         ResourceBuilder::new("", "v1", "Service", "services", true, s(Builtin {
@@ -449,7 +451,7 @@ fn default_container(c: &mut Value) {
 /// PodSpec defaults shared by pods and every pod template.
 fn default_pod_spec(spec: &mut Value) {
     let Some(m) = spec.as_object_mut() else { return };
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(cs) = m.get_mut(list).and_then(Value::as_array_mut) {
             cs.iter_mut().for_each(default_container);
         }
@@ -882,46 +884,74 @@ fn validate_containers(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
         Some(cs) if cs.is_empty() => errs.push(FieldError::required(format!("{path}.containers"), "")),
         Some(_) => {}
     }
+    let names = |list: &str| -> Vec<String> {
+        spec.get(list)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let volumes = names("volumes");
+    // What an ephemeral container may target: the pod's own containers.
+    let targets: Vec<String> = names("containers").into_iter().chain(names("initContainers")).collect();
     let mut seen = std::collections::HashSet::new();
-    for list in ["initContainers", "containers"] {
+    // Names are unique across all three lists.
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         let Some(cs) = spec.get(list).and_then(Value::as_array) else { continue };
         for (i, c) in cs.iter().enumerate() {
             let p = format!("{path}.{list}[{i}]");
-            match c.get("name").and_then(Value::as_str) {
-                None | Some("") => errs.push(FieldError::required(format!("{p}.name"), "")),
-                Some(n) => {
-                    for msg in validation::dns1123_label(n) {
-                        errs.push(FieldError::invalid(format!("{p}.name"), json!(n), msg));
-                    }
-                    if !seen.insert(n.to_string()) {
-                        errs.push(FieldError::duplicate(format!("{p}.name"), json!(n)));
-                    }
+            validate_container_common(c, &p, &volumes, errs);
+            if let Some(n) = c.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                if !seen.insert(n.to_string()) {
+                    errs.push(FieldError::duplicate(format!("{p}.name"), json!(n)));
                 }
             }
-            if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
-                errs.push(FieldError::required(format!("{p}.image"), ""));
+            if list == "ephemeralContainers" {
+                validate_ephemeral_container(c, &p, &targets, errs);
             }
-            if let Some(pp) = c.get("imagePullPolicy").and_then(Value::as_str) {
-                if !["Always", "IfNotPresent", "Never"].contains(&pp) {
-                    errs.push(FieldError::not_supported(
-                        format!("{p}.imagePullPolicy"),
-                        json!(pp),
-                        &["Always", "IfNotPresent", "Never"],
-                    ));
-                }
+        }
+    }
+}
+
+/// validateContainerCommon, in its order: name, image, ports, volume mounts, pull policy.
+fn validate_container_common(c: &Value, p: &str, volumes: &[String], errs: &mut Vec<FieldError>) {
+    match c.get("name").and_then(Value::as_str) {
+        None | Some("") => errs.push(FieldError::required(format!("{p}.name"), "")),
+        Some(n) => {
+            for msg in validation::dns1123_label(n) {
+                errs.push(FieldError::invalid(format!("{p}.name"), json!(n), msg));
             }
-            if let Some(ports) = c.get("ports").and_then(Value::as_array) {
-                for (j, port) in ports.iter().enumerate() {
-                    let n = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
-                    if !(1..=65535).contains(&n) {
-                        errs.push(FieldError::invalid(
-                            format!("{p}.ports[{j}].containerPort"),
-                            json!(n),
-                            "must be between 1 and 65535, inclusive",
-                        ));
-                    }
-                }
+        }
+    }
+    if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+        errs.push(FieldError::required(format!("{p}.image"), ""));
+    }
+    if let Some(ports) = c.get("ports").and_then(Value::as_array) {
+        for (j, port) in ports.iter().enumerate() {
+            let n = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+            if !(1..=65535).contains(&n) {
+                errs.push(FieldError::invalid(
+                    format!("{p}.ports[{j}].containerPort"),
+                    json!(n),
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
+        }
+    }
+    for (j, m) in c.get("volumeMounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            errs.push(FieldError::required(format!("{p}.volumeMounts[{j}].name"), ""));
+        } else if !volumes.iter().any(|v| v == name) {
+            errs.push(FieldError::not_found(format!("{p}.volumeMounts[{j}].name"), json!(name)));
+        }
+    }
+    if let Some(pp) = c.get("imagePullPolicy").and_then(Value::as_str) {
+        if !["Always", "IfNotPresent", "Never"].contains(&pp) {
+            errs.push(FieldError::not_supported(
+                format!("{p}.imagePullPolicy"),
+                json!(pp),
+                &["Always", "IfNotPresent", "Never"],
+            ));
         }
     }
 }
@@ -990,6 +1020,88 @@ const RESTART_ALL: &[&str] = &["Always", "OnFailure", "Never"];
 
 fn validate_pod(o: &Value, errs: &mut Vec<FieldError>) {
     validate_pod_spec(o.get("spec").unwrap_or(&Value::Null), "spec", errs, RESTART_ALL);
+}
+
+/// What an ephemeral container may not set (kube-apiserver's allowedEphemeralContainerFields,
+/// in the field order it reports them): ports, resources, probes and hooks belong to the
+/// pod's own containers.
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// validateEphemeralContainers beyond what every container gets: the target must be one
+/// of the pod's own containers, and what only those may set is refused.
+fn validate_ephemeral_container(ec: &Value, p: &str, targets: &[String], errs: &mut Vec<FieldError>) {
+    // A Go zero value (absent, null, "", 0, false, {} or []) is not "set".
+    let set = |v: &Value| match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => o.values().any(|x| !x.is_null() && x != &json!({}) && x != &json!([])),
+    };
+    if let Some(t) = ec.get("targetContainerName").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if !targets.iter().any(|n| n == t) {
+            errs.push(FieldError::not_found(format!("{p}.targetContainerName"), json!(t)));
+        }
+    }
+    for f in EPHEMERAL_FORBIDDEN {
+        if ec.get(*f).is_some_and(set) {
+            errs.push(FieldError::forbidden(format!("{p}.{f}"), "cannot be set for an Ephemeral Container"));
+        }
+    }
+    for (j, m) in ec.get("volumeMounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for f in ["subPath", "subPathExpr"] {
+            if m.get(f).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+                errs.push(FieldError::forbidden(
+                    format!("{p}.volumeMounts[{j}].{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+    }
+}
+
+/// ValidatePodCreate: ephemeral containers come only through their subresource.
+fn validate_pod_create(o: &Value, errs: &mut Vec<FieldError>) {
+    if o.pointer("/spec/ephemeralContainers").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+        errs.push(FieldError::forbidden("spec.ephemeralContainers", "cannot be set on create"));
+    }
+}
+
+/// ValidatePodEphemeralContainersUpdate: ephemeral containers are only ever added (the
+/// registry keeps everything else as stored). Deviation: a changed container is named
+/// without the Go diff kube-apiserver appends.
+fn validate_pod_ephemeral_update(_sub: Subresource, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    if old.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some() {
+        *errs = vec![FieldError::forbidden("", "static pods do not support ephemeral containers")];
+        return;
+    }
+    let list =
+        |v: &Value| v.pointer("/spec/ephemeralContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let new_list = list(new);
+    for o in list(old) {
+        let name = o.get("name").and_then(Value::as_str).unwrap_or("");
+        match new_list.iter().find(|n| n.get("name").and_then(Value::as_str) == Some(name)) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(n) if *n != o => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
+        }
+    }
 }
 
 fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {

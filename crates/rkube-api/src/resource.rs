@@ -37,6 +37,9 @@ pub enum Subresource {
     Proxy,
     /// `/eviction` (pods): a deletion that respects the pod's disruption budget.
     Eviction,
+    /// `/ephemeralcontainers` (pods): the pod, of which only `spec.ephemeralContainers`
+    /// changes (containers added to a running pod, for debugging).
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -53,6 +56,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::Proxy => "proxy",
             Subresource::Eviction => "eviction",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 
@@ -69,6 +73,7 @@ impl Subresource {
             "portforward" => Some(Subresource::PortForward),
             "proxy" => Some(Subresource::Proxy),
             "eviction" => Some(Subresource::Eviction),
+            "ephemeralcontainers" => Some(Subresource::EphemeralContainers),
             _ => None,
         }
     }
@@ -76,7 +81,7 @@ impl Subresource {
     /// The verbs discovery lists for the subresource.
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
-            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
@@ -85,11 +90,24 @@ impl Subresource {
         }
     }
 
+    /// The part of the object a write through the subresource replaces (the rest is kept
+    /// as stored), as a path of field names; None = not a partial write.
+    pub fn part(self) -> Option<&'static [&'static str]> {
+        match self {
+            Subresource::Status => Some(&["status"]),
+            Subresource::Finalize => Some(&["spec", "finalizers"]),
+            Subresource::EphemeralContainers => Some(&["spec", "ephemeralContainers"]),
+            _ => None,
+        }
+    }
+
     /// (group, version, kind) of the subresource's body for a resource of `parent` kind,
     /// None = the parent's kind.
     pub fn body_kind(self, parent: &str) -> Option<(&'static str, &'static str, String)> {
         let (g, v, k) = match self {
-            Subresource::Status | Subresource::Finalize | Subresource::Log => return None,
+            Subresource::Status | Subresource::Finalize | Subresource::Log | Subresource::EphemeralContainers => {
+                return None
+            }
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
             Subresource::Eviction => ("policy", "v1", "Eviction"),

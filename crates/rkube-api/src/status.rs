@@ -292,6 +292,8 @@ pub enum FieldErrorKind {
     NotSupported(Value, Vec<String>),
     /// `Duplicate value: <value>`
     Duplicate(Value),
+    /// `Not found: <value>`
+    NotFound(Value),
     /// `Forbidden: <detail>`
     Forbidden,
     /// `Too long: must have at most N bytes`
@@ -305,6 +307,7 @@ impl FieldErrorKind {
             FieldErrorKind::Required => "FieldValueRequired",
             FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
+            FieldErrorKind::NotFound(_) => "FieldValueNotFound",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong(_) => "FieldValueTooLong",
         }
@@ -336,6 +339,9 @@ impl FieldError {
     pub fn duplicate(field: impl Into<String>, value: Value) -> Self {
         FieldError { field: field.into(), kind: FieldErrorKind::Duplicate(value), detail: String::new() }
     }
+    pub fn not_found(field: impl Into<String>, value: Value) -> Self {
+        FieldError { field: field.into(), kind: FieldErrorKind::NotFound(value), detail: String::new() }
+    }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         FieldError { field: field.into(), kind: FieldErrorKind::Forbidden, detail: detail.into() }
     }
@@ -366,6 +372,7 @@ impl FieldError {
                 format!("Unsupported value: {}: supported values: {}", go_value(v), quoted.join(", "))
             }
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: {}", go_value(v)),
+            FieldErrorKind::NotFound(v) => format!("Not found: {}", go_value(v)),
             FieldErrorKind::Forbidden => format!("Forbidden: {}", self.detail),
             FieldErrorKind::TooLong(n) => format!("Too long: must have at most {n} bytes"),
         }

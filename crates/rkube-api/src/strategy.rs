@@ -9,6 +9,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Value};
 
+use crate::resource::Subresource;
 use crate::status::FieldError;
 
 /// How a delete request proceeds for one object.
@@ -54,8 +55,14 @@ pub trait Strategy: Send + Sync {
     /// Resource-specific validation of a new or updated object (metadata is validated by
     /// the registry).
     fn validate(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
+    /// Checks a new object beyond [`Strategy::validate`] (fields only a subresource may set).
+    fn validate_create(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
     /// Checks an update against the old object (immutable fields).
     fn validate_update(&self, _new: &Value, _old: &Value, _errs: &mut Vec<FieldError>) {}
+    /// Checks an update through a subresource that writes one part of the object and has
+    /// rules of its own (`ephemeralcontainers`: only additions), instead of
+    /// [`Strategy::validate_update`].
+    fn validate_part_update(&self, _sub: Subresource, _new: &Value, _old: &Value, _errs: &mut Vec<FieldError>) {}
     /// The status an object starts with when status is a subresource.
     fn initial_status(&self, _obj: &Value) -> Option<Value> {
         None
@@ -104,6 +111,10 @@ pub struct Builtin {
     pub prepare_for_create: fn(&mut Value),
     pub validate: fn(&Value, &mut Vec<FieldError>),
     pub validate_update: fn(&Value, &Value, &mut Vec<FieldError>),
+    /// See [`Strategy::validate_create`].
+    pub validate_create: fn(&Value, &mut Vec<FieldError>),
+    /// See [`Strategy::validate_part_update`].
+    pub validate_part_update: Option<PartUpdateCheck>,
     pub initial_status: Option<fn(&Value) -> Value>,
     /// A unique field filled at create: (JSON pointer, allocator).
     pub allocation: Option<(&'static str, Allocator)>,
@@ -125,6 +136,9 @@ pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 pub fn typed_schema<T: schemars::JsonSchema>(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
     gen.subschema_for::<T>()
 }
+
+/// Checks a write through a partial subresource (see [`Strategy::validate_part_update`]).
+pub type PartUpdateCheck = fn(Subresource, &Value, &Value, &mut Vec<FieldError>);
 
 /// Admits a new object (see [`Strategy::admit`]).
 pub type AdmitHook = fn(&mut Value, Lookup<'_>) -> Result<(), Refusal>;
@@ -148,6 +162,8 @@ impl Default for Builtin {
             prepare_for_create: no_defaults,
             validate: no_validation,
             validate_update: no_update_validation,
+            validate_create: no_validation,
+            validate_part_update: None,
             initial_status: None,
             allocation: None,
             deletion: None,
@@ -176,6 +192,14 @@ impl Strategy for Builtin {
     }
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
         (self.validate_update)(new, old, errs)
+    }
+    fn validate_create(&self, obj: &Value, errs: &mut Vec<FieldError>) {
+        (self.validate_create)(obj, errs)
+    }
+    fn validate_part_update(&self, sub: Subresource, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+        if let Some(f) = self.validate_part_update {
+            f(sub, new, old, errs)
+        }
     }
     fn initial_status(&self, obj: &Value) -> Option<Value> {
         self.initial_status.map(|f| f(obj))

@@ -330,13 +330,18 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    fn validate(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    /// Validates a new object (`old` None) or an update, made through `sub` if given.
+    fn validate(&self, obj: &Value, old: Option<&Value>, sub: Option<Subresource>) -> ApiResult<()> {
         let def = &self.def;
         let mut errs: Vec<FieldError> = Vec::new();
         validate_object_meta(obj.get("metadata").unwrap_or(&Value::Null), def.name_rule, def.namespaced, &mut errs);
         def.strategy.validate(obj, &mut errs);
-        if let Some(old) = old {
-            def.strategy.validate_update(obj, old, &mut errs);
+        match (old, sub) {
+            (None, _) => def.strategy.validate_create(obj, &mut errs),
+            (Some(old), Some(sr @ Subresource::EphemeralContainers)) => {
+                def.strategy.validate_part_update(sr, obj, old, &mut errs)
+            }
+            (Some(old), _) => def.strategy.validate_update(obj, old, &mut errs),
         }
         if errs.is_empty() {
             Ok(())
@@ -757,7 +762,7 @@ impl<'a> Ctx<'a> {
                 .allocate(&mut obj, &|v| used.contains(v))
                 .map_err(|e| ApiError::invalid(&def.group, &def.kind, &name, vec![e]))?;
         }
-        self.validate(&obj, None)?;
+        self.validate(&obj, None, None)?;
         let ns = self.ns().unwrap_or("").to_string();
         crate::authz::admit_write(self.server, self.user, &def, &ns, "", &obj, None)?;
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
@@ -815,22 +820,27 @@ impl<'a> Ctx<'a> {
     /// nothing would change.
     fn prepare_update(&mut self, old: &Value, mut new: Value, sub: Option<Subresource>) -> ApiResult<Option<Value>> {
         let def = self.def.clone();
-        if sub == Some(Subresource::Status) {
-            // The status subresource changes status only.
-            let status = new.get("status").cloned();
+        if let Some(part) = sub.and_then(Subresource::part) {
+            // A partial subresource (status, finalize, ephemeralcontainers) changes its part
+            // only: the rest, metadata included, is kept as stored.
+            let pointer: String = part.iter().map(|f| format!("/{f}")).collect();
+            let value = new.pointer(&pointer).cloned();
             new = old.clone();
-            match status {
-                Some(s) => new["status"] = s,
+            let (last, parents) = part.split_last().expect("a part names a field");
+            match value {
+                Some(v) => {
+                    rkube_api::strategy::ensure_map(&mut new, parents).insert((*last).into(), v);
+                }
                 None => {
-                    if let Some(m) = new.as_object_mut() {
-                        m.remove("status");
+                    if let Some(m) =
+                        new.pointer_mut(&pointer[..pointer.len() - last.len() - 1]).and_then(Value::as_object_mut)
+                    {
+                        m.remove(*last);
                     }
                 }
             }
-        } else if sub == Some(Subresource::Finalize) {
-            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-            new = old.clone();
-            rkube_api::strategy::ensure_map(&mut new, &["spec"]).insert("finalizers".into(), finalizers);
+            // The new part gets its defaults, as decoding the request gives them.
+            def.strategy.default(&mut new);
         } else {
             def.strategy.default(&mut new);
             if def.has_subresource(Subresource::Status) {
@@ -873,7 +883,7 @@ impl<'a> Ctx<'a> {
             let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
-        self.validate(&new, Some(old))?;
+        self.validate(&new, Some(old), sub)?;
         if &new == old {
             return Ok(None);
         }

@@ -176,6 +176,9 @@ struct Ctr {
     spec: Container,
     init: bool,
     sidecar: bool,
+    /// Added to the running pod through pods/ephemeralcontainers: started once, never
+    /// restarted, no probes, not counted in phase or readiness.
+    ephemeral: bool,
     status: ContainerStatus,
     running: Option<Running>,
     /// Starts so far in this worker (the first is not a restart unless the API says it ran).
@@ -191,6 +194,19 @@ struct Ctr {
     startup: Track,
     liveness: Track,
     readiness: Track,
+}
+
+impl Ctr {
+    /// The container's fieldPath in events: `spec.containers{name}`, `spec.initContainers{..}`
+    /// or `spec.ephemeralContainers{..}`.
+    fn field_path(&self) -> String {
+        let list = match (self.init, self.ephemeral) {
+            (true, _) => "initContainers",
+            (_, true) => "ephemeralContainers",
+            _ => "containers",
+        };
+        format!("spec.{list}{{{}}}", self.spec.name)
+    }
 }
 
 /// One probe's schedule and its consecutive results.
@@ -285,6 +301,7 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
                 .unwrap_or_default()
                 .into_iter()
                 .chain(s.init_container_statuses.clone().unwrap_or_default())
+                .chain(s.ephemeral_container_statuses.clone().unwrap_or_default())
                 .collect()
         })
         .unwrap_or_default();
@@ -372,6 +389,7 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
             seen_version = pod.metadata.resource_version.clone();
             w.sync_volumes(&pod).await;
         }
+        w.add_ephemeral(&pod);
         let mut terminal = is_terminal(&pod) || w.phase(&pod) == "Succeeded" || w.phase(&pod) == "Failed";
         if !terminal && w.volumes_ready && w.evicted.is_none() {
             w.check_empty_dir_usage(&pod, &mut exit_rx).await;
@@ -451,6 +469,7 @@ fn new_ctr(
         spec: c,
         init,
         sidecar,
+        ephemeral: false,
         status,
         running: None,
         starts: 0,
@@ -492,11 +511,79 @@ impl rkube_inpod::Objects for StoreObjects<'_> {
 
 impl Worker {
     fn phase(&self, pod: &Pod) -> &'static str {
-        let (init, regular): (Vec<_>, Vec<_>) = self.ctrs.iter().partition(|c| c.init);
-        let init: Vec<ContainerStatus> = init.iter().map(|c| c.status.clone()).collect();
-        let regular: Vec<ContainerStatus> = regular.iter().map(|c| c.status.clone()).collect();
+        let (init, regular, _) = self.statuses();
         let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         status::phase(&policy, &init, &regular, false)
+    }
+
+    /// The containers' statuses: init (in spec order), regular, ephemeral.
+    fn statuses(&self) -> (Vec<ContainerStatus>, Vec<ContainerStatus>, Vec<ContainerStatus>) {
+        let (mut init, mut regular, mut ephemeral) = (vec![], vec![], vec![]);
+        for c in &self.ctrs {
+            let list = match (c.init, c.ephemeral) {
+                (true, _) => &mut init,
+                (_, true) => &mut ephemeral,
+                _ => &mut regular,
+            };
+            list.push(c.status.clone());
+        }
+        (init, regular, ephemeral)
+    }
+
+    /// Takes in the ephemeral containers added to the pod since the last turn. One that
+    /// already ran under an earlier agent is not run again: its last known state stays (a
+    /// run cut off by the agent's end shows as terminated, exit code 137).
+    fn add_ephemeral(&mut self, pod: &Pod) {
+        let list = pod.spec.as_ref().and_then(|s| s.ephemeral_containers.clone()).unwrap_or_default();
+        if list.len() <= self.ctrs.iter().filter(|c| c.ephemeral).count() {
+            return;
+        }
+        let prev = pod.status.as_ref().and_then(|s| s.ephemeral_container_statuses.clone()).unwrap_or_default();
+        for ec in list {
+            if self.ctrs.iter().any(|c| c.spec.name == ec.name) {
+                continue;
+            }
+            // An ephemeral container is a container with a target: the same fields.
+            let mut v = serde_json::to_value(&ec).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("targetContainerName");
+            }
+            let Ok(c) = serde_json::from_value::<Container>(v) else { continue };
+            let mut ctr = new_ctr(c, false, false, false, &prev);
+            ctr.ephemeral = true;
+            ctr.status.ephemeral = true;
+            if ctr.ever_ran {
+                let p = prev.iter().find(|p| p.name == ec.name);
+                let state = p.and_then(|p| p.state.clone()).unwrap_or_default();
+                ctr.status.container_id = p.and_then(|p| p.container_id.clone());
+                ctr.status.state = match (state.terminated, state.running) {
+                    (Some(t), _) => State::Terminated {
+                        exit_code: t.exit_code,
+                        signal: t.signal,
+                        reason: t.reason.unwrap_or_default(),
+                        message: t.message,
+                        started_at: t.started_at.map(|s| s.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                        finished_at: t
+                            .finished_at
+                            .map(|s| s.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                            .unwrap_or_else(now),
+                        container_id: t.container_id,
+                    },
+                    (None, running) => State::Terminated {
+                        exit_code: 137,
+                        signal: None,
+                        reason: "Error".into(),
+                        message: None,
+                        started_at: running
+                            .and_then(|r| r.started_at)
+                            .map(|s| s.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                        finished_at: now(),
+                        container_id: ctr.status.container_id.clone(),
+                    },
+                };
+            }
+            self.ctrs.push(ctr);
+        }
     }
 
     fn node_allocatable(&self) -> BTreeMap<String, Quantity> {
@@ -796,8 +883,7 @@ impl Worker {
             for i in 0..self.ctrs.len() {
                 if self.ctrs[i].running.is_some() {
                     let name = self.ctrs[i].spec.name.clone();
-                    let fp =
-                        format!("spec.{}{{{name}}}", if self.ctrs[i].init { "initContainers" } else { "containers" });
+                    let fp = self.ctrs[i].field_path();
                     self.event(pod, "Normal", "Killing", &format!("Stopping container {name}"), Some(&fp));
                 }
             }
@@ -831,7 +917,7 @@ impl Worker {
         for i in 0..self.ctrs.len() {
             if std::mem::take(&mut self.ctrs[i].backoff_event) {
                 let c = &self.ctrs[i];
-                let fp = format!("spec.{}{{{}}}", if c.init { "initContainers" } else { "containers" }, c.spec.name);
+                let fp = c.field_path();
                 let msg = format!(
                     "Back-off restarting failed container {} in pod {}_{}({})",
                     c.spec.name, self.name, self.ns, self.uid
@@ -843,6 +929,13 @@ impl Worker {
 
     async fn sync_containers_once(&mut self, pod: &Pod) {
         let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        // Ephemeral containers start even while the pod initializes, and run once.
+        for i in 0..self.ctrs.len() {
+            let c = &self.ctrs[i];
+            if c.ephemeral && c.running.is_none() && !c.ever_ran && self.may_start(i, "Never") {
+                self.start(pod, i).await;
+            }
+        }
         let mut init_done = true;
         for i in 0..self.ctrs.len() {
             if !self.ctrs[i].init {
@@ -882,7 +975,7 @@ impl Worker {
             return;
         }
         for i in 0..self.ctrs.len() {
-            if self.ctrs[i].init || self.ctrs[i].running.is_some() {
+            if self.ctrs[i].init || self.ctrs[i].ephemeral || self.ctrs[i].running.is_some() {
                 continue;
             }
             if self.may_start(i, &policy) {
@@ -956,7 +1049,7 @@ impl Worker {
     async fn start(&mut self, pod: &Pod, i: usize) {
         let shared = self.shared.clone();
         let name = self.ctrs[i].spec.name.clone();
-        let field_path = format!("spec.{}{{{name}}}", if self.ctrs[i].init { "initContainers" } else { "containers" });
+        let field_path = self.ctrs[i].field_path();
         let container = self.ctrs[i].spec.clone();
         // The environment, as the kubelet assembles it.
         let services: Vec<Service> =
@@ -1233,7 +1326,7 @@ impl Worker {
                 // Without a startup probe a running container has started; without a
                 // readiness probe it is ready (an init container only once it completed).
                 c.status.started = c.spec.startup_probe.is_none();
-                let regular_or_sidecar = !c.init || c.sidecar;
+                let regular_or_sidecar = (!c.init || c.sidecar) && !c.ephemeral;
                 c.status.ready =
                     regular_or_sidecar && c.spec.readiness_probe.is_none() && c.spec.startup_probe.is_none();
                 c.ever_ran = true;
@@ -1362,7 +1455,7 @@ impl Worker {
         // An init container that completed is Ready (the kubelet's prober UpdatePodStatus).
         c.status.ready = init_ok;
         c.status.started = false;
-        if !init_ok {
+        if !init_ok && !c.ephemeral {
             self.bump_backoff(i);
         } else {
             self.ctrs[i].not_before = None;
@@ -1371,9 +1464,7 @@ impl Worker {
 
     /// Patches pods/status when it changed.
     async fn report(&mut self, pod: &Pod) {
-        let (init, regular): (Vec<_>, Vec<_>) = self.ctrs.iter().partition(|c| c.init);
-        let init: Vec<ContainerStatus> = init.iter().map(|c| c.status.clone()).collect();
-        let regular: Vec<ContainerStatus> = regular.iter().map(|c| c.status.clone()).collect();
+        let (init, regular, ephemeral) = self.statuses();
         let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let gates: Vec<String> = pod
             .spec
@@ -1389,6 +1480,7 @@ impl Worker {
             restart_policy: &policy,
             init: &init,
             regular: &regular,
+            ephemeral: &ephemeral,
             sandbox_ready: true,
             terminal: false,
             host_ip: &self.shared.machine.internal_ip,
@@ -1438,7 +1530,7 @@ impl Worker {
         for i in 0..self.ctrs.len() {
             if self.ctrs[i].running.is_some() {
                 let name = self.ctrs[i].spec.name.clone();
-                let fp = format!("spec.{}{{{name}}}", if self.ctrs[i].init { "initContainers" } else { "containers" });
+                let fp = self.ctrs[i].field_path();
                 self.event(pod, "Normal", "Killing", &format!("Stopping container {name}"), Some(&fp));
             }
         }
@@ -1448,9 +1540,7 @@ impl Worker {
                 c.not_before = None;
             }
         }
-        let (init, regular): (Vec<_>, Vec<_>) = self.ctrs.iter().partition(|c| c.init);
-        let init: Vec<ContainerStatus> = init.iter().map(|c| c.status.clone()).collect();
-        let regular: Vec<ContainerStatus> = regular.iter().map(|c| c.status.clone()).collect();
+        let (init, regular, ephemeral) = self.statuses();
         let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let previous = pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
         let now = now();
@@ -1458,6 +1548,7 @@ impl Worker {
             restart_policy: &policy,
             init: &init,
             regular: &regular,
+            ephemeral: &ephemeral,
             sandbox_ready: false,
             terminal: regular.iter().all(|c| matches!(c.state, State::Terminated { .. })),
             host_ip: &self.shared.machine.internal_ip,
@@ -1591,6 +1682,7 @@ impl Worker {
         if self.ctrs[i].generation != r.generation || self.ctrs[i].running.is_none() {
             return;
         }
+        let field_path = self.ctrs[i].field_path();
         let c = &mut self.ctrs[i];
         let probe = match r.kind {
             ProbeKind::Startup => c.spec.startup_probe.clone(),
@@ -1607,7 +1699,6 @@ impl Worker {
         track.in_flight = false;
         track.next = Some(Instant::now() + timing.period);
         let name = c.spec.name.clone();
-        let field_path = format!("spec.{}{{{name}}}", if c.init { "initContainers" } else { "containers" });
         match r.outcome {
             Ok(()) => {
                 track.successes += 1;

@@ -68,6 +68,8 @@ pub struct ContainerStatus {
     pub container_id: Option<String>,
     /// restartPolicy Always on an init container (a sidecar).
     pub sidecar: bool,
+    /// An ephemeral container: no `started` (the prober does not track it).
+    pub ephemeral: bool,
 }
 
 impl ContainerStatus {
@@ -87,6 +89,7 @@ impl ContainerStatus {
             started: false,
             container_id: None,
             sidecar,
+            ephemeral: false,
         }
     }
 
@@ -100,8 +103,10 @@ impl ContainerStatus {
             "image": self.image,
             // No image is pulled: the ID names the image as recorded.
             "imageID": "",
-            "started": self.started,
         });
+        if !self.ephemeral {
+            v["started"] = json!(self.started);
+        }
         if let Some(id) = &self.container_id {
             v["containerID"] = json!(id);
         }
@@ -189,6 +194,7 @@ pub struct PodStatusInput<'a> {
     pub restart_policy: &'a str,
     pub init: &'a [ContainerStatus],
     pub regular: &'a [ContainerStatus],
+    pub ephemeral: &'a [ContainerStatus],
     pub sandbox_ready: bool,
     pub terminal: bool,
     pub host_ip: &'a str,
@@ -314,6 +320,11 @@ pub fn pod_status(input: &PodStatusInput) -> Value {
     if !input.init.is_empty() {
         status["initContainerStatuses"] = json!(input.init.iter().map(|c| c.to_json()).collect::<Vec<_>>());
     }
+    if !input.ephemeral.is_empty() {
+        let mut ephemeral: Vec<&ContainerStatus> = input.ephemeral.iter().collect();
+        ephemeral.sort_by(|a, b| a.name.cmp(&b.name));
+        status["ephemeralContainerStatuses"] = json!(ephemeral.iter().map(|c| c.to_json()).collect::<Vec<_>>());
+    }
     status
 }
 
@@ -378,6 +389,7 @@ mod tests {
             restart_policy: "Always",
             init: &[],
             regular: &[running("sidecar"), web],
+            ephemeral: &[],
             sandbox_ready: true,
             terminal: false,
             host_ip: "192.0.2.1",
@@ -405,6 +417,7 @@ mod tests {
             restart_policy: "Always",
             init: &[],
             regular: &[running("a")],
+            ephemeral: &[],
             sandbox_ready: true,
             terminal: false,
             host_ip: "h",

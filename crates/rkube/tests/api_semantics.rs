@@ -692,3 +692,123 @@ fn reviews_have_no_table_and_root_lists_issuer_discovery() {
     }
     assert_eq!(paths[0], "/.well-known/openid-configuration", "sorted as kube-apiserver sorts them");
 }
+
+/// `pods/ephemeralcontainers`: the Pod, of which only `spec.ephemeralContainers` changes
+/// through it, only by additions, validated as kube-apiserver validates them (each message
+/// captured from the baseline kube-apiserver 1.28.7); the main resource refuses them.
+#[test]
+fn ephemeral_containers_are_added_only_through_their_subresource() {
+    if !require("curl", &["--version"]) {
+        return;
+    }
+    let s = Server::start();
+    let pods = "/api/v1/namespaces/default/pods";
+    let with_ec = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"withec"},
+        "spec":{"containers":[{"name":"c","image":"busybox"}],"ephemeralContainers":[{"name":"e","image":"busybox"}]}}"#;
+    let (code, _, body) = s.curl("POST", pods, Some(with_ec), &[CT]);
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        parse(&body)["message"],
+        "Pod \"withec\" is invalid: spec.ephemeralContainers: Forbidden: cannot be set on create"
+    );
+    assert_eq!(s.curl("GET", &format!("{pods}/withec"), None, &[]).0, 404, "nothing stored");
+    let web = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","labels":{"run":"web"}},
+        "spec":{"containers":[{"name":"web","image":"busybox"}]}}"#;
+    assert_eq!(s.curl("POST", pods, Some(web), &[CT]).0, 201);
+    let sub = format!("{pods}/web/ephemeralcontainers");
+    const SMP: &str = "Content-Type: application/strategic-merge-patch+json";
+    const JSONPATCH: &str = "Content-Type: application/json-patch+json";
+
+    // What only the pod's own containers may set, a missing target, a taken name.
+    let bad = br#"{"spec":{"ephemeralContainers":[{"name":"e1","image":"busybox","ports":[{"containerPort":80}],
+        "resources":{"limits":{"cpu":"1"}},"readinessProbe":{"exec":{"command":["true"]}},
+        "lifecycle":{"preStop":{"exec":{"command":["true"]}}},"restartPolicy":"Always","targetContainerName":"nope",
+        "volumeMounts":[{"name":"x","mountPath":"/x","subPath":"a"}]},{"name":"web","image":"busybox"}]}}"#;
+    let (code, _, body) = s.curl("PATCH", &sub, Some(bad), &[SMP]);
+    assert_eq!(code, 422, "{body}");
+    let f = |field: &str, what: &str| format!("spec.ephemeralContainers[{field}: {what}");
+    let forbidden = "Forbidden: cannot be set for an Ephemeral Container";
+    let want = [
+        f("0].volumeMounts[0].name", "Not found: \"x\""),
+        f("0].targetContainerName", "Not found: \"nope\""),
+        f("0].ports", forbidden),
+        f("0].resources", forbidden),
+        f("0].restartPolicy", forbidden),
+        f("0].readinessProbe", forbidden),
+        f("0].lifecycle", forbidden),
+        f("0].volumeMounts[0].subPath", forbidden),
+        f("1].name", "Duplicate value: \"web\""),
+    ];
+    assert_eq!(parse(&body)["message"], format!("Pod \"web\" is invalid: [{}]", want.join(", ")));
+    let causes = parse(&body)["details"]["causes"].clone();
+    assert_eq!(
+        causes[1],
+        json!({"reason": "FieldValueNotFound", "message": "Not found: \"nope\"", "field": "spec.ephemeralContainers[0].targetContainerName"})
+    );
+    assert!(parse(&s.curl("GET", &sub, None, &[]).2)["spec"].get("ephemeralContainers").is_none(), "nothing stored");
+
+    // An addition, defaulted; the rest of the request is not taken.
+    let add = br#"{"metadata":{"labels":{"x":"y"}},"spec":{"containers":[{"name":"web","image":"other"}],
+        "ephemeralContainers":[{"name":"e1","image":"busybox","targetContainerName":"web","resources":{}}]}}"#;
+    let (code, _, body) = s.curl("PATCH", &sub, Some(add), &["Content-Type: application/merge-patch+json"]);
+    assert_eq!(code, 200, "{body}");
+    let pod = parse(&body);
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(
+        pod["spec"]["ephemeralContainers"],
+        json!([{"name": "e1", "image": "busybox", "resources": {}, "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File", "imagePullPolicy": "Always", "targetContainerName": "web"}])
+    );
+    assert_eq!(
+        (&pod["metadata"]["labels"], &pod["spec"]["containers"][0]["image"]),
+        (&json!({"run": "web"}), &json!("busybox"))
+    );
+    assert_eq!(parse(&s.curl("GET", &sub, None, &[]).2)["spec"]["ephemeralContainers"][0]["name"], "e1");
+
+    // Never changed, never removed.
+    let change = br#"[{"op":"replace","path":"/spec/ephemeralContainers/0/image","value":"alpine"}]"#;
+    let (code, _, body) = s.curl("PATCH", &sub, Some(change), &[JSONPATCH]);
+    assert_eq!(code, 422, "{body}");
+    let msg = parse(&body)["message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("Pod \"web\" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers \"e1\" may not be changed\n"), "{msg}");
+    let remove = br#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#;
+    let (code, _, body) = s.curl("PATCH", &sub, Some(remove), &[JSONPATCH]);
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(parse(&body)["message"], "Pod \"web\" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers \"e1\" may not be removed\n");
+
+    // An update (PUT) that appends one.
+    let mut pod = parse(&s.curl("GET", &sub, None, &[]).2);
+    pod["spec"]["ephemeralContainers"].as_array_mut().unwrap().push(json!({"name": "e3", "image": "busybox"}));
+    let (code, _, body) = s.curl("PUT", &sub, Some(pod.to_string().as_bytes()), &[CT]);
+    assert_eq!(code, 200, "{body}");
+    let names: Vec<Value> =
+        parse(&body)["spec"]["ephemeralContainers"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+    assert_eq!(names, [json!("e1"), json!("e3")]);
+
+    // The main resource does not take them; the subresource is get/patch/update only.
+    let (code, _, body) = s.curl(
+        "PATCH",
+        &format!("{pods}/web"),
+        Some(br#"{"spec":{"ephemeralContainers":[{"name":"e2","image":"busybox"}]}}"#),
+        &[SMP],
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        parse(&body)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Pod \"web\" is invalid: spec: Forbidden: pod updates may not change fields other than"),
+        "{body}"
+    );
+    assert_eq!(s.curl("DELETE", &sub, None, &[]).0, 405);
+    assert_eq!(s.curl("POST", &sub, Some(web), &[CT]).0, 405);
+    let discovery = parse(&s.curl("GET", "/api/v1", None, &[]).2);
+    let row =
+        discovery["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/ephemeralcontainers").cloned();
+    assert_eq!(
+        row,
+        Some(
+            json!({"name": "pods/ephemeralcontainers", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get", "patch", "update"]})
+        )
+    );
+}

@@ -4,7 +4,8 @@
 //! which the API server translates to SPDY as kube-apiserver does; the Python client speaks
 //! WebSocket `v4.channel.k8s.io`, relayed to the agent. `kubectl attach` (and `kubectl run
 //! -i`) takes the same path to `/attach`, joined to the container's own streams.
-//! `kubectl cp` is tar through exec, both ways.
+//! `kubectl cp` is tar through exec, both ways. `kubectl debug` adds an ephemeral container
+//! through `pods/ephemeralcontainers` and attaches to it.
 
 mod common;
 
@@ -74,6 +75,7 @@ fn kubectl_exec_passes_output_input_and_exit_codes_over_spdy_and_websocket() {
     let cases: &[(&str, Env, &str)] = &[
         ("1.27", &[], "SPDY"),
         ("1.28", &[], "SPDY"),
+        ("1.32", &[], "v5.channel.k8s.io"),
         ("1.33", &[], "v5.channel.k8s.io"),
         ("1.33", &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")], "SPDY"),
     ];
@@ -391,4 +393,88 @@ fn kubectl_cp_copies_both_ways_through_tar_in_the_container() {
         assert_eq!(std::fs::read_to_string(back.join("a.txt")).unwrap(), "one\n", "kubectl {v}");
         assert!(std::fs::read(back.join("sub/blob")).unwrap() == blob, "kubectl {v}: the binary file changed");
     }
+}
+
+/// An ephemeral container's status, once `done` says it is far enough.
+fn ephemeral_status(s: &Server, pod: &str, name: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut status = serde_json::Value::Null;
+    let ok = wait_for(Duration::from_secs(30), || {
+        let p = common::pods::get(s, &common::pods::pod_path(pod));
+        let list = p["status"]["ephemeralContainerStatuses"].as_array().cloned().unwrap_or_default();
+        status = list.into_iter().find(|c| c["name"] == name).unwrap_or_default();
+        done(&status)
+    });
+    assert!(ok, "ephemeral container {name} of {pod}: {status:#}");
+    status
+}
+
+/// The host's processes whose command line is exactly `argv`.
+fn processes(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[test]
+fn kubectl_debug_runs_an_ephemeral_container_once_inside_the_pod() {
+    let (_tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    sleeper(&s, "box", &out);
+    let k133 = kubectl_path("1.33");
+
+    // Without -i kubectl only adds it; it runs on its own, in the pod's network namespace.
+    let script = "echo from-debug; readlink /proc/self/ns/net; exit 0";
+    let args = ["debug", "pod/box", "--image=busybox", "-c", "once", "--profile=general", "--", "sh", "-c", script];
+    let o = run(&k133, &s, &[], &args, None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let status = ephemeral_status(&s, "box", "once", |c| c["state"]["terminated"].is_object());
+    assert_eq!(status["state"]["terminated"]["reason"], "Completed", "{status:#}");
+    assert_eq!((&status["ready"], &status["restartCount"], status.get("started")), (&json!(false), &json!(0), None));
+    let logs = s.kubectl_ok(&["logs", "box", "-c", "once"]);
+    let main_net = s.kubectl_ok(&["exec", "box", "-c", "main", "--", "readlink", "/proc/self/ns/net"]);
+    assert_eq!(logs, format!("from-debug\n{main_net}"));
+    let pod = common::pods::get(&s, &common::pods::pod_path("box"));
+    let spec = &pod["spec"]["ephemeralContainers"][0];
+    assert_eq!(spec["securityContext"], json!({"capabilities": {"add": ["SYS_PTRACE"]}}), "the general profile");
+    assert_eq!(pod["status"]["phase"], "Running");
+
+    // -i: kubectl attaches to its standard input and output (1.27 over SPDY, 1.33 over v5).
+    for v in ["1.27", "1.33"] {
+        let name = format!("piped-{}", v.replace('.', "-"));
+        let o = run(
+            &kubectl_path(v),
+            &s,
+            &[],
+            &["debug", "-i", "pod/box", "--image=busybox", "-c", &name],
+            Some(b"echo piped-$((1+2)); exit 0\n"),
+        );
+        assert!(o.status.success(), "kubectl {v}: {}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("piped-3"), "kubectl {v}: {} / {}", text(&o.stdout), text(&o.stderr));
+        ephemeral_status(&s, "box", &name, |c| c["state"]["terminated"]["exitCode"] == 0);
+    }
+
+    // A long-running one: exec reaches it by name; the pod's end is its end.
+    let argv = ["sleep", "3617"];
+    let o = run(&k133, &s, &[], &["debug", "pod/box", "--image=busybox", "-c", "long", "--", argv[0], argv[1]], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    ephemeral_status(&s, "box", "long", |c| c["state"]["running"].is_object());
+    assert_eq!(s.kubectl_ok(&["exec", "box", "-c", "long", "--", "echo", "in-long"]), "in-long\n");
+    assert_eq!(processes(&argv).len(), 1, "the ephemeral container's process");
+    // Ephemeral containers count for neither readiness nor restarts.
+    let pod = common::pods::get(&s, &common::pods::pod_path("box"));
+    let ready = pod["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").cloned();
+    assert_eq!(ready.unwrap()["status"], "True", "{pod:#}");
+    let once = ephemeral_status(&s, "box", "once", |c| c["state"]["terminated"].is_object());
+    assert_eq!((&once["restartCount"], &once["state"], &once["lastState"]), (&json!(0), &status["state"], &json!({})));
+
+    s.kubectl_ok(&["delete", "pod", "box", "--wait=true", "--timeout=60s"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || processes(&argv).is_empty()),
+        "the ephemeral container outlived its pod"
+    );
 }

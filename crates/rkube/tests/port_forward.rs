@@ -145,8 +145,12 @@ fn kubectl_port_forward_reaches_a_pod_port_over_spdy_and_the_websocket_tunnel() 
     );
 
     type Env = &'static [(&'static str, &'static str)];
-    let cases: &[(&str, Env, bool)] =
-        &[("1.28", &[], false), ("1.33", &[], true), ("1.33", &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")], false)];
+    let cases: &[(&str, Env, bool)] = &[
+        ("1.28", &[], false),
+        ("1.32", &[], true),
+        ("1.33", &[], true),
+        ("1.33", &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")], false),
+    ];
     for (v, env, tunnel) in cases {
         let what = format!("kubectl {v}{}", if *tunnel { " (WebSocket tunnel)" } else { " (SPDY)" });
         let f = Forward::start(&s, v, env, "pod/web", 8080);
