@@ -61,6 +61,7 @@ pub async fn handle(
                 headers: &parts.headers,
                 upgrade,
                 raw_query: parts.uri.query(),
+                authority: parts.uri.authority().map(|a| a.as_str()),
                 peer,
             };
             registry::handle(&server, &info, &query, &neg, request, &user, bytes).await

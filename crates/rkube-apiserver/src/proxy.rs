@@ -10,8 +10,11 @@
 //! the nodes' network namespaces, with no route from the API server's, so a pod (or service
 //! endpoint) is reached through its kubelet's `portForward` (the connection is made inside the
 //! pod's network namespace, to 127.0.0.1:port), which also works across machines and with
-//! any kubelet. Not done: `https:` backends of pods and services, WebSocket (upgrade)
-//! requests through the proxy, and the rewriting of links in HTML answers.
+//! any kubelet. Over that connection: TLS for `https:` (no verification, as kube-apiserver's
+//! proxy transport), upgrades (WebSocket) spliced both ways once the backend answers 101,
+//! and an answer's links rewritten as kube-apiserver's proxy transport does ([`rewrite`]).
+
+mod rewrite;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,11 +117,7 @@ fn locate(server: &ApiServer, def: &ResourceDef, ns: &str, id: &str) -> ApiResul
     };
     let (scheme, name, port) =
         split_scheme_name_port(id).ok_or_else(|| ApiError::bad_request(format!("invalid {what} request \"{id}\"")))?;
-    if scheme == "https" && target != ProxyTarget::Node {
-        return Err(service_unavailable(format!(
-            "error trying to reach service: rkube does not proxy to https {what} ports yet (\"{id}\")"
-        )));
-    }
+    let _ = scheme;
     match target {
         ProxyTarget::Pod => {
             let pod = get(server, &format!("/registry/core/pods/{ns}/{name}"), "pods", name)?;
@@ -198,6 +197,20 @@ fn rand_index(n: usize) -> usize {
     nanos as usize % n
 }
 
+/// Whether a request asks for a protocol switch (`httpstream.IsUpgradeRequest`).
+fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        && headers.contains_key(http::header::UPGRADE)
+}
+
+/// A connection to a backend, whatever carries it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
 /// The `proxy` subresource: locate, then carry the request over.
 pub async fn proxy(
     server: &Arc<ApiServer>,
@@ -209,7 +222,10 @@ pub async fn proxy(
     let ns = info.namespace.as_deref().unwrap_or("");
     let id = info.name.as_deref().unwrap_or("");
     let backend = locate(server, def, ns, id)?;
-    let Request { method, headers, raw_query, peer, .. } = request;
+    // A kubelet is always reached over TLS; `https:` asks it of a pod's or a node's port.
+    let https = split_scheme_name_port(id).is_some_and(|(scheme, _, _)| scheme == "https")
+        && !matches!(backend, Backend::Kubelet(_));
+    let Request { method, headers, raw_query, peer, upgrade, authority } = request;
     let query = raw_query.map(|q| format!("?{q}")).unwrap_or_default();
     if info.subpath.is_empty() && matches!(*method, http::Method::GET | http::Method::HEAD) {
         // `proxyRedirectsforRootPath`: relative links need the trailing slash.
@@ -221,6 +237,7 @@ pub async fn proxy(
         return Ok(resp);
     }
     let path = if info.subpath.is_empty() { "/".to_string() } else { info.subpath.clone() };
+    let upgrading = is_upgrade(headers);
     let mut req = http::Request::builder().method(method.clone()).uri(format!("{path}{query}"));
     let mut carried = headers.clone();
     rkube_stream::relay::remove_hop_by_hop(&mut carried);
@@ -232,43 +249,174 @@ pub async fn proxy(
         }
         req = req.header(k, v);
     }
+    if upgrading {
+        // The switch itself goes on to the backend.
+        req = req.header(http::header::CONNECTION, "Upgrade");
+        for v in headers.get_all(http::header::UPGRADE) {
+            req = req.header(http::header::UPGRADE, v);
+        }
+    }
     let prior = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(|v| format!("{v}, "));
     req = req.header("x-forwarded-for", format!("{}{}", prior.unwrap_or_default(), peer.ip()));
-    if !headers.contains_key(http::header::HOST) {
-        req = req.header(http::header::HOST, "localhost");
+    let prepend = info.path.strip_suffix(info.subpath.as_str()).unwrap_or(&info.path).to_string();
+    if !upgrading {
+        // The proxy transport's X-Forwarded-Uri: the path the client asked for.
+        let mut forwarded = rewrite::clean_join(&prepend, &path);
+        if path.ends_with('/') && !forwarded.ends_with('/') {
+            forwarded.push('/');
+        }
+        req = req.header("x-forwarded-uri", forwarded);
+    }
+    // Go's Request.Host: the Host header, or an HTTP/2 request's authority.
+    let host_header = headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
+    let request_host = host_header.or(authority).unwrap_or("localhost").to_string();
+    if host_header.is_none() {
+        req = req.header(http::header::HOST, &request_host);
     }
     let req = req.body(http_body_util::Full::new(body)).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let resp = match backend {
-        Backend::Pod { kubelet, ip, port } => through_port_forward(kubelet, &ip, port, req).await?,
+    let reach = |e: String| service_unavailable(format!("error trying to reach service: {e}"));
+    let (conn, forwarded, backend_host): (Box<dyn Io>, Option<Forwarded>, String) = match backend {
+        Backend::Pod { kubelet, ip, port } => {
+            let (io, f) = open_port_forward(kubelet, port).await?;
+            let authority = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+            (Box::new(io), Some(Forwarded { why: f, authority: authority.clone(), port }), authority)
+        }
         Backend::Kubelet(k) => {
-            let conn = crate::logs::dial(k.tls.clone(), &k.host, k.port, &k.authority)
-                .await
-                .map_err(|e| service_unavailable(format!("error trying to reach service: {e}")))?;
-            send(conn, req).await.map_err(|e| service_unavailable(format!("error trying to reach service: {e}")))?
+            let conn = crate::logs::dial(k.tls.clone(), &k.host, k.port, &k.authority).await.map_err(reach)?;
+            (Box::new(conn), None, k.authority.clone())
         }
         Backend::Node { host, port } => {
             let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
             let conn =
                 tokio::time::timeout(Duration::from_secs(30), tokio::net::TcpStream::connect((host.as_str(), port)))
                     .await
-                    .map_err(|_| {
-                        service_unavailable(format!("error trying to reach service: dial tcp {authority}: i/o timeout"))
-                    })?
-                    .map_err(|e| {
-                        service_unavailable(format!(
-                            "error trying to reach service: dial tcp {authority}: connect: {}",
-                            why(&e)
-                        ))
-                    })?;
-            send(conn, req).await.map_err(|e| service_unavailable(format!("error trying to reach service: {e}")))?
+                    .map_err(|_| reach(format!("dial tcp {authority}: i/o timeout")))?
+                    .map_err(|e| reach(format!("dial tcp {authority}: connect: {}", why(&e))))?;
+            (Box::new(conn), None, authority)
         }
     };
+    let exchange = async {
+        let conn: Box<dyn Io> = if https {
+            // kube-apiserver's proxy transport verifies no certificate of a pod or service.
+            let host = backend_host.rsplit_once(':').map_or(backend_host.as_str(), |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => rustls_pki_types::ServerName::IpAddress(ip.into()),
+                Err(_) => rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
+            };
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(rkube_pki::unverified_client_config()));
+            let stream = tokio::time::timeout(Duration::from_secs(10), tls.connect(name, conn))
+                .await
+                .map_err(|_| "net/http: TLS handshake timeout".to_string())?
+                .map_err(|e| e.to_string())?;
+            Box::new(stream)
+        } else {
+            conn
+        };
+        send(conn, req).await
+    };
+    let resp = match exchange.await {
+        Ok(resp) => resp,
+        Err(e) => {
+            return Err(reach(match forwarded {
+                Some(f) => f.explain(e).await,
+                None => e,
+            }))
+        }
+    };
+    if upgrading && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = upgrade else {
+            return Err(ApiError::internal("the connection cannot be upgraded"));
+        };
+        let mut out = Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *out.headers_mut() = resp.headers().clone();
+        tokio::spawn(async move {
+            let Ok(backend) = hyper::upgrade::on(resp).await else { return };
+            let Ok(client) = client_upgrade.await else { return };
+            let mut backend = hyper_util::rt::TokioIo::new(backend);
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+        });
+        return Ok(out);
+    }
     let (mut parts, incoming) = resp.into_parts();
     rkube_stream::relay::remove_hop_by_hop(&mut parts.headers);
-    let mut out = Response::new(incoming.map_err(std::io::Error::other).boxed());
+    // corsRemovingTransport: the backend's CORS answers are not the API server's.
+    for h in [
+        "access-control-allow-credentials",
+        "access-control-allow-headers",
+        "access-control-allow-methods",
+        "access-control-allow-origin",
+    ] {
+        parts.headers.remove(h);
+    }
+    let rw = rewrite::Rewriter { prepend, backend_host, request_host };
+    let mut body = incoming.map_err(std::io::Error::other).boxed();
+    if let Some(location) = parts.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()) {
+        if let Ok(v) = http::HeaderValue::from_str(&rw.url(location)) {
+            parts.headers.insert(http::header::LOCATION, v);
+        }
+    } else if content_type(&parts.headers) == "text/html" && !upgrading {
+        let encoding =
+            parts.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        match read_bounded(body, rewrite::HTML_MAX_BYTES).await {
+            Ok(whole) => match rw.body(&encoding, &whole) {
+                Some(page) => {
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                    body = http_body_util::Full::new(Bytes::from(page)).map_err(|never| match never {}).boxed();
+                }
+                None => body = http_body_util::Full::new(whole).map_err(|never| match never {}).boxed(),
+            },
+            Err(rest) => body = rest,
+        }
+    }
+    let mut out = Response::new(body);
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;
     Ok(out)
+}
+
+/// The media type of a Content-Type, parameters aside.
+fn content_type(h: &http::HeaderMap) -> String {
+    let ct = h.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// The whole body if it is at most `max` bytes; else a body that gives what was read, then
+/// the rest.
+async fn read_bounded(mut body: Body, max: usize) -> Result<Bytes, Body> {
+    let mut read: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    total += data.len();
+                    read.push(data);
+                }
+                if total > max {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                let chunks = read.into_iter().map(|b| Ok(hyper::body::Frame::data(b)));
+                let stream = futures::stream::iter(chunks.chain(std::iter::once(Err(e))));
+                return Err(http_body_util::StreamBody::new(stream).boxed());
+            }
+        }
+    }
+    if total > max {
+        let head = futures::stream::iter(read.into_iter().map(|b| Ok(hyper::body::Frame::data(b))));
+        let rest = http_body_util::BodyStream::new(body);
+        return Err(BodyExt::boxed(http_body_util::StreamBody::new(futures::StreamExt::chain(head, rest))));
+    }
+    let mut whole = Vec::with_capacity(total);
+    for b in read {
+        whole.extend_from_slice(&b);
+    }
+    Ok(Bytes::from(whole))
 }
 
 fn why(e: &std::io::Error) -> String {
@@ -278,7 +426,8 @@ fn why(e: &std::io::Error) -> String {
     }
 }
 
-/// One HTTP/1.1 exchange over `io`; the connection lives as long as the answer's body.
+/// One HTTP/1.1 exchange over `io` (upgrades allowed); the connection lives as long as the
+/// answer's body, or its upgrade.
 async fn send<T>(
     io: T,
     req: http::Request<http_body_util::Full<Bytes>>,
@@ -289,20 +438,52 @@ where
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
-        let _ = conn.await;
+        let _ = conn.with_upgrades().await;
     });
     sender.send_request(req).await.map_err(|e| e.to_string())
 }
 
-/// The request over a connection the pod's kubelet makes inside the pod (`portForward`, one
-/// error/data stream pair); a failure to connect is worded as kube-apiserver's dial error
-/// to the pod's IP.
-async fn through_port_forward(
-    kubelet: Kubelet,
-    ip: &str,
+/// A port-forwarded connection's error stream: the kubelet says there why it could not
+/// connect (then closes both streams).
+struct Forwarded {
+    why: PortForwardErrors,
+    /// The pod's `ip:port`, as kube-apiserver's dial error names it.
+    authority: String,
     port: u16,
-    req: http::Request<http_body_util::Full<Bytes>>,
-) -> ApiResult<Response<hyper::body::Incoming>> {
+}
+
+struct PortForwardErrors {
+    error: rkube_stream::spdy::Stream,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarded {
+    /// The failure `e` of an exchange, worded as kube-apiserver's dial error to the pod's IP
+    /// when the kubelet could not connect inside the pod.
+    async fn explain(self, e: String) -> String {
+        let Forwarded { why: PortForwardErrors { mut error, relay }, authority, port } = self;
+        let mut text = Vec::new();
+        let read = async {
+            while let Some(d) = error.rx.recv().await {
+                text.extend_from_slice(&d);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+        relay.abort();
+        let text = String::from_utf8_lossy(&text).to_string();
+        // "... dial tcp4 127.0.0.1:PORT: connect: connection refused" inside the pod.
+        let local = format!("127.0.0.1:{port}: ");
+        match text.split_once(&local) {
+            Some((_, cause)) => format!("dial tcp {authority}: {cause}"),
+            None if !text.is_empty() => text,
+            None => e,
+        }
+    }
+}
+
+/// A connection the pod's kubelet makes inside the pod (`portForward`, one error/data
+/// stream pair), as a byte stream.
+async fn open_port_forward(kubelet: Kubelet, port: u16) -> ApiResult<(tokio::io::DuplexStream, PortForwardErrors)> {
     let unreachable = |why: String| service_unavailable(format!("error trying to reach service: {why}"));
     let upgraded = crate::streams::spdy_upgrade(&kubelet, &[rkube_stream::remotecommand::PORT_FORWARD])
         .await
@@ -326,63 +507,38 @@ async fn through_port_forward(
         let h = headers(kind);
         async move { session.open(h, Duration::from_secs(30)).await.map_err(|e| e.to_string()) }
     };
-    let mut error = open(rkube_stream::remotecommand::STREAM_ERROR).await.map_err(unreachable)?;
+    let error = open(rkube_stream::remotecommand::STREAM_ERROR).await.map_err(unreachable)?;
     let data = open(rkube_stream::remotecommand::STREAM_DATA).await.map_err(unreachable)?;
     // The data stream as a byte stream for the HTTP client.
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let (mut from_client, mut to_client) = tokio::io::split(theirs);
     let rkube_stream::spdy::Stream { mut rx, tx, .. } = data;
-    let relay = {
-        let session = session.clone();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let down = async {
-                while let Some(d) = rx.recv().await {
-                    if to_client.write_all(&d).await.is_err() {
-                        break;
-                    }
+    let relay = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let down = async {
+            while let Some(d) = rx.recv().await {
+                if to_client.write_all(&d).await.is_err() {
+                    break;
                 }
-                let _ = to_client.shutdown().await;
-            };
-            let up = async {
-                let mut buf = vec![0u8; 32 * 1024];
-                loop {
-                    match from_client.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                                break;
-                            }
+            }
+            let _ = to_client.shutdown().await;
+        };
+        let up = async {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match from_client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            break;
                         }
                     }
                 }
-                let _ = tx.finish().await;
-            };
-            tokio::join!(down, up);
-            session.close().await;
-        })
-    };
-    match send(ours, req).await {
-        Ok(resp) => Ok(resp),
-        Err(e) => {
-            // The kubelet says why on the error stream (then closes both).
-            let mut text = Vec::new();
-            let read = async {
-                while let Some(d) = error.rx.recv().await {
-                    text.extend_from_slice(&d);
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
-            relay.abort();
-            let text = String::from_utf8_lossy(&text).to_string();
-            // "... dial tcp4 127.0.0.1:PORT: connect: connection refused" inside the pod.
-            let local = format!("127.0.0.1:{port}: ");
-            let authority = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
-            Err(unreachable(match text.split_once(&local) {
-                Some((_, cause)) => format!("dial tcp {authority}: {cause}"),
-                None if !text.is_empty() => text,
-                None => e,
-            }))
-        }
-    }
+            }
+            let _ = tx.finish().await;
+        };
+        tokio::join!(down, up);
+        session.close().await;
+    });
+    Ok((ours, PortForwardErrors { error, relay }))
 }

@@ -438,6 +438,8 @@ pub struct Request<'a> {
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// The query as sent and the client's address (what a proxied request carries on).
     pub raw_query: Option<&'a str>,
+    /// The authority of an HTTP/2 request (it has no Host header).
+    pub authority: Option<&'a str>,
     pub peer: std::net::SocketAddr,
 }
 

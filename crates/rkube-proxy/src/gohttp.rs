@@ -29,33 +29,7 @@ pub fn escape_path(path: &str) -> String {
     percent_encoding::utf8_percent_encode(path, PATH_ESCAPE).to_string()
 }
 
-/// Go's `path.Clean`.
-pub fn clean(p: &str) -> String {
-    if p.is_empty() {
-        return ".".to_string();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
+pub use rkube_stream::relay::path_clean as clean;
 
 /// `net/http`'s `cleanPath`: rooted, cleaned, trailing slash kept.
 pub fn clean_path(p: &str) -> String {

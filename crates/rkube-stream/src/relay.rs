@@ -1,5 +1,6 @@
 //! What every HTTP relay does to the headers it carries on (the API server's `proxy`
-//! subresources, `rkube proxy`): hop-by-hop headers stay on their hop.
+//! subresources, `rkube proxy`): hop-by-hop headers stay on their hop. Also Go's path
+//! cleaning, which both apply to the paths they carry.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -35,6 +36,32 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     }
     if keep_te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Go's `path.Clean`: one slash between segments, no `.`, `..` resolved (kept at the front of
+/// a relative path), `.` for nothing.
+pub fn path_clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
     }
 }
 
