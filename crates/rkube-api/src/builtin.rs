@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core};
 use k8s_openapi::api::{authentication::v1 as authentication, authorization::v1 as authorization};
+use k8s_openapi::api::{certificates::v1 as certificates, events::v1 as events, rbac::v1 as rbac};
 use k8s_openapi::api::{
     discovery::v1 as discovery, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
 };
-use k8s_openapi::api::{events::v1 as events, rbac::v1 as rbac};
 use serde_json::{json, Value};
 
 use crate::resource::{
@@ -254,6 +254,28 @@ pub fn builtins() -> Vec<ResourceDef> {
             validate_update: |n, o, e| immutable(n, o, &["roleRef"], "roleRef", e),
             ..Default::default()
         })),
+        ResourceBuilder::new(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            false,
+            s(Builtin {
+                typed: Some(typed_roundtrip::<certificates::CertificateSigningRequest>),
+                schema: Some(typed_schema::<certificates::CertificateSigningRequest>),
+                defaults: crate::csr::default_csr,
+                validate: crate::csr::validate_csr,
+                validate_update: crate::csr::validate_csr_update,
+                validate_part_update: Some(crate::csr::validate_csr_approval),
+                initial_status: Some(|_| json!({})),
+                ..Default::default()
+            }),
+        )
+        .short(&["csr"])
+        .subresources(&[Status, Approval])
+        .requester("spec")
+        .names(NameRule::PathSegment)
+        .build(),
         ResourceBuilder::new("coordination.k8s.io", "v1", "Lease", "leases", true, s(Builtin {
             typed: Some(typed_roundtrip::<coordination::Lease>),
             schema: Some(typed_schema::<coordination::Lease>),

@@ -40,6 +40,8 @@ pub enum Subresource {
     /// `/ephemeralcontainers` (pods): the pod, of which only `spec.ephemeralContainers`
     /// changes (containers added to a running pod, for debugging).
     EphemeralContainers,
+    /// `/approval` (certificatesigningrequests): the Approved or Denied condition.
+    Approval,
 }
 
 impl Subresource {
@@ -57,6 +59,7 @@ impl Subresource {
             Subresource::Proxy => "proxy",
             Subresource::Eviction => "eviction",
             Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Approval => "approval",
         }
     }
 
@@ -74,6 +77,7 @@ impl Subresource {
             "proxy" => Some(Subresource::Proxy),
             "eviction" => Some(Subresource::Eviction),
             "ephemeralcontainers" => Some(Subresource::EphemeralContainers),
+            "approval" => Some(Subresource::Approval),
             _ => None,
         }
     }
@@ -81,7 +85,9 @@ impl Subresource {
     /// The verbs discovery lists for the subresource.
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
-            Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => &["get", "patch", "update"],
+            Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers | Subresource::Approval => {
+                &["get", "patch", "update"]
+            }
             Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
@@ -97,6 +103,7 @@ impl Subresource {
             Subresource::Status => Some(&["status"]),
             Subresource::Finalize => Some(&["spec", "finalizers"]),
             Subresource::EphemeralContainers => Some(&["spec", "ephemeralContainers"]),
+            Subresource::Approval => Some(&["status", "conditions"]),
             _ => None,
         }
     }
@@ -105,9 +112,11 @@ impl Subresource {
     /// None = the parent's kind.
     pub fn body_kind(self, parent: &str) -> Option<(&'static str, &'static str, String)> {
         let (g, v, k) = match self {
-            Subresource::Status | Subresource::Finalize | Subresource::Log | Subresource::EphemeralContainers => {
-                return None
-            }
+            Subresource::Status
+            | Subresource::Finalize
+            | Subresource::Log
+            | Subresource::EphemeralContainers
+            | Subresource::Approval => return None,
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
             Subresource::Eviction => ("policy", "v1", "Eviction"),
@@ -153,6 +162,9 @@ pub struct ResourceDef {
     pub proxy: Option<ProxyTarget>,
     /// Objects computed when read instead of stored (get and list only).
     pub computed: Option<Computed>,
+    /// Where a create records who made it (`username`, `uid`, `groups`, `extra` under this
+    /// field, as a CertificateSigningRequest's `spec`), whatever the body said.
+    pub requester: Option<&'static str>,
 }
 
 /// Where the objects of a resource that is not stored come from.
@@ -258,6 +270,7 @@ impl ResourceBuilder {
             storage_prefix: format!("/registry/{storage_group}/{plural}/"),
             proxy: None,
             computed: None,
+            requester: None,
         })
     }
     /// Computes the objects when read (see [`Computed`]): get and list only.
@@ -267,6 +280,11 @@ impl ResourceBuilder {
         self
     }
     /// Serves the `proxy` subresource, leading to `target`.
+    pub fn requester(mut self, field: &'static str) -> Self {
+        self.0.requester = Some(field);
+        self
+    }
+
     pub fn proxy(mut self, target: ProxyTarget) -> Self {
         self.0.proxy = Some(target);
         if !self.0.subresources.contains(&Subresource::Proxy) {

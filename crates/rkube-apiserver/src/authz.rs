@@ -256,6 +256,9 @@ pub fn admit_write(
     object: &Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
+    if def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests" {
+        return admit_csr(server, user, request_name, object, old);
+    }
     if def.group != "rbac.authorization.k8s.io" {
         return Ok(());
     }
@@ -278,4 +281,73 @@ pub fn admit_write(
         rkube_rbac::RbacWriteError::BadRequest(m) => ApiError::bad_request(m),
         rkube_rbac::RbacWriteError::Internal(m) => ApiError::internal(m),
     })
+}
+
+/// kube-apiserver's CertificateApproval, CertificateSigning and CertificateSubjectRestriction
+/// admission: approving or denying a request takes `approve`, issuing its certificate
+/// `sign`, on the `signers` resource named by its signerName (or its `domain/*`); the
+/// kube-apiserver-client signer is never asked for a `system:masters` certificate.
+fn admit_csr(
+    server: &ApiServer,
+    user: &UserInfo,
+    request_name: &str,
+    object: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let signer = object.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or("");
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(request_name);
+    let forbidden = |why: String| {
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!("certificatesigningrequests.certificates.k8s.io \"{name}\" is forbidden: {why}"),
+        )
+        .with_details(rkube_api::status::Details {
+            name: name.to_string(),
+            group: "certificates.k8s.io".into(),
+            kind: "certificatesigningrequests".into(),
+            causes: vec![],
+        })
+    };
+    let Some(old) = old else {
+        if signer == "kubernetes.io/kube-apiserver-client" {
+            use base64::Engine;
+            let request = object.pointer("/spec/request").and_then(Value::as_str).unwrap_or("");
+            let pem = base64::engine::general_purpose::STANDARD.decode(request).unwrap_or_default();
+            if rkube_pki::parse_request(&pem).is_ok_and(|r| r.organizations.iter().any(|o| o == "system:masters")) {
+                return Err(forbidden(
+                    "use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed".into(),
+                ));
+            }
+        }
+        return Ok(());
+    };
+    let approvals = |v: &Value| -> Vec<Value> {
+        let conds = v.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        conds.into_iter().filter(|c| matches!(c["type"].as_str(), Some("Approved" | "Denied"))).collect()
+    };
+    let allowed = |verb: &str| {
+        let policy = server.authz.snapshot();
+        let ru = rbac_user(user);
+        let domain_wildcard = signer.split_once('/').map(|(d, _)| format!("{d}/*"));
+        [Some(signer.to_string()), domain_wildcard].into_iter().flatten().any(|n| {
+            let attrs = Attributes {
+                verb: verb.into(),
+                is_resource: true,
+                api_group: "certificates.k8s.io".into(),
+                resource: "signers".into(),
+                name: n,
+                ..Attributes::default()
+            };
+            matches!(policy.authorize(&ru, &attrs), Decision::Allow)
+        })
+    };
+    if approvals(object) != approvals(old) && !allowed("approve") {
+        return Err(forbidden(format!("user not permitted to approve requests with signerName {signer:?}")));
+    }
+    let cert = |v: &Value| v.pointer("/status/certificate").cloned();
+    if cert(object) != cert(old) && cert(object).is_some() && !allowed("sign") {
+        return Err(forbidden(format!("user not permitted to sign requests with signerName {signer:?}")));
+    }
+    Ok(())
 }

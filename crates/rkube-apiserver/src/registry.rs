@@ -338,7 +338,7 @@ impl<'a> Ctx<'a> {
         def.strategy.validate(obj, &mut errs);
         match (old, sub) {
             (None, _) => def.strategy.validate_create(obj, &mut errs),
-            (Some(old), Some(sr @ Subresource::EphemeralContainers)) => {
+            (Some(old), Some(sr @ (Subresource::EphemeralContainers | Subresource::Approval))) => {
                 def.strategy.validate_part_update(sr, obj, old, &mut errs)
             }
             (Some(old), _) => def.strategy.validate_update(obj, old, &mut errs),
@@ -733,6 +733,22 @@ impl<'a> Ctx<'a> {
         }
         def.strategy.default(&mut obj);
         def.strategy.prepare_for_create(&mut obj);
+        if let Some(field) = def.requester {
+            // Who asks is the API server's to say (a CertificateSigningRequest's requester).
+            let m = rkube_api::strategy::ensure_map(&mut obj, &[field]);
+            let user = self.user;
+            m.insert("username".into(), json!(user.name));
+            for (k, v) in [("uid", json!(user.uid)), ("groups", json!(user.groups)), ("extra", json!(user.extra))] {
+                let empty = v.as_str() == Some("")
+                    || v.as_array().is_some_and(|a| a.is_empty())
+                    || v.as_object().is_some_and(|o| o.is_empty());
+                if empty {
+                    m.remove(k);
+                } else {
+                    m.insert(k.into(), v);
+                }
+            }
+        }
         if def.has_subresource(Subresource::Status) {
             match def.strategy.initial_status(&obj) {
                 Some(s) => {

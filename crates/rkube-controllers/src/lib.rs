@@ -4,13 +4,14 @@
 //! API server and from another process.
 //!
 //! [`run`] runs every controller on one component's [`Informers`]: for now the
-//! [`endpoints`] controller. Each is level-triggered: a work queue of keys ([`queue`]) fed
+//! [`endpoints`] controller and, given a CA, the certificate signer ([`csrsigning`]). Each is level-triggered: a work queue of keys ([`queue`]) fed
 //! by informer changes, every sync reading the caches afresh, failures retried with
 //! client-go's back-off, Warning events ([`events`]) as upstream records them.
 //!
 //! Not done (yet): EndpointSlices, the workload controllers, garbage collection, namespace
 //! deletion, leader election, `--controllers`.
 
+pub mod csrsigning;
 pub mod endpoints;
 pub mod events;
 pub mod queue;
@@ -23,7 +24,31 @@ use rkube_client::Informers;
 /// Runs the controllers until `shutdown` resolves. `informers` must be built on a client
 /// allowed what `system:kube-controller-manager` allows in rkube's bootstrap policy (the
 /// user kube-controller-manager authenticates as); its informers are shared by every
-/// controller.
-pub async fn run(informers: Informers, shutdown: impl Future<Output = ()>) {
-    endpoints::run(informers, shutdown).await
+/// controller. `signer`: the CA certificate requests are signed with
+/// (`--cluster-signing-cert-file`); without one none are.
+pub async fn run(informers: Informers, signer: Option<csrsigning::Signer>, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let endpoints = endpoints::run(informers.clone(), stopped());
+    let signing = {
+        let informers = informers.clone();
+        let stop = stopped();
+        async move {
+            if let Some(signer) = signer {
+                csrsigning::run(informers, signer, stop).await;
+            }
+        }
+    };
+    let all = async { tokio::join!(endpoints, signing) };
+    tokio::select! {
+        _ = all => {}
+        _ = shutdown => {
+            let _ = stop_tx.send(true);
+        }
+    }
 }

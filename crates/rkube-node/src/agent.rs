@@ -41,6 +41,10 @@ pub struct Config {
     /// The kubelet API's serving certificate and client CA (None: a self-signed
     /// certificate, and bearer tokens only).
     pub kubelet_tls: Option<crate::kubelet_api::Tls>,
+    /// The serving certificate comes from the cluster through a CertificateSigningRequest,
+    /// renewed as it ages (the kubelet's `--rotate-server-certificates`); `kubelet_tls`'s
+    /// certificate is then not used, its client CA is.
+    pub rotate_server_certificates: bool,
     pub node_ip: Option<String>,
     pub node_labels: BTreeMap<String, String>,
     pub cluster_domain: String,
@@ -163,23 +167,42 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         running: Default::default(),
     });
     let (kubelet_stop, kubelet_stopped) = tokio::sync::oneshot::channel::<()>();
-    let kubelet = kubelet_listener.map(|listener| {
+    let mut certificate_task = None;
+    let kubelet = kubelet_listener.map(|listener| -> Result<_, String> {
+        let rotate = shared.config.rotate_server_certificates;
         let tls = shared.config.kubelet_tls.clone().unwrap_or_else(|| {
+            if rotate {
+                return kubelet_api::Tls { cert_pem: String::new(), key_pem: String::new(), client_ca_pem: None };
+            }
             tracing::warn!("the kubelet API has no serving certificate (--tls-cert-file): using a self-signed one");
             self_signed(&shared.machine, &name)
         });
+        let certs = if rotate {
+            // From the cluster (a CertificateSigningRequest), renewed as it ages.
+            let certs = Arc::new(crate::certificates::Current::default());
+            let names = serving_names(&shared.machine, &name, shared.config.kubelet_address);
+            let root = shared.config.root_dir.clone();
+            certificate_task = Some(tokio::spawn(crate::certificates::run(client.clone(), names, root, certs.clone())));
+            certs
+        } else {
+            match crate::certificates::Current::fixed(&tls.cert_pem, &tls.key_pem) {
+                Ok(c) => Arc::new(c),
+                Err(e) => return Err(format!("the kubelet API's serving certificate: {e}")),
+            }
+        };
         let api = Arc::new(kubelet_api::Api::new(client.clone(), name.clone(), &shared, pods.clone()));
         tracing::info!(address = %kubelet_address, port = kubelet_port, "kubelet API listening");
-        tokio::spawn(async move {
-            if let Err(e) = kubelet_api::serve(listener, tls, api, async move {
+        Ok(tokio::spawn(async move {
+            if let Err(e) = kubelet_api::serve(listener, tls, certs, api, async move {
                 let _ = kubelet_stopped.await;
             })
             .await
             {
                 tracing::error!(error = %e, "kubelet API failed");
             }
-        })
+        }))
     });
+    let kubelet = kubelet.transpose()?;
     let (proxy_stop, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
     let proxy = net.as_ref().map(|net| {
         let view =
@@ -285,6 +308,9 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     shared.cgroups.remove_scope();
     let _ = proxy_stop.send(());
     let _ = kubelet_stop.send(());
+    if let Some(t) = certificate_task {
+        t.abort();
+    }
     if let Some(k) = kubelet {
         let _ = tokio::time::timeout(Duration::from_secs(2), k).await;
     }
@@ -322,6 +348,18 @@ fn nudge(workers: &HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<
 }
 
 /// The kubelet's fallback: a self-signed serving certificate for the node's names.
+/// The names a serving certificate from the cluster is asked for: the node's name and
+/// hostname, its InternalIP and the kubelet API's address.
+fn serving_names(machine: &Machine, name: &str, address: Option<std::net::IpAddr>) -> crate::certificates::Names {
+    let mut dns = vec![name.to_string()];
+    if machine.hostname != name {
+        dns.push(machine.hostname.clone());
+    }
+    let mut ips: Vec<std::net::IpAddr> = machine.internal_ip.parse().into_iter().collect();
+    ips.extend(address.filter(|a| !a.is_unspecified() && !ips.contains(a)));
+    crate::certificates::Names { node: name.to_string(), dns, ips }
+}
+
 fn self_signed(machine: &Machine, name: &str) -> kubelet_api::Tls {
     let mut ips: Vec<std::net::IpAddr> = machine.internal_ip.parse().into_iter().collect();
     ips.push(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));

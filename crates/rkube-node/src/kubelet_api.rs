@@ -86,10 +86,10 @@ pub async fn bind(address: IpAddr, port: u16) -> std::io::Result<tokio::net::Tcp
     tokio::net::TcpListener::bind(SocketAddr::new(address, port)).await
 }
 
-fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, String> {
+/// The TLS server configuration: certificates from `certs` (fixed, or renewed from the
+/// cluster), client certificates verified against the client CA when there is one.
+fn server_config(tls: &Tls, certs: Arc<crate::certificates::Current>) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain = rkube_pki::parse_cert_chain(&tls.cert_pem).map_err(|e| e.to_string())?;
-    let key = rkube_pki::parse_key(&tls.key_pem).map_err(|e| e.to_string())?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?;
@@ -105,9 +105,9 @@ fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, String> {
                 .allow_unauthenticated()
                 .build()
                 .map_err(|e| e.to_string())?;
-            builder.with_client_cert_verifier(verifier).with_single_cert(chain, key).map_err(|e| e.to_string())?
+            builder.with_client_cert_verifier(verifier).with_cert_resolver(certs)
         }
-        None => builder.with_no_client_auth().with_single_cert(chain, key).map_err(|e| e.to_string())?,
+        None => builder.with_no_client_auth().with_cert_resolver(certs),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
@@ -117,10 +117,11 @@ fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, String> {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     tls: Tls,
+    certs: Arc<crate::certificates::Current>,
     api: Arc<Api>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(&tls)?));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(&tls, certs)?));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, _) = tokio::select! {

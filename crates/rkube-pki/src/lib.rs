@@ -260,15 +260,30 @@ impl Pki {
     }
 }
 
+/// A subject: the organizations (groups), then the common name (user), as Kubernetes reads
+/// them.
+fn subject(cn: &str, orgs: &[&str]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for o in orgs {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// DNS and IP subject alternative names.
+fn sans(dns: &[String], ips: &[IpAddr]) -> Result<Vec<SanType>, PkiError> {
+    Ok(dns
+        .iter()
+        .map(|n| Ok(SanType::DnsName(n.clone().try_into()?)))
+        .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+        .collect::<Result<Vec<_>, rcgen::Error>>()?)
+}
+
 fn issue_client_cert(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    for g in groups {
-        dn.push(DnType::OrganizationName, *g);
-    }
-    dn.push(DnType::CommonName, user);
-    params.distinguished_name = dn;
+    params.distinguished_name = subject(user, groups);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
@@ -279,18 +294,142 @@ fn issue_client_cert(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) 
 
 fn serving_params(cn: &str, dns: &[String], ips: &[IpAddr]) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
-    params.subject_alt_names = dns
-        .iter()
-        .map(|n| Ok(SanType::DnsName(n.clone().try_into()?)))
-        .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
-        .collect::<Result<Vec<_>, rcgen::Error>>()?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
+    params.subject_alt_names = sans(dns, ips)?;
+    params.distinguished_name = subject(cn, &[]);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut params, 1);
     Ok(params)
+}
+
+/// What a certificate request asks to be: its subject and subject alternative names (what a
+/// signer's policy is checked against).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requested {
+    pub common_name: String,
+    pub organizations: Vec<String>,
+    pub dns_names: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    pub emails: Vec<String>,
+    pub uris: Vec<String>,
+    /// The request's key is RSA (a `key encipherment` usage is then expected).
+    pub rsa: bool,
+}
+
+/// Parses a PEM `CERTIFICATE REQUEST` and checks its signature; the error is worded as
+/// kube-apiserver's validation words it.
+pub fn parse_request(pem: &[u8]) -> Result<Requested, String> {
+    use x509_parser::prelude::*;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(|_| "PEM block type must be CERTIFICATE REQUEST")?;
+    if block.label != "CERTIFICATE REQUEST" {
+        return Err("PEM block type must be CERTIFICATE REQUEST".into());
+    }
+    let (_, csr) = X509CertificationRequest::from_der(&block.contents).map_err(|e| format!("asn1: {e}"))?;
+    csr.verify_signature().map_err(|_| "x509: ECDSA verification failure".to_string())?;
+    let info = &csr.certification_request_info;
+    let mut r = Requested {
+        common_name: info.subject.iter_common_name().last().and_then(|c| c.as_str().ok()).unwrap_or("").to_string(),
+        organizations: info.subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect(),
+        rsa: info.subject_pki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION,
+        ..Requested::default()
+    };
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            for name in &san.general_names {
+                match name {
+                    GeneralName::DNSName(d) => r.dns_names.push(d.to_string()),
+                    GeneralName::RFC822Name(e) => r.emails.push(e.to_string()),
+                    GeneralName::URI(u) => r.uris.push(u.to_string()),
+                    GeneralName::IPAddress(b) => match b.len() {
+                        4 => r.ips.push(IpAddr::from(<[u8; 4]>::try_from(&b[..]).expect("4 bytes"))),
+                        16 => r.ips.push(IpAddr::from(<[u8; 16]>::try_from(&b[..]).expect("16 bytes"))),
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// A certificate request (PEM) with its new key (ECDSA P-256, PEM), for `cn` in the
+/// organizations `orgs`, with DNS and IP SANs: what a kubelet sends for its serving
+/// certificate.
+pub fn new_request(cn: &str, orgs: &[&str], dns: &[String], ips: &[IpAddr]) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject(cn, orgs);
+    params.subject_alt_names = sans(dns, ips)?;
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
+}
+
+/// A CA's certificate and key (PEM), as a signer holds them.
+#[derive(Clone)]
+pub struct SigningCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl SigningCa {
+    /// Signs a certificate request (PEM) with the CA, as kube-controller-manager's signers
+    /// do: the request's subject and SANs, the key usages and extended key usages named by
+    /// `usages` (the CertificateSigningRequest API's words), not a CA, valid from five
+    /// minutes ago (clock skew) until `not_after`.
+    pub fn sign_request(
+        &self,
+        request_pem: &str,
+        usages: &[String],
+        not_after: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, PkiError> {
+        let ca_key = KeyPair::from_pem(&self.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key)?;
+        let mut req = rcgen::CertificateSigningRequestParams::from_pem(request_pem)?;
+        let p = &mut req.params;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages.clear();
+        p.extended_key_usages.clear();
+        for u in usages {
+            match u.as_str() {
+                "signing" | "digital signature" => p.key_usages.push(KeyUsagePurpose::DigitalSignature),
+                "content commitment" => p.key_usages.push(KeyUsagePurpose::ContentCommitment),
+                "key encipherment" => p.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+                "key agreement" => p.key_usages.push(KeyUsagePurpose::KeyAgreement),
+                "data encipherment" => p.key_usages.push(KeyUsagePurpose::DataEncipherment),
+                "cert sign" => p.key_usages.push(KeyUsagePurpose::KeyCertSign),
+                "crl sign" => p.key_usages.push(KeyUsagePurpose::CrlSign),
+                "encipher only" => p.key_usages.push(KeyUsagePurpose::EncipherOnly),
+                "decipher only" => p.key_usages.push(KeyUsagePurpose::DecipherOnly),
+                "any" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::Any),
+                "server auth" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth),
+                "client auth" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth),
+                "code signing" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::CodeSigning),
+                "email protection" | "s/mime" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::EmailProtection),
+                "timestamping" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::TimeStamping),
+                "ocsp signing" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::OcspSigning),
+                other => return Err(PkiError::Other(format!("unsupported key usage: {other}"))),
+            }
+        }
+        p.key_usages.dedup();
+        p.extended_key_usages.dedup();
+        p.use_authority_key_identifier_extension = true;
+        let now = chrono::Utc::now();
+        let to_offset = |t: chrono::DateTime<chrono::Utc>| {
+            time::OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|e| PkiError::Other(e.to_string()))
+        };
+        p.not_before = to_offset(now - chrono::Duration::minutes(5))?;
+        p.not_after = to_offset(not_after)?;
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand_serial()));
+        Ok(req.signed_by(&issuer)?.pem())
+    }
+}
+
+/// 16 random bytes, high bit clear (a positive serial number).
+fn rand_serial() -> [u8; 16] {
+    let mut b = *uuid::Uuid::new_v4().as_bytes();
+    b[0] &= 0x7f;
+    b
 }
 
 /// A self-signed serving certificate (PEM cert, PEM key), as the kubelet makes itself when it

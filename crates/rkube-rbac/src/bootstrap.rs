@@ -392,10 +392,12 @@ fn kube_scheduler_rules() -> Vec<Value> {
 /// Deviation: upstream's controllers each act as their own service account
 /// (`--use-service-account-credentials`, bound to a `system:controller:*` role); rkube's
 /// act as kube-controller-manager itself, so this role also carries what upstream's
-/// `system:controller:endpoint-controller` allows.
+/// `system:controller:endpoint-controller` and `system:controller:certificate-controller`
+/// allow.
 fn kube_controller_manager_rules() -> Vec<Value> {
     let core = "";
     let coordination = "coordination.k8s.io";
+    let certificates = "certificates.k8s.io";
     vec![
         rule(&["create", "update", "patch"], &[core, "events.k8s.io"], &["events"]),
         // Leader election.
@@ -416,6 +418,25 @@ fn kube_controller_manager_rules() -> Vec<Value> {
         rule(READ, &[core], &["services", "pods"]),
         rule(&["get", "list", "create", "update", "delete"], &[core], &["endpoints"]),
         rule(&["create"], &[core], &["endpoints/restricted"]),
+        // The certificate signer's (upstream's system:controller:certificate-controller).
+        rule(&["get", "list", "watch", "delete"], &[certificates], &["certificatesigningrequests"]),
+        rule(
+            &["update"],
+            &[certificates],
+            &["certificatesigningrequests/status", "certificatesigningrequests/approval"],
+        ),
+        named_rule(&["approve"], &[certificates], &["signers"], &["kubernetes.io/kube-apiserver-client-kubelet"]),
+        named_rule(
+            &["sign"],
+            &[certificates],
+            &["signers"],
+            &[
+                "kubernetes.io/legacy-unknown",
+                "kubernetes.io/kube-apiserver-client",
+                "kubernetes.io/kube-apiserver-client-kubelet",
+                "kubernetes.io/kubelet-serving",
+            ],
+        ),
     ]
 }
 

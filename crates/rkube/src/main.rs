@@ -69,9 +69,15 @@ struct NodeArgs {
     /// The kubeconfig of the API server to join (its user needs the system:node role).
     #[arg(long)]
     kubeconfig: PathBuf,
-    /// The kubelet API's serving certificate (PEM); without it a self-signed one is made.
+    /// The kubelet API's serving certificate (PEM); without it a self-signed one is made,
+    /// unless --rotate-server-certificates.
     #[arg(long)]
     tls_cert_file: Option<PathBuf>,
+    /// Ask the cluster for the kubelet API's serving certificate (a CertificateSigningRequest
+    /// for signer kubernetes.io/kubelet-serving, to approve with `kubectl certificate
+    /// approve`), and for a new one as it ages, as the kubelet's flag does.
+    #[arg(long)]
+    rotate_server_certificates: bool,
     /// The key of --tls-cert-file (PEM).
     #[arg(long)]
     tls_private_key_file: Option<PathBuf>,
@@ -255,8 +261,14 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         write_identity(&pki, &path, &url, "system:kube-controller-manager", &[])?;
         let client = rkube_client::connect(&path).await?;
         let stop = stopped(stop_rx.clone());
+        // The cluster CA signs approved certificate requests, as kube-controller-manager's
+        // --cluster-signing-cert-file does (a year by default).
+        let signer = rkube_controllers::csrsigning::Signer {
+            ca: rkube_pki::SigningCa { cert_pem: pki.ca_cert_pem.clone(), key_pem: pki.ca_key_pem.clone() },
+            duration: std::time::Duration::from_secs(365 * 24 * 3600),
+        };
         components.push(tokio::spawn(async move {
-            rkube_controllers::run(rkube_client::Informers::new(client), stop).await;
+            rkube_controllers::run(rkube_client::Informers::new(client), Some(signer), stop).await;
         }));
     }
     if !args.no_node {
@@ -363,6 +375,7 @@ fn agent_config(a: &AgentArgs, root_dir: PathBuf) -> Result<rkube_node::Config, 
         kubelet_port: a.kubelet_port,
         kubelet_address: a.kubelet_address,
         kubelet_tls: None,
+        rotate_server_certificates: false,
         node_ip: a.node_ip.clone(),
         node_labels,
         cluster_domain: "cluster.local".into(),
@@ -385,6 +398,7 @@ async fn node(args: NodeArgs) -> Result<(), String> {
         .map(|s| s.trim().trim_matches('"').to_string())
         .unwrap_or_default();
     config.api_server = host_port(&server);
+    config.rotate_server_certificates = args.rotate_server_certificates;
     config.kubelet_tls = node_tls(&args, &kc)?;
     let client = rkube_client::connect(&args.kubeconfig).await?;
     rkube_node::run(client, config, termination()).await
@@ -402,6 +416,10 @@ fn node_tls(args: &NodeArgs, kubeconfig: &str) -> Result<Option<rkube_node::kube
     match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(c), Some(k)) => {
             Ok(Some(rkube_node::kubelet_api::Tls { cert_pem: read(c)?, key_pem: read(k)?, client_ca_pem }))
+        }
+        (None, None) if args.rotate_server_certificates => {
+            // The certificate comes from the cluster; the client CA applies.
+            Ok(Some(rkube_node::kubelet_api::Tls { cert_pem: String::new(), key_pem: String::new(), client_ca_pem }))
         }
         (None, None) => {
             // The agent makes a self-signed certificate; the client CA still applies.

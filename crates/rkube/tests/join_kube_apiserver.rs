@@ -2,7 +2,10 @@
 //! `../shared/e2e`, with the Node authorizer and NodeRestriction as clusters run it): the
 //! Node registers, a pod bound to it runs with its service account token, and `kubectl logs`,
 //! `exec` and `port-forward` go through kube-apiserver to the agent's kubelet API. What the
-//! agent serves is the kubelet's API, not a private protocol with rkube's own server.
+//! agent serves is the kubelet's API, not a private protocol with rkube's own server. Its
+//! serving certificate comes as a kubelet's does with `--rotate-server-certificates`: a
+//! CertificateSigningRequest, approved here with kubectl, signed by kube-controller-manager's
+//! csrsigning controller, and verified by kube-apiserver (`--kubelet-certificate-authority`).
 //!
 //! Needs the kit (its `setup.sh` unpacks kube-apiserver and installs etcd), `etcd` and
 //! `openssl`; `RKUBE_E2E_KIT` names the kit's directory if it is not `../shared/e2e` next
@@ -122,13 +125,6 @@ fn rkube_node_joins_a_real_kube_apiserver() {
         "/O=system:nodes/CN=system:node:joiner",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
     );
-    issue(
-        dir,
-        &pki,
-        "serving",
-        "/CN=joiner",
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:joiner\n",
-    );
     let admin = home.join("admin.kubeconfig");
     let node_kc = dir.join("node.kubeconfig");
     kubeconfig(&node_kc, api_port, &pki.join("ca.crt"), &dir.join("node.crt"), &dir.join("node.key"));
@@ -166,6 +162,7 @@ fn rkube_node_joins_a_real_kube_apiserver() {
             // passes), and by which address.
             .arg(format!("--kubelet-client-certificate={}", p("admin.crt")))
             .arg(format!("--kubelet-client-key={}", p("admin.key")))
+            .arg(format!("--kubelet-certificate-authority={}", p("ca.crt")))
             .arg("--kubelet-preferred-address-types=InternalIP,Hostname"),
         &dir.join("apiserver.log"),
     );
@@ -173,6 +170,18 @@ fn rkube_node_joins_a_real_kube_apiserver() {
         wait_for(Duration::from_secs(120), || kubectl(&admin, &["get", "--raw", "/readyz"], None).status.success());
     let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
     assert!(ready, "kube-apiserver never got ready: {}", log("apiserver.log"));
+    // Only its certificate signer, with the cluster CA.
+    let _kcm = spawn(
+        Command::new(bin.join("kube-controller-manager"))
+            .arg(format!("--kubeconfig={}", admin.display()))
+            .args(["--controllers=csrsigning", "--leader-elect=false", "--profiling=false"])
+            .args(["--bind-address=127.0.0.1", &format!("--secure-port={}", free_port())])
+            .arg(format!("--authentication-kubeconfig={}", admin.display()))
+            .arg(format!("--authorization-kubeconfig={}", admin.display()))
+            .arg(format!("--cluster-signing-cert-file={}", p("ca.crt")))
+            .arg(format!("--cluster-signing-key-file={}", p("ca.key"))),
+        &dir.join("kcm.log"),
+    );
     // What kube-controller-manager would make (it does not run here): the default service
     // account and the root CA config map every service account volume projects.
     ok(&kubectl(&admin, &["create", "serviceaccount", "default"], None), "default service account");
@@ -214,10 +223,7 @@ fn rkube_node_joins_a_real_kube_apiserver() {
             .arg("--root-dir")
             .arg(&root)
             .args(["--node-name", "joiner", "--node-ip", "127.0.0.1", "--kubelet-address", "127.0.0.1"])
-            .args(["--kubelet-port", "0", "--tls-cert-file"])
-            .arg(dir.join("serving.crt"))
-            .arg("--tls-private-key-file")
-            .arg(dir.join("serving.key")),
+            .args(["--kubelet-port", "0", "--rotate-server-certificates"]),
         &dir.join("node.log"),
     );
     let mut node = Agent { proc: Some(node), root: root.clone() };
@@ -230,6 +236,26 @@ fn rkube_node_joins_a_real_kube_apiserver() {
         String::from_utf8_lossy(&o.stdout) == "True"
     });
     assert!(registered, "the node never got Ready: {}", log("node.log"));
+    // Its serving certificate request, approved as an administrator does.
+    let mut csr = String::new();
+    let asked = wait_for(Duration::from_secs(30), || {
+        let o = kubectl(
+            &admin,
+            &[
+                "get",
+                "csr",
+                "-o",
+                "jsonpath={.items[0].metadata.name} {.items[0].spec.signerName} {.items[0].spec.username}",
+            ],
+            None,
+        );
+        csr = String::from_utf8_lossy(&o.stdout).into_owned();
+        !csr.is_empty()
+    });
+    assert!(asked, "no certificate request: {}", log("node.log"));
+    let (csr_name, rest) = csr.split_once(' ').unwrap();
+    assert_eq!(rest, "kubernetes.io/kubelet-serving system:node:joiner");
+    ok(&kubectl(&admin, &["certificate", "approve", csr_name], None), "approve");
 
     let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
         "spec": {"nodeName": "joiner", "terminationGracePeriodSeconds": 1, "containers": [{
