@@ -56,18 +56,20 @@ fn the_node_registers_like_a_kubelet_and_renews_its_lease() {
 
 #[test]
 fn a_pod_runs_with_the_service_account_files_env_and_identity_of_a_pod() {
-    let s = Server::start_with_node(&[]);
-    let (_keep, out) = out_dir();
-    let script = "SA=/var/run/secrets/kubernetes.io/serviceaccount; \
-        cat $SA/namespace > /out/namespace; cp $SA/ca.crt /out/ca.crt; cp $SA/token /out/token; \
-        ls -a $SA > /out/ls; readlink $SA/token > /out/token-link; readlink $SA/..data > /out/data-link; \
-        env | sort > /out/env; hostname > /out/hostname; echo $$$$ > /out/pid; echo end >> /out/ls; \
-        exec sleep 3600";
-    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("sa", script, &out, json!({})));
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
+    // ($$$$: the API turns $$ into $ in a command.)
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sa"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": "busybox",
+                                 "command": ["sh", "-c", "echo $$$$ > /tmp/pid; exec sleep 3600"]}]}});
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
     let pod = wait_phase(&s, "sa", "Running", 30);
-    let ls = wait_file(&out.join("ls"), 10);
+    // What the container sees, read through `kubectl exec` as a user reads it.
+    let in_pod = |script: &str| s.kubectl_ok(&["exec", "sa", "--", "sh", "-c", script]);
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
 
     // The kubelet's atomic-writer layout.
+    let ls = in_pod(&format!("ls -a {sa}"));
     let names: Vec<&str> = ls.lines().collect();
     assert!(
         names.contains(&"..data")
@@ -76,14 +78,14 @@ fn a_pod_runs_with_the_service_account_files_env_and_identity_of_a_pod() {
             && names.contains(&"namespace"),
         "{names:?}"
     );
-    assert_eq!(std::fs::read_to_string(out.join("token-link")).unwrap().trim(), "..data/token");
-    let data = std::fs::read_to_string(out.join("data-link")).unwrap();
+    assert_eq!(in_pod(&format!("readlink {sa}/token")).trim(), "..data/token");
+    let data = in_pod(&format!("readlink {sa}/..data"));
     assert!(regex::Regex::new(r"^\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d+\n$").unwrap().is_match(&data), "{data:?}");
-    assert_eq!(std::fs::read_to_string(out.join("namespace")).unwrap(), "default", "no trailing newline");
-    assert_eq!(std::fs::read_to_string(out.join("ca.crt")).unwrap(), std::fs::read_to_string(s.pki("ca.crt")).unwrap());
+    assert_eq!(in_pod(&format!("cat {sa}/namespace")), "default", "no trailing newline");
+    assert_eq!(in_pod(&format!("cat {sa}/ca.crt")), std::fs::read_to_string(s.pki("ca.crt")).unwrap());
 
     // The token is bound to this pod (TokenRequest), and the API accepts it.
-    let token = std::fs::read_to_string(out.join("token")).unwrap();
+    let token = in_pod(&format!("cat {sa}/token"));
     let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
     let r = create(&s, "/apis/authentication.k8s.io/v1/tokenreviews", &review);
     assert_eq!(r["status"]["authenticated"], true, "{r:#}");
@@ -96,11 +98,12 @@ fn a_pod_runs_with_the_service_account_files_env_and_identity_of_a_pod() {
         .unwrap()
         .starts_with("JTI="));
 
-    // The environment a runtime and the kubelet give.
-    let env = std::fs::read_to_string(out.join("env")).unwrap();
+    // The environment a runtime and the kubelet give (an exec'd process gets the
+    // container's, as containerd gives it).
+    let env = in_pod("env | sort");
     let var = |k: &str| env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
     assert_eq!(var("HOSTNAME").as_deref(), Some("sa"));
-    assert_eq!(std::fs::read_to_string(out.join("hostname")).unwrap().trim(), "sa", "the pod's own UTS name");
+    assert_eq!(in_pod("hostname").trim(), "sa", "the pod's own UTS name");
     assert_eq!(var("HOME").as_deref(), Some("/"), "never the host user's home");
     assert!(var("PATH").is_some());
     assert!(var("KUBERNETES_SERVICE_HOST").is_some() && var("KUBERNETES_SERVICE_PORT").is_some(), "{env}");
@@ -143,7 +146,7 @@ fn a_pod_runs_with_the_service_account_files_env_and_identity_of_a_pod() {
     );
 
     // Deleting the pod ends its process (SIGTERM: sh's exec'd sleep dies of it) and removes it.
-    let pid: i32 = std::fs::read_to_string(out.join("pid")).unwrap().trim().parse().unwrap();
+    let pid: i32 = in_pod("cat /tmp/pid").trim().parse().unwrap();
     assert!(alive(pid));
     let (code, _, body) = s.curl("DELETE", &pod_path("sa"), None, &[]);
     assert_eq!(code, 200, "{body}");
@@ -376,14 +379,9 @@ fn no_pod_process_outlives_the_server() {
 
 #[test]
 fn a_missing_config_map_keeps_the_pod_waiting_until_it_exists() {
-    let s = Server::start_with_node(&[]);
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
     let (_keep, out) = out_dir();
-    let mut pod = shell_pod(
-        "cfg",
-        "cat /etc/cfg/greeting > /out/greeting; echo >> /out/greeting; echo end >> /out/greeting; sleep 3600",
-        &out,
-        json!({}),
-    );
+    let mut pod = shell_pod("cfg", "exec sleep 3600", &out, json!({}));
     pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "cfg", "configMap": {"name": "settings"}}));
     pod["spec"]["containers"][0]["volumeMounts"]
         .as_array_mut()
@@ -409,7 +407,8 @@ fn a_missing_config_map_keeps_the_pod_waiting_until_it_exists() {
         "/api/v1/namespaces/default/configmaps",
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"greeting": "hello"}}),
     );
-    assert_eq!(wait_file(&out.join("greeting"), 30), "hello\n");
+    wait_phase(&s, "cfg", "Running", 30);
+    assert_eq!(s.kubectl_ok(&["exec", "cfg", "--", "cat", "/etc/cfg/greeting"]), "hello");
     assert!(Path::new("/etc/cfg").symlink_metadata().is_err(), "the mount path was made inside the container only");
 }
 
@@ -545,24 +544,15 @@ fn the_seeds_curl_session_gives_the_seeds_answers_inside_a_pod() {
     if !common::require("curl", &["--version"]) {
         return;
     }
-    let s = Server::start_with_node(&[]);
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
     let (_keep, out) = out_dir();
     let curl = which("curl");
-    let script = format!(
-        "env | grep KUBERNETES_SERVICE | sort > /out/env; echo end >> /out/env; \
-         cat /etc/resolv.conf > /out/resolv; echo end >> /out/resolv; cat /etc/hosts > /out/hosts; echo end >> /out/hosts; \
-         {curl} https://kubernetes > /out/noca 2>&1; echo \"exit $?\" >> /out/noca; echo end >> /out/noca; \
-         {curl} -s --cacert /var/run/secrets/kubernetes.io/serviceaccount/ca.crt https://kubernetes > /out/anon; echo end >> /out/anon; \
-         TOKEN=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token); \
-         {curl} -s -k -H \"Authorization: Bearer $TOKEN\" https://10.96.0.1 > /out/ip; echo end >> /out/ip; \
-         while [ ! -e /out/go ]; do sleep 0.1; done; \
-         NS=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace); \
-         {curl} -s -k -H \"Authorization: Bearer $TOKEN\" https://kubernetes/api/v1/namespaces/$NS/pods > /out/pods; echo end >> /out/pods; \
-         sleep 3600"
-    );
-    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("curl", &script, &out, json!({})));
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("curl", "exec sleep 3600", &out, json!({})));
+    let pod = wait_phase(&s, "curl", "Running", 60);
+    // The seed's `kubectl exec -it curl -- sh`, a command at a time.
+    let in_pod = |script: &str| s.kubectl_ok(&["exec", "curl", "--", "sh", "-c", script]);
     assert_eq!(
-        wait_file(&out.join("env"), 60),
+        in_pod("env | grep KUBERNETES_SERVICE | sort"),
         "KUBERNETES_SERVICE_HOST=10.96.0.1\nKUBERNETES_SERVICE_PORT=443\nKUBERNETES_SERVICE_PORT_HTTPS=443\n"
     );
     // The kubelet's search path: the namespace's, the cluster's, then the host's.
@@ -574,34 +564,39 @@ fn the_seeds_curl_session_gives_the_seeds_answers_inside_a_pod() {
         .map(|l| l.split_whitespace().map(|d| format!(" {}", d.trim_end_matches('.'))).collect())
         .unwrap_or_default();
     assert_eq!(
-        wait_file(&out.join("resolv"), 10),
+        in_pod("cat /etc/resolv.conf"),
         format!(
             "search default.svc.cluster.local svc.cluster.local cluster.local{host_search}\nnameserver 10.96.0.10\noptions ndots:5\n"
         )
     );
-    let pod = wait_phase(&s, "curl", "Running", 10);
     let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
     assert!(ip.starts_with("10.244."), "a pod IP of the node's pod subnet: {ip}");
     assert_eq!(
-        wait_file(&out.join("hosts"), 10),
+        in_pod("cat /etc/hosts"),
         format!(
             "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
              fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{ip}\tcurl\n"
         )
     );
-    let noca = wait_file(&out.join("noca"), 30);
+    let noca = in_pod(&format!("{curl} https://kubernetes 2>&1; echo \"exit $?\""));
     assert!(
         noca.contains("curl: (60) SSL certificate problem: unable to get local issuer certificate"),
         "kubernetes resolves and answers with a certificate the host's CAs do not trust: {noca}"
     );
-    let anon: Value = serde_json::from_str(&wait_file(&out.join("anon"), 30)).unwrap();
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let anon: Value =
+        serde_json::from_str(&in_pod(&format!("{curl} -s --cacert {sa}/ca.crt https://kubernetes"))).unwrap();
     assert_eq!(
         anon,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                "message": "forbidden: User \"system:anonymous\" cannot get path \"/\"", "reason": "Forbidden",
                "details": {}, "code": 403})
     );
-    let by_ip: Value = serde_json::from_str(&wait_file(&out.join("ip"), 30)).unwrap();
+    let with_token = |url: &str| {
+        let script = format!("TOKEN=$(cat {sa}/token); {curl} -s -k -H \"Authorization: Bearer $TOKEN\" {url}");
+        serde_json::from_str::<Value>(&in_pod(&script)).unwrap()
+    };
+    let by_ip = with_token("https://10.96.0.1");
     assert_eq!(
         by_ip["message"], "forbidden: User \"system:serviceaccount:default:default\" cannot get path \"/\"",
         "10.96.0.1 is the API server, and the token is the pod's: {by_ip}"
@@ -617,9 +612,14 @@ fn the_seeds_curl_session_gives_the_seeds_answers_inside_a_pod() {
             "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:serviceaccounts"}],
         }),
     );
-    std::fs::write(out.join("go"), "").unwrap();
-    let pods: Value = serde_json::from_str(&wait_file(&out.join("pods"), 30)).unwrap();
-    assert_eq!(pods["kind"], "PodList");
+    let mut pods = Value::Null;
+    let listed = wait_for(Duration::from_secs(10), || {
+        pods = with_token(
+            "https://kubernetes/api/v1/namespaces/$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)/pods",
+        );
+        pods["kind"] == "PodList"
+    });
+    assert!(listed, "{pods:#}");
     assert_eq!(pods["items"][0]["metadata"]["name"], "curl");
 }
 
