@@ -309,48 +309,40 @@ fn a_crashing_container_restarts_with_the_kubelets_back_off() {
 
 #[test]
 fn pods_cannot_read_the_servers_keys_or_the_host_users_credentials() {
-    let s = Server::start_with_node(&[]);
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
     let (_keep, out) = out_dir();
     let data = s.dir.display().to_string();
-    let script = format!(
-        "ls -a {data} > /out/data 2>&1; cat {data}/pki/ca.key > /out/key 2>&1; ls -a /root/.kube > /out/kube 2>&1; \
-         ls /usr/bin/env > /out/programs 2>&1; echo end >> /out/programs; sleep 3600"
-    );
-    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("peek", &script, &out, json!({})));
-    wait_file(&out.join("programs"), 30);
-    let listing = std::fs::read_to_string(out.join("data")).unwrap();
+    create(&s, "/api/v1/namespaces/default/pods", &shell_pod("peek", "exec sleep 3600", &out, json!({})));
+    wait_phase(&s, "peek", "Running", 30);
+    // Looked at from inside, through exec (which sees what the container sees).
+    let in_pod =
+        |pod: &str, script: &str| s.kubectl_ok(&["exec", pod, "--", "sh", "-c", &format!("{script} 2>&1; true")]);
+    let listing = in_pod("peek", &format!("ls -a {data}"));
     // Hidden: empty, or absent when it lies under the container's own /tmp.
     let empty = listing.split_whitespace().collect::<Vec<_>>() == [".", ".."];
     assert!(empty || listing.contains("No such file"), "the data directory is hidden: {listing}");
-    let key = std::fs::read_to_string(out.join("key")).unwrap();
+    let key = in_pod("peek", &format!("cat {data}/pki/ca.key"));
     assert!(!key.contains("PRIVATE KEY"), "{key}");
     if Path::new("/root/.kube").is_dir() {
-        let kube = std::fs::read_to_string(out.join("kube")).unwrap();
+        let kube = in_pod("peek", "ls -a /root/.kube");
         assert_eq!(kube.split_whitespace().collect::<Vec<_>>(), [".", ".."], "{kube}");
     }
-    assert!(
-        std::fs::read_to_string(out.join("programs")).unwrap().contains("/usr/bin/env"),
-        "host programs stay runnable"
-    );
+    assert!(in_pod("peek", "ls /usr/bin/env").contains("/usr/bin/env"), "host programs stay runnable");
 
     // A hostPath volume of a directory above the data directory does not show it either.
     let parent = s.dir.parent().unwrap().display().to_string();
     let rel = s.dir.file_name().unwrap().to_string_lossy().to_string();
-    let mut pod = shell_pod(
-        "peek-host",
-        &format!("cat /host/{rel}/pki/ca.key > /out/host-key 2>&1; ls -a /host > /out/host-ls; echo end >> /out/host-ls; sleep 3600"),
-        &out,
-        json!({}),
-    );
+    let mut pod = shell_pod("peek-host", "exec sleep 3600", &out, json!({}));
     pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "host", "hostPath": {"path": parent}}));
     pod["spec"]["containers"][0]["volumeMounts"]
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "host", "mountPath": "/host"}));
     create(&s, "/api/v1/namespaces/default/pods", &pod);
-    let ls = wait_file(&out.join("host-ls"), 30);
+    wait_phase(&s, "peek-host", "Running", 30);
+    let ls = in_pod("peek-host", "ls -a /host");
     assert!(ls.lines().any(|l| l == rel), "the hostPath volume shows the parent's entries: {ls}");
-    let key = std::fs::read_to_string(out.join("host-key")).unwrap();
+    let key = in_pod("peek-host", &format!("cat /host/{rel}/pki/ca.key"));
     assert!(!key.contains("PRIVATE KEY"), "the data directory stays hidden under a hostPath volume: {key}");
 }
 
@@ -452,11 +444,9 @@ fn in_cluster_clients_in_a_pod_use_its_service_account() {
 
 #[test]
 fn the_downward_api_gives_the_seeds_values_and_follows_label_changes() {
-    let s = Server::start_with_node(&[]);
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
     let (_keep, out) = out_dir();
-    let script = "env > /out/env; echo end >> /out/env; \
-        while true; do cat /etc/downward/labels > /out/labels.tmp; mv /out/labels.tmp /out/labels; sleep 0.1; done";
-    let mut pod = shell_pod("downward", script, &out, json!({}));
+    let mut pod = shell_pod("downward", "exec sleep 3600", &out, json!({}));
     pod["metadata"]["labels"] = json!({"foo": "bar"});
     let c = &mut pod["spec"]["containers"][0];
     c["resources"] = json!({"requests": {"cpu": "15m", "memory": "500Ki"}, "limits": {"cpu": "100m", "memory": "8Mi"}});
@@ -475,8 +465,13 @@ fn the_downward_api_gives_the_seeds_values_and_follows_label_changes() {
         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
     ]}}));
     create(&s, "/api/v1/namespaces/default/pods", &pod);
-    let env = wait_file(&out.join("env"), 30);
-    let running = wait_phase(&s, "downward", "Running", 10);
+    let running = wait_phase(&s, "downward", "Running", 30);
+    // The seed's `kubectl exec downward -- env` and `-- cat /etc/downward/labels`.
+    let env = s.kubectl_ok(&["exec", "downward", "--", "env"]);
+    let labels = || {
+        String::from_utf8_lossy(&s.kubectl(&["exec", "downward", "--", "cat", "/etc/downward/labels"]).stdout)
+            .into_owned()
+    };
     let var = |k: &str| env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
     assert_eq!(var("POD_NAME").as_deref(), Some("downward"));
     assert_eq!(var("POD_NAMESPACE").as_deref(), Some("default"));
@@ -485,20 +480,19 @@ fn the_downward_api_gives_the_seeds_values_and_follows_label_changes() {
     assert_eq!(var("SERVICE_ACCOUNT").as_deref(), Some("default"));
     assert_eq!(var("CONTAINER_CPU_REQUEST_MILLICORES").as_deref(), Some("15"));
     assert_eq!(var("CONTAINER_MEMORY_LIMIT_KIBIBYTES").as_deref(), Some("8192"));
-    assert!(wait_for(Duration::from_secs(10), || std::fs::read_to_string(out.join("labels")).unwrap_or_default()
-        == "foo=\"bar\""));
+    assert!(wait_for(Duration::from_secs(10), || labels() == "foo=\"bar\""));
     // kubectl label: the file follows.
     let body = json!({"metadata": {"labels": {"foo": "baz", "tier": "web"}}}).to_string();
     let (code, _, msg) =
         s.curl("PATCH", &pod_path("downward"), Some(body.as_bytes()), &["Content-Type: application/merge-patch+json"]);
     assert_eq!(code, 200, "{msg}");
-    let mut labels = String::new();
+    let mut seen = String::new();
     assert!(
         wait_for(Duration::from_secs(20), || {
-            labels = std::fs::read_to_string(out.join("labels")).unwrap_or_default();
-            labels == "foo=\"baz\"\ntier=\"web\""
+            seen = labels();
+            seen == "foo=\"baz\"\ntier=\"web\""
         }),
-        "labels file: {labels:?}"
+        "labels file: {seen:?}"
     );
 }
 
@@ -768,15 +762,10 @@ fn probes_and_lifecycle_hooks_behave_as_the_kubelets() {
 
 #[test]
 fn an_empty_dir_at_tmp_is_shared_by_the_pods_containers() {
-    let s = Server::start_with_node(&[]);
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
     let (_keep, out) = out_dir();
     // Volumes go over the runtime's private /tmp, as a volume at /tmp does in any runtime.
-    let mut pod = shell_pod(
-        "scratch",
-        "for i in $(seq 1 100); do [ -e /tmp/from-writer ] && break; sleep 0.1; done; cat /tmp/from-writer > /out/seen; echo end >> /out/seen; sleep 3600",
-        &out,
-        json!({}),
-    );
+    let mut pod = shell_pod("scratch", "exec sleep 3600", &out, json!({}));
     pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "tmp", "emptyDir": {}}));
     pod["spec"]["containers"][0]["volumeMounts"]
         .as_array_mut()
@@ -788,7 +777,16 @@ fn an_empty_dir_at_tmp_is_shared_by_the_pods_containers() {
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }));
     create(&s, "/api/v1/namespaces/default/pods", &pod);
-    assert_eq!(wait_file(&out.join("seen"), 30), "written\n");
+    wait_phase(&s, "scratch", "Running", 30);
+    let mut seen = String::new();
+    let shared = wait_for(Duration::from_secs(10), || {
+        seen = String::from_utf8_lossy(
+            &s.kubectl(&["exec", "scratch", "-c", "main", "--", "cat", "/tmp/from-writer"]).stdout,
+        )
+        .into_owned();
+        seen == "written\n"
+    });
+    assert!(shared, "the first container sees the second's file: {seen:?}");
 }
 
 #[test]
@@ -868,7 +866,7 @@ fn hand_made_endpoints_cannot_point_pods_at_the_hosts_own_services() {
 
 #[test]
 fn containers_get_the_runtimes_default_capabilities_and_their_adds_and_drops() {
-    let s = Server::start_with_node(&[]);
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
     let (_keep, out) = out_dir();
     let caps = |name: &str, sc: Value| {
         let mut pod = shell_pod(
@@ -892,4 +890,9 @@ fn containers_get_the_runtimes_default_capabilities_and_their_adds_and_drops() {
     let host = std::fs::read_to_string("/proc/self/status").unwrap();
     let bnd = host.lines().find(|l| l.starts_with("CapBnd")).unwrap().to_string();
     assert!(wait_file(&out.join("privileged"), 30).contains(&bnd), "a privileged container keeps the host's set");
+    // A process exec'd into a container gets the container's set.
+    for name in ["plain", "netadmin", "none", "privileged"] {
+        let seen = s.kubectl_ok(&["exec", name, "--", "grep", "-E", "^Cap(Eff|Bnd)", "/proc/self/status"]);
+        assert_eq!(seen, std::fs::read_to_string(out.join(name)).unwrap().trim_end_matches("end\n"), "{name}");
+    }
 }
