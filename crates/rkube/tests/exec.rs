@@ -478,3 +478,85 @@ fn kubectl_debug_runs_an_ephemeral_container_once_inside_the_pod() {
         "the ephemeral container outlived its pod"
     );
 }
+
+/// `kubectl proxy` or `rkube proxy` on a free port: its address, and the process.
+fn local_proxy(bin: &str, s: &Server, flags: &[&str]) -> (String, std::process::Child) {
+    let mut child = Command::new(bin)
+        .args(["proxy", "--port=0"])
+        .args(flags)
+        .env("KUBECONFIG", &s.kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proxy");
+    let rx = common::lines(child.stdout.take().unwrap());
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    (line.trim().rsplit(' ').next().unwrap_or("").to_string(), child)
+}
+
+#[test]
+fn logs_exec_and_port_forward_work_through_kubectl_proxy_and_rkube_proxy_as_its_filter_allows() {
+    let (_tmp, s) = start();
+    let (_out_tmp, out) = out_dir();
+    let script = "echo proxied log; exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /etc";
+    let mut pod = command_pod("behind", vec!["/bin/sh".into(), "-c".into(), script.into()], &out, json!({}));
+    pod["spec"]["containers"][0]["image"] = json!("python");
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    wait_phase(&s, "behind", "Running", 60);
+    for bin in ["kubectl", env!("CARGO_BIN_EXE_rkube")] {
+        let (addr, mut proxy) = local_proxy(bin, &s, &[]);
+        let (open_addr, mut open) = local_proxy(bin, &s, &["--disable-filter"]);
+        // A client of the proxy needs no credentials of its own.
+        let via = |addr: &str, v: &str, args: &[&str]| {
+            let mut all = vec!["--kubeconfig=/dev/null".to_string(), format!("--server=http://{addr}")];
+            all.extend(args.iter().map(|a| a.to_string()));
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            run(&kubectl_path(v), &s, &[], &all, None)
+        };
+        let o = via(&addr, "1.33", &["logs", "behind"]);
+        // (The server's access log follows once it has been reached.)
+        assert!(text(&o.stdout).starts_with("proxied log\n"), "{bin}: {}{}", text(&o.stdout), text(&o.stderr));
+        // exec is refused by the default filter (kubectl proxy's --reject-paths), allowed
+        // without it, over SPDY (1.28) and WebSocket (1.33).
+        let o = via(&addr, "1.33", &["exec", "behind", "--", "echo", "hi"]);
+        assert!(!o.status.success(), "{bin}: exec passed the default filter");
+        for v in ["1.28", "1.33"] {
+            let o = via(&open_addr, v, &["exec", "behind", "--", "sh", "-c", "echo through $0; exit 4", "proxy"]);
+            assert_eq!(
+                (text(&o.stdout).as_str(), o.status.code()),
+                ("through proxy\n", Some(4)),
+                "{bin} {v}: {}",
+                text(&o.stderr)
+            );
+        }
+        // port-forward through the proxy (1.28: SPDY upgrade; 1.33: the WebSocket tunnel).
+        for v in ["1.28", "1.33"] {
+            let mut pf = Command::new(kubectl_path(v))
+                .args([
+                    "--kubeconfig=/dev/null",
+                    &format!("--server=http://{addr}"),
+                    "port-forward",
+                    "pod/behind",
+                    ":8080",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let rx = common::lines(pf.stdout.take().unwrap());
+            let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+            let port = line.split("127.0.0.1:").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("").to_string();
+            let got = Command::new("curl")
+                .args(["-sS", "-m", "20", &format!("http://127.0.0.1:{port}/hostname")])
+                .output()
+                .unwrap();
+            let _ = pf.kill();
+            let _ = pf.wait();
+            assert_eq!(text(&got.stdout), "behind\n", "{bin} {v}: {line} {}", text(&got.stderr));
+        }
+        let _ = proxy.kill();
+        let _ = proxy.wait();
+        let _ = open.kill();
+        let _ = open.wait();
+    }
+}

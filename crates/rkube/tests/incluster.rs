@@ -165,7 +165,8 @@ fn a_long_running_client_in_a_pod_sees_its_token_rotated() {
     let s = Server::start_with_node(&["--token-refresh-after-seconds", "2"]);
     let (_keep, out) = out_dir();
     // 16 rounds, 0.5 s apart, at most 30 s: the token's digest, where `..data` points, and
-    // the API's answer to a call with that token.
+    // the API's answer to a call with that token (by the service's address: name lookups
+    // are the DNS tests' business).
     let script = format!(
         "SA={SA_DIR}; start=$(date +%s); i=0; \
          while [ $i -lt 16 ] && [ $(date +%s) -lt $(expr $start + 30) ]; do \
@@ -173,7 +174,7 @@ fn a_long_running_client_in_a_pod_sees_its_token_rotated() {
            h=$(printf %s \"$t\" | sha256sum | cut -d' ' -f1); \
            d=$(readlink $SA/..data); \
            c=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 --cacert $SA/ca.crt \
-                 -H \"Authorization: Bearer $t\" https://kubernetes.default.svc:$KUBERNETES_SERVICE_PORT/api); \
+                 -H \"Authorization: Bearer $t\" https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api); \
            echo \"$h $d $c\" >> /out/log; \
            i=$(expr $i + 1); sleep 0.5; \
          done; echo end >> /out/log; exec sleep 3600"

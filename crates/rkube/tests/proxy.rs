@@ -568,8 +568,9 @@ fn client_disconnect_frees_the_upstream_watch() {
     );
 }
 
-/// An upgrade-capable stand-in for the kubelet's exec/port-forward endpoint (rkube has no
-/// node agent yet): answers 101 naming the request's headers in `X-Seen-Headers`, and
+/// An upgrade-capable upstream that shows what the proxy forwards of an upgrade (the real
+/// exec and port-forward through the proxy are in `tests/exec.rs`): answers 101 naming the
+/// request's headers in `X-Seen-Headers`, and
 /// echoes upper-cased; any other request gets back the request line, headers and the
 /// proxy's source port, as JSON, on a keep-alive connection.
 const ECHO_UPSTREAM: &str = r#"
