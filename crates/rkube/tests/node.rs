@@ -501,18 +501,16 @@ fn ambassador_containers_run_rkube_proxy_on_each_pods_own_localhost() {
     if !common::require("curl", &["--version"]) {
         return;
     }
-    let s = Server::start_with_node(&[]);
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
     let (_keep, out) = out_dir();
     default_may_view(&s);
     // Seed 001's curl-am, twice at once: each main container asks the API through its own
     // ambassador's localhost:8001 (each pod has its own network namespace); the ambassador
-    // image (luksa/kubectl-proxy) runs `rkube proxy`, in-cluster.
+    // image (luksa/kubectl-proxy) runs `rkube proxy`, in-cluster. Asked as the seed asks:
+    // `kubectl exec curl-am -c main -- curl localhost:8001/...`.
     let curl = which("curl");
     for name in ["curl-am", "curl-am2"] {
-        let script = format!(
-            "for i in $(seq 1 100); do {curl} -sf localhost:8001/api/v1/namespaces/default/pods/{name} > /out/{name} && break; sleep 0.1; done; echo >> /out/{name}; echo end >> /out/{name}; sleep 3600"
-        );
-        let mut pod = shell_pod(name, &script, &out, json!({}));
+        let mut pod = shell_pod(name, "exec sleep 3600", &out, json!({}));
         pod["spec"]["containers"]
             .as_array_mut()
             .unwrap()
@@ -520,10 +518,17 @@ fn ambassador_containers_run_rkube_proxy_on_each_pods_own_localhost() {
         create(&s, "/api/v1/namespaces/default/pods", &pod);
     }
     for name in ["curl-am", "curl-am2"] {
-        let body = wait_file(&out.join(name), 60);
+        let p = wait_phase(&s, name, "Running", 60);
+        let mut body = String::new();
+        let answered = wait_for(Duration::from_secs(30), || {
+            let path = format!("localhost:8001/api/v1/namespaces/default/pods/{name}");
+            body = String::from_utf8_lossy(&s.kubectl(&["exec", name, "-c", "main", "--", &curl, "-sf", &path]).stdout)
+                .into_owned();
+            !body.is_empty()
+        });
+        assert!(answered, "{name}: no answer from the ambassador");
         let seen: Value = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(seen["metadata"]["name"], name, "each pod's own ambassador answered");
-        let p = wait_phase(&s, name, "Running", 10);
         let names: Vec<&str> =
             p["status"]["containerStatuses"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["ambassador", "main"], "both running, sorted by name");
