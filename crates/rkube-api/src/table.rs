@@ -99,6 +99,7 @@ enum Printer {
     CronJob,
     RoleBinding,
     Lease,
+    CertificateSigningRequest,
     /// Custom resources without additionalPrinterColumns: Name and Age (a "date" column shown
     /// as a duration), as kube-apiserver's custom resource table convertor prints them.
     Custom,
@@ -125,6 +126,7 @@ fn printer(group: &str, kind: &str) -> Printer {
         ("batch", "CronJob") => Printer::CronJob,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => Printer::RoleBinding,
         ("coordination.k8s.io", "Lease") => Printer::Lease,
+        ("certificates.k8s.io", "CertificateSigningRequest") => Printer::CertificateSigningRequest,
         // Role, ClusterRole and everything else: Kubernetes has no printer for them.
         _ => Printer::Default,
     }
@@ -536,6 +538,14 @@ fn columns_by(p: Printer) -> Vec<Column> {
                 1,
             ),
         ],
+        Printer::CertificateSigningRequest => vec![
+            name_col(),
+            age_col(),
+            col("SignerName", "string", "signerName indicates the requested signer, and is a qualified name.", 0),
+            col("Requestor", "string", "username contains the name of the user that created the CertificateSigningRequest. Populated by the API server on creation and immutable.", 0),
+            col("RequestedDuration", "string", "expirationSeconds is the requested duration of validity of the issued certificate.", 0),
+            col("Condition", "string", "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".", 0),
+        ],
         Printer::Lease => vec![
             name_col(),
             col(
@@ -645,6 +655,7 @@ fn cells_by(p: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Printer::CronJob => cronjob_cells(obj, now),
         Printer::RoleBinding => rolebinding_cells(obj, now),
         Printer::Lease => vec![name(obj), text(obj, &["spec", "holderIdentity"]).into(), age(obj, now)],
+        Printer::CertificateSigningRequest => csr_cells(obj, now),
         Printer::Custom => vec![name(obj), age(obj, now)],
         Printer::Default => {
             let created = match get(obj, &["metadata", "creationTimestamp"]) {
@@ -690,6 +701,44 @@ pub fn go_duration(d: std::time::Duration) -> String {
 /// `k8s.io/apimachinery/pkg/util/duration.HumanDuration` does.
 ///
 /// Up to two seconds in the future counts as now ("0s"); further is `<invalid>`.
+/// printCertificateSigningRequest: the signer, the requester, the requested duration, and
+/// the condition summary (`Approved,Issued`, `Denied`, `Pending`, with `,Failed`).
+fn csr_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let or_none = |s: &str| if s.is_empty() { "<none>".to_string() } else { s.to_string() };
+    let duration = get(obj, &["spec", "expirationSeconds"])
+        .and_then(Value::as_i64)
+        .map(|secs| human_duration(chrono::Duration::seconds(secs)))
+        .unwrap_or_else(|| "<none>".into());
+    let conds: Vec<&str> = get(obj, &["status", "conditions"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("type").and_then(Value::as_str))
+        .collect();
+    let mut status = if conds.contains(&"Denied") {
+        "Denied"
+    } else if conds.contains(&"Approved") {
+        "Approved"
+    } else {
+        "Pending"
+    }
+    .to_string();
+    if conds.contains(&"Failed") {
+        status.push_str(",Failed");
+    }
+    if get(obj, &["status", "certificate"]).and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+        status.push_str(",Issued");
+    }
+    vec![
+        name(obj),
+        age(obj, now),
+        or_none(text(obj, &["spec", "signerName"])).into(),
+        text(obj, &["spec", "username"]).into(),
+        duration.into(),
+        status.into(),
+    ]
+}
+
 pub fn human_duration(d: chrono::Duration) -> String {
     // Whole seconds, truncated toward zero like Go's int(d.Seconds()).
     let seconds = d.num_seconds();

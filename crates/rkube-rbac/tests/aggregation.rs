@@ -400,6 +400,22 @@ fn scheduler_and_node_roles_have_upstreams_rules() {
             r(json!([""]), json!(["pods", "services"]), read.clone()),
             r(json!([""]), json!(["endpoints"]), json!(["create", "delete", "get", "list", "update"])),
             r(json!([""]), json!(["endpoints/restricted"]), json!(["create"])),
+            // The certificate signer's (upstream's system:controller:certificate-controller).
+            r(
+                json!(["certificates.k8s.io"]),
+                json!(["certificatesigningrequests"]),
+                json!(["delete", "get", "list", "watch"])
+            ),
+            r(
+                json!(["certificates.k8s.io"]),
+                json!(["certificatesigningrequests/approval", "certificatesigningrequests/status"]),
+                json!(["update"])
+            ),
+            json!({"verbs": ["approve"], "apiGroups": ["certificates.k8s.io"], "resources": ["signers"],
+                   "resourceNames": ["kubernetes.io/kube-apiserver-client-kubelet"]}),
+            json!({"verbs": ["sign"], "apiGroups": ["certificates.k8s.io"], "resources": ["signers"],
+                   "resourceNames": ["kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet",
+                                     "kubernetes.io/kubelet-serving", "kubernetes.io/legacy-unknown"]}),
         ])
     );
     let node = by_name(&roles, "system:node")["rules"].as_array().unwrap().clone();

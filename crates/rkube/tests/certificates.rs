@@ -254,6 +254,23 @@ fn certificate_signing_requests_are_validated_approved_and_signed() {
     );
     s.kubectl_ok(&["certificate", "deny", "denied"]);
     assert_eq!(get(&s, "denied")["status"]["conditions"][0]["type"], "Denied");
+    // kubectl get csr: kube-apiserver's columns.
+    let table = s.kubectl_ok(&["get", "csr"]);
+    let row = |name: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name}: {table}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
+    );
+    assert_eq!(row("n1")[2..], ["kubernetes.io/kubelet-serving", "rkube-admin", "<none>", "Approved,Issued"]);
+    assert_eq!(row("alice")[4..], ["60m", "Approved,Issued"]);
+    assert_eq!(row("rogue")[5], "Approved,Failed");
+    assert_eq!(row("denied")[5], "Denied");
     let pem = request(dir, "masters", "/O=system:masters/CN=m", None);
     let (code, _, body) = s.curl(
         "POST",
