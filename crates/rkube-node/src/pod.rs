@@ -74,7 +74,7 @@ fn unmount_under(dir: &Path) {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
+        .map(crate::sandbox::unescape_mount_path)
         .filter(|p| p.starts_with(&dir))
         .collect();
     // Deepest first; a point listed twice (stacked mounts) is unmounted twice.
@@ -84,30 +84,6 @@ fn unmount_under(dir: &Path) {
             tracing::warn!(path = %p.display(), error = %e, "cannot unmount a pod volume");
         }
     }
-}
-
-/// A mount point as /proc/self/mountinfo writes it (space, tab, newline and backslash as
-/// `\ooo`).
-fn unescape_mount_path(s: &str) -> PathBuf {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let code = (b[i] == b'\\' && i + 3 < b.len())
-            .then(|| &b[i + 1..=i + 3])
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .map(|d| d.iter().fold(0u16, |n, c| n * 8 + u16::from(c - b'0')))
-            .and_then(|n| u8::try_from(n).ok());
-        if let Some(c) = code {
-            out.push(c);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    use std::os::unix::ffi::OsStringExt;
-    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// A memory-backed emptyDir's size (calculateEmptyDirMemorySize): the node's allocatable
@@ -1277,6 +1253,7 @@ impl Worker {
             mounts,
             hide,
             tmpfs: vec!["/tmp".into()],
+            read_only_root: csc.read_only_root_filesystem == Some(true),
             cgroup_procs: cgroup.procs_files(),
             netns: if spec.host_network.unwrap_or(false) {
                 None
@@ -2019,8 +1996,8 @@ mod tests {
 
     #[test]
     fn mount_points_are_read_as_mountinfo_escapes_them() {
-        assert_eq!(unescape_mount_path("/a\\040b/c\\011d\\134"), PathBuf::from("/a b/c\td\\"));
-        assert_eq!(unescape_mount_path("/plain\\9"), PathBuf::from("/plain\\9"));
+        assert_eq!(crate::sandbox::unescape_mount_path("/a\\040b/c\\011d\\134"), PathBuf::from("/a b/c\td\\"));
+        assert_eq!(crate::sandbox::unescape_mount_path("/plain\\9"), PathBuf::from("/plain\\9"));
     }
 
     fn memory_volume(limit: Option<&str>) -> Volume {

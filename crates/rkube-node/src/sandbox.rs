@@ -52,6 +52,10 @@ pub struct SandboxSpec {
     pub hide: Vec<PathBuf>,
     /// Paths given a fresh writable tmpfs (the container's /tmp and HOME).
     pub tmpfs: Vec<String>,
+    /// securityContext.readOnlyRootFilesystem: everything but the pod's volumes (and the
+    /// kubelet's files, /dev, /proc and /sys) is read-only.
+    #[serde(default)]
+    pub read_only_root: bool,
     /// `cgroup.procs` files to join first.
     pub cgroup_procs: Vec<PathBuf>,
     pub uid: Option<u32>,
@@ -227,6 +231,9 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
                 root.hide(&Path::new(&m.target).join(rest))?;
             }
         }
+    }
+    if spec.read_only_root {
+        root.read_only()?;
     }
     root.pivot()?;
     become_user(spec)
@@ -454,6 +461,8 @@ struct Root {
     /// Directories inside the root that live in our tmpfs (safe to create entries in).
     ours: HashSet<PathBuf>,
     shadows: usize,
+    /// Where the pod's volumes (and the kubelet's files) were mounted: they stay writable.
+    volumes: Vec<PathBuf>,
 }
 
 impl Root {
@@ -461,7 +470,7 @@ impl Root {
     fn build(root: &Path) -> Result<Root, String> {
         mount(Some("tmpfs"), root, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
             .map_err(|e| format!("mount root tmpfs at {}: {e}", root.display()))?;
-        let mut r = Root { root: root.to_path_buf(), ours: HashSet::new(), shadows: 0 };
+        let mut r = Root { root: root.to_path_buf(), ours: HashSet::new(), shadows: 0, volumes: Vec::new() };
         r.ours.insert(root.to_path_buf());
         replicate(Path::new("/"), root)?;
         Ok(r)
@@ -540,6 +549,7 @@ impl Root {
         let is_dir = std::fs::metadata(source).map_err(|e| format!("{}: {e}", source.display()))?.is_dir();
         let at = self.ensure(target, !is_dir)?;
         bind_at(source, &at)?;
+        self.volumes.push(at.clone());
         if read_only {
             mount(
                 None::<&str>,
@@ -549,6 +559,41 @@ impl Root {
                 None::<&str>,
             )
             .map_err(|e| format!("remount {target} read-only: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// A read-only root filesystem, as runc makes it: every mount under the root goes
+    /// read-only (its other flags kept), but the volumes and the kubelet's files (their own
+    /// mounts, and what is mounted under them) and the `/dev`, `/proc` and `/sys` trees.
+    fn read_only(&self) -> Result<(), String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("mountinfo: {e}"))?;
+        for line in info.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (Some(point), Some(opts)) = (fields.get(4), fields.get(5)) else { continue };
+            let point = unescape_mount_path(point);
+            let Ok(rel) = point.strip_prefix(&self.root) else { continue };
+            let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
+            if matches!(top.as_deref(), Some("dev" | "proc" | "sys"))
+                || self.volumes.iter().any(|v| point.starts_with(v))
+            {
+                continue;
+            }
+            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            for (name, flag) in
+                [("nosuid", MsFlags::MS_NOSUID), ("nodev", MsFlags::MS_NODEV), ("noexec", MsFlags::MS_NOEXEC)]
+            {
+                if opts.split(',').any(|o| o == name) {
+                    flags |= flag;
+                }
+            }
+            let done = mount(None::<&str>, &point, None::<&str>, flags, None::<&str>);
+            // The root itself must become read-only; a host submount that refuses stays as it is.
+            if let Err(e) = done {
+                if point == self.root {
+                    return Err(format!("remount the root read-only: {e}"));
+                }
+            }
         }
         Ok(())
     }
@@ -597,6 +642,30 @@ fn bind_at(source: &Path, at: &Path) -> Result<(), String> {
 
 /// Fills the (tmpfs) directory `into` with the entries of `from`: directories and files
 /// bound (recursively, so their submounts come along), symbolic links copied.
+/// A mount point as /proc/self/mountinfo writes it (octal escapes for space, tab, newline and
+/// backslash) turned back into a path.
+pub(crate) fn unescape_mount_path(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = (b[i] == b'\\' && i + 3 < b.len())
+            .then(|| &b[i + 1..=i + 3])
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u16, |n, c| n * 8 + u16::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        if let Some(c) = code {
+            out.push(c);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
 fn replicate(from: &Path, into: &Path) -> Result<(), String> {
     let entries = std::fs::read_dir(from).map_err(|e| format!("read {}: {e}", from.display()))?;
     for entry in entries.flatten() {

@@ -901,3 +901,32 @@ fn containers_get_the_runtimes_default_capabilities_and_their_adds_and_drops() {
         assert_eq!(seen, std::fs::read_to_string(out.join(name)).unwrap().trim_end_matches("end\n"), "{name}");
     }
 }
+
+#[test]
+fn a_read_only_root_filesystem_leaves_only_volumes_writable() {
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
+    let (_keep, out) = out_dir();
+    let mut pod = shell_pod("ro", "exec sleep 3600", &out, json!({}));
+    pod["spec"]["containers"][0]["securityContext"] = json!({"readOnlyRootFilesystem": true});
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "scratch", "emptyDir": {}}));
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "scratch", "mountPath": "/scratch"}));
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    wait_phase(&s, "ro", "Running", 30);
+    let in_pod = |script: &str| {
+        s.kubectl_ok(&["exec", "ro", "--", "sh", "-c", &format!("{{ {script}; }} 2>&1; echo \" exit=$?\"")])
+    };
+    // The upstream conformance test's write, and the runtime's own layers.
+    for path in ["/file", "/tmp/file", "/usr/rkube-test-file", "/etc/rkube-test-file"] {
+        let o = in_pod(&format!("echo test > {path}"));
+        assert!(o.contains("Read-only file system") && !o.contains("exit=0"), "{path}: {o}");
+        assert!(!Path::new(path).exists(), "{path} on the host");
+    }
+    // Volumes, the kubelet's files and devices stay writable.
+    assert_eq!(in_pod("echo a > /scratch/x && cat /scratch/x"), "a\n exit=0\n");
+    assert_eq!(in_pod("echo a > /out/ro-wrote && echo ok"), "ok\n exit=0\n");
+    assert_eq!(in_pod("echo a > /dev/null && echo ok"), "ok\n exit=0\n");
+    assert_eq!(in_pod("echo '1.2.3.4 x' >> /etc/hosts && echo ok"), "ok\n exit=0\n");
+}
