@@ -1114,9 +1114,42 @@ impl Worker {
                 _ => None,
             };
             if let Some(sub) = sub {
-                source = source.join(sub);
-                if !source.exists() {
+                // The kubelet's makeMounts checks: an expanded subPathExpr ("$(EMPTY)/x")
+                // can be absolute or climb out; a symbolic link inside the volume can point out.
+                let refused = if Path::new(&sub).is_absolute() {
+                    Some(format!("error SubPath `{sub}` must not be an absolute path"))
+                } else if sub.split('/').any(|c| c == "..") {
+                    Some(format!("unable to provision SubPath `{sub}`: must not contain '..'"))
+                } else {
+                    None
+                };
+                if let Some(message) = refused {
+                    self.config_error(pod, i, "CreateContainerConfigError", &message, &field_path);
+                    return;
+                }
+                let volume_root = source.clone();
+                source = source.join(&sub);
+                // Checked before anything is made (the nearest existing ancestor), and after.
+                let within = |p: &Path| {
+                    let existing = p.ancestors().find(|a| a.exists()).unwrap_or(p);
+                    match (std::fs::canonicalize(existing), std::fs::canonicalize(&volume_root)) {
+                        (Ok(s), Ok(r)) => s.starts_with(&r),
+                        _ => false,
+                    }
+                };
+                let mut inside = within(&source);
+                if inside && !source.exists() {
                     let _ = std::fs::create_dir_all(&source);
+                    inside = within(&source);
+                }
+                if !inside {
+                    let message = format!(
+                        "subpath {:?} not within volume path {:?}",
+                        source.display().to_string(),
+                        volume_root.display().to_string()
+                    );
+                    self.config_error(pod, i, "CreateContainerConfigError", &message, &field_path);
+                    return;
                 }
             }
             mounts.push(BindMount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) });

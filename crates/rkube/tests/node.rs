@@ -930,3 +930,58 @@ fn a_read_only_root_filesystem_leaves_only_volumes_writable() {
     assert_eq!(in_pod("echo a > /dev/null && echo ok"), "ok\n exit=0\n");
     assert_eq!(in_pod("echo '1.2.3.4 x' >> /etc/hosts && echo ok"), "ok\n exit=0\n");
 }
+
+/// The kubelet's subPath checks: an expanded subPathExpr that is absolute keeps the container
+/// waiting (CreateContainerConfigError) until the pod changes; a subPath through a symbolic
+/// link out of its volume is refused, and nothing is made outside the volume.
+#[test]
+fn sub_paths_stay_inside_their_volumes() {
+    let s = Server::start_with_node(&["--node-ip", "127.0.0.1"]);
+    let (_keep, out) = out_dir();
+    let waiting = |name: &str| -> Value {
+        let mut w = Value::Null;
+        let ok = wait_for(Duration::from_secs(20), || {
+            w = get(&s, &pod_path(name))["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+            w["reason"] == "CreateContainerConfigError"
+        });
+        assert!(ok, "{name}: {w}");
+        w
+    };
+    // Upstream's "a failing subpath expansion can be modified during the lifecycle".
+    let mut pod = shell_pod("expand", "exec sleep 3600", &out, json!({}));
+    pod["metadata"]["annotations"] = json!({"notmysubpath": "mypath"});
+    let c = &mut pod["spec"]["containers"][0];
+    c["env"] = json!([
+        {"name": "POD_NAME", "value": "foo"},
+        {"name": "ANNOTATION", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['mysubpath']"}}},
+    ]);
+    c["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "work", "mountPath": "/subpath_mount", "subPathExpr": "$(ANNOTATION)/$(POD_NAME)"}));
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "work", "emptyDir": {}}));
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    assert_eq!(waiting("expand")["message"], "error SubPath `/foo` must not be an absolute path");
+    assert_eq!(get(&s, &pod_path("expand"))["status"]["phase"], "Pending");
+    let body = json!({"metadata": {"annotations": {"mysubpath": "mypath"}}}).to_string();
+    let (code, _, msg) =
+        s.curl("PATCH", &pod_path("expand"), Some(body.as_bytes()), &["Content-Type: application/merge-patch+json"]);
+    assert_eq!(code, 200, "{msg}");
+    wait_phase(&s, "expand", "Running", 30);
+    assert_eq!(
+        s.kubectl_ok(&["exec", "expand", "--", "sh", "-c", "echo in > /subpath_mount/f && cat /subpath_mount/f"]),
+        "in\n"
+    );
+
+    // A symbolic link in a hostPath volume that points out of it.
+    std::os::unix::fs::symlink("/etc", out.join("escape")).unwrap();
+    let mut pod = shell_pod("sneaky", "exec sleep 3600", &out, json!({}));
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "out", "mountPath": "/mnt", "subPath": "escape/rkube-subpath-test"}));
+    create(&s, "/api/v1/namespaces/default/pods", &pod);
+    let w = waiting("sneaky");
+    assert!(w["message"].as_str().unwrap().contains("not within volume path"), "{w}");
+    assert!(!Path::new("/etc/rkube-subpath-test").exists(), "nothing made outside the volume");
+}
