@@ -170,6 +170,10 @@ pub(crate) fn validate_csr_update(new: &Value, old: &Value, errs: &mut Vec<Field
             .filter(|c| matches!(c.get("type").and_then(Value::as_str), Some("Approved" | "Denied")))
             .collect()
     };
+    let cert = |v: &Value| v.pointer("/status/certificate").and_then(Value::as_str).unwrap_or("").to_string();
+    if !cert(old).is_empty() && cert(new) != cert(old) {
+        errs.push(FieldError::forbidden("status.certificate", "updates may not modify existing certificate content"));
+    }
     if approval(new) != approval(old) {
         errs.push(FieldError::forbidden(
             "status.conditions",

@@ -279,12 +279,13 @@ impl ResourceBuilder {
         self.0.verbs = vec!["get".into(), "list".into()];
         self
     }
-    /// Serves the `proxy` subresource, leading to `target`.
+    /// Records who creates an object under `field` (see [`ResourceDef::requester`]).
     pub fn requester(mut self, field: &'static str) -> Self {
         self.0.requester = Some(field);
         self
     }
 
+    /// Serves the `proxy` subresource, leading to `target`.
     pub fn proxy(mut self, target: ProxyTarget) -> Self {
         self.0.proxy = Some(target);
         if !self.0.subresources.contains(&Subresource::Proxy) {

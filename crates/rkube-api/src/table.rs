@@ -697,10 +697,6 @@ pub fn go_duration(d: std::time::Duration) -> String {
     out
 }
 
-/// kube's human duration (e.g. "5s", "3m2s", "4h", "2d3h", "5y") used for AGE, as
-/// `k8s.io/apimachinery/pkg/util/duration.HumanDuration` does.
-///
-/// Up to two seconds in the future counts as now ("0s"); further is `<invalid>`.
 /// printCertificateSigningRequest: the signer, the requester, the requested duration, and
 /// the condition summary (`Approved,Issued`, `Denied`, `Pending`, with `,Failed`).
 fn csr_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
@@ -739,6 +735,10 @@ fn csr_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// kube's human duration (e.g. "5s", "3m2s", "4h", "2d3h", "5y") used for AGE, as
+/// `k8s.io/apimachinery/pkg/util/duration.HumanDuration` does.
+///
+/// Up to two seconds in the future counts as now ("0s"); further is `<invalid>`.
 pub fn human_duration(d: chrono::Duration) -> String {
     // Whole seconds, truncated toward zero like Go's int(d.Seconds()).
     let seconds = d.num_seconds();

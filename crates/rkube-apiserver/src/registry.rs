@@ -857,8 +857,12 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
-            // The new part gets its defaults, as decoding the request gives them.
-            def.strategy.default(&mut new);
+            // The new part gets its defaults, as decoding the request gives them (not for
+            // status: the stored object is defaulted already and status has no defaults,
+            // so the kubelets' frequent writes skip the work).
+            if sub != Some(Subresource::Status) {
+                def.strategy.default(&mut new);
+            }
         } else {
             def.strategy.default(&mut new);
             if def.has_subresource(Subresource::Status) {

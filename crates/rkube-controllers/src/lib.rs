@@ -44,11 +44,13 @@ pub async fn run(informers: Informers, signer: Option<csrsigning::Signer>, shutd
             }
         }
     };
-    let all = async { tokio::join!(endpoints, signing) };
+    let mut all = std::pin::pin!(async { tokio::join!(endpoints, signing) });
     tokio::select! {
-        _ = all => {}
+        _ = &mut all => {}
         _ = shutdown => {
+            // Each controller finishes its sync and stops.
             let _ = stop_tx.send(true);
+            all.await;
         }
     }
 }

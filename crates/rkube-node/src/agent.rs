@@ -347,7 +347,6 @@ fn nudge(workers: &HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<
     }
 }
 
-/// The kubelet's fallback: a self-signed serving certificate for the node's names.
 /// The names a serving certificate from the cluster is asked for: the node's name and
 /// hostname, its InternalIP and the kubelet API's address.
 fn serving_names(machine: &Machine, name: &str, address: Option<std::net::IpAddr>) -> crate::certificates::Names {
@@ -360,6 +359,7 @@ fn serving_names(machine: &Machine, name: &str, address: Option<std::net::IpAddr
     crate::certificates::Names { node: name.to_string(), dns, ips }
 }
 
+/// The kubelet's fallback: a self-signed serving certificate for the node's names.
 fn self_signed(machine: &Machine, name: &str) -> kubelet_api::Tls {
     let mut ips: Vec<std::net::IpAddr> = machine.internal_ip.parse().into_iter().collect();
     ips.push(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));

@@ -99,7 +99,9 @@ pub async fn run(client: Client, names: Names, root: PathBuf, current: Arc<Curre
                 backoff = Duration::from_secs(1);
                 let both = format!("{cert_pem}{key_pem}");
                 if let Err(e) = current.set(&cert_pem, &key_pem) {
-                    tracing::error!(error = %e, "the issued serving certificate cannot be used");
+                    tracing::error!(error = %e, retry_in = ?backoff, "the issued serving certificate cannot be used");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
                     continue;
                 }
                 if let Some(dir) = file.parent() {
@@ -109,6 +111,10 @@ pub async fn run(client: Client, names: Names, root: PathBuf, current: Arc<Curre
                     tracing::warn!(error = %e, "cannot keep the serving certificate");
                 }
                 tracing::info!("kubelet serving certificate issued");
+                // The one in memory serves until it is due, kept on disk or not.
+                let now = chrono::Utc::now().timestamp();
+                let due = renew_at(&cert_pem).unwrap_or(now + 3600);
+                tokio::time::sleep(Duration::from_secs(due.saturating_sub(now).max(60) as u64)).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "no kubelet serving certificate");

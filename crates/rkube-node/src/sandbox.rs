@@ -580,19 +580,24 @@ impl Root {
                 continue;
             }
             let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            for (name, flag) in
-                [("nosuid", MsFlags::MS_NOSUID), ("nodev", MsFlags::MS_NODEV), ("noexec", MsFlags::MS_NOEXEC)]
-            {
+            for (name, flag) in [
+                ("nosuid", MsFlags::MS_NOSUID),
+                ("nodev", MsFlags::MS_NODEV),
+                ("noexec", MsFlags::MS_NOEXEC),
+                ("noatime", MsFlags::MS_NOATIME),
+                ("nodiratime", MsFlags::MS_NODIRATIME),
+                ("relatime", MsFlags::MS_RELATIME),
+                ("strictatime", MsFlags::MS_STRICTATIME),
+            ] {
                 if opts.split(',').any(|o| o == name) {
                     flags |= flag;
                 }
             }
-            let done = mount(None::<&str>, &point, None::<&str>, flags, None::<&str>);
-            // The root itself must become read-only; a host submount that refuses stays as it is.
-            if let Err(e) = done {
-                if point == self.root {
-                    return Err(format!("remount the root read-only: {e}"));
-                }
+            // As runc: a mount that cannot be made read-only fails the start (one that
+            // vanished meanwhile excepted).
+            match mount(None::<&str>, &point, None::<&str>, flags, None::<&str>) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(format!("remount {} read-only: {e}", point.display())),
             }
         }
         Ok(())
@@ -640,8 +645,6 @@ fn bind_at(source: &Path, at: &Path) -> Result<(), String> {
         .map_err(|e| format!("bind {} at {}: {e}", source.display(), at.display()))
 }
 
-/// Fills the (tmpfs) directory `into` with the entries of `from`: directories and files
-/// bound (recursively, so their submounts come along), symbolic links copied.
 /// A mount point as /proc/self/mountinfo writes it (octal escapes for space, tab, newline and
 /// backslash) turned back into a path.
 pub(crate) fn unescape_mount_path(s: &str) -> PathBuf {
@@ -666,6 +669,8 @@ pub(crate) fn unescape_mount_path(s: &str) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
+/// Fills the (tmpfs) directory `into` with the entries of `from`: directories and files
+/// bound (recursively, so their submounts come along), symbolic links copied.
 fn replicate(from: &Path, into: &Path) -> Result<(), String> {
     let entries = std::fs::read_dir(from).map_err(|e| format!("read {}: {e}", from.display()))?;
     for entry in entries.flatten() {

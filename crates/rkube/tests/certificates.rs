@@ -173,6 +173,19 @@ fn certificate_signing_requests_are_validated_approved_and_signed() {
     ] {
         assert!(cert.contains(want), "{want} not in {cert}");
     }
+    // An issued certificate stays as issued.
+    let clear = json!([{"op": "replace", "path": "/status/certificate", "value": ""}]);
+    let (code, _, body) = s.curl(
+        "PATCH",
+        &format!("{CSRS}/n1/status"),
+        Some(clear.to_string().as_bytes()),
+        &["Content-Type: application/json-patch+json"],
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("status.certificate: Forbidden: updates may not modify existing certificate content"),
+        "{body}"
+    );
     let approved = get(&s, "n1")["status"]["conditions"][0].clone();
     assert_eq!((&approved["type"], &approved["reason"]), (&json!("Approved"), &json!("KubectlApprove")));
     assert!(approved["lastTransitionTime"].is_string(), "{approved}");
