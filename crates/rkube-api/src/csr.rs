@@ -40,11 +40,22 @@ const CSR_USAGES: &[&str] = &[
     "timestamping",
 ];
 
-pub(crate) fn validate_csr(o: &Value, errs: &mut Vec<FieldError>) {
+/// A CertificateSigningRequest's `spec.request`: the PEM bytes (decoded from base64).
+pub fn request_pem(o: &Value) -> Vec<u8> {
     use base64::Engine;
+    let request = o.pointer("/spec/request").and_then(Value::as_str).unwrap_or("");
+    base64::engine::general_purpose::STANDARD.decode(request).unwrap_or_default()
+}
+
+/// Its Approved and Denied conditions (what only `/approval`, with `approve`, changes).
+pub fn approvals(o: &Value) -> Vec<Value> {
+    let conds = o.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    conds.into_iter().filter(|c| matches!(c.get("type").and_then(Value::as_str), Some("Approved" | "Denied"))).collect()
+}
+
+pub(crate) fn validate_csr(o: &Value, errs: &mut Vec<FieldError>) {
     let spec = o.get("spec").unwrap_or(&Value::Null);
-    let request = spec.get("request").and_then(Value::as_str).unwrap_or("");
-    let pem = base64::engine::general_purpose::STANDARD.decode(request).unwrap_or_default();
+    let pem = request_pem(o);
     if let Err(e) = rkube_pki::parse_request(&pem) {
         errs.push(FieldError::invalid_rendered("spec.request", go_bytes(&pem), e));
     }
@@ -163,18 +174,11 @@ pub(crate) fn validate_csr_update(new: &Value, old: &Value, errs: &mut Vec<Field
     if new.get("spec") != old.get("spec") {
         errs.push(FieldError::invalid_rendered("spec", "...".into(), "field is immutable"));
     }
-    let approval = |v: &Value| -> Vec<Value> {
-        let conds = v.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        conds
-            .into_iter()
-            .filter(|c| matches!(c.get("type").and_then(Value::as_str), Some("Approved" | "Denied")))
-            .collect()
-    };
     let cert = |v: &Value| v.pointer("/status/certificate").and_then(Value::as_str).unwrap_or("").to_string();
     if !cert(old).is_empty() && cert(new) != cert(old) {
         errs.push(FieldError::forbidden("status.certificate", "updates may not modify existing certificate content"));
     }
-    if approval(new) != approval(old) {
+    if approvals(new) != approvals(old) {
         errs.push(FieldError::forbidden(
             "status.conditions",
             "the Approved and Denied conditions are set through the approval subresource",

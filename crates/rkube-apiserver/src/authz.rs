@@ -311,9 +311,7 @@ fn admit_csr(
     };
     let Some(old) = old else {
         if signer == "kubernetes.io/kube-apiserver-client" {
-            use base64::Engine;
-            let request = object.pointer("/spec/request").and_then(Value::as_str).unwrap_or("");
-            let pem = base64::engine::general_purpose::STANDARD.decode(request).unwrap_or_default();
+            let pem = rkube_api::csr::request_pem(object);
             if rkube_pki::parse_request(&pem).is_ok_and(|r| r.organizations.iter().any(|o| o == "system:masters")) {
                 return Err(forbidden(
                     "use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed".into(),
@@ -321,10 +319,6 @@ fn admit_csr(
             }
         }
         return Ok(());
-    };
-    let approvals = |v: &Value| -> Vec<Value> {
-        let conds = v.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        conds.into_iter().filter(|c| matches!(c["type"].as_str(), Some("Approved" | "Denied"))).collect()
     };
     let allowed = |verb: &str| {
         let policy = server.authz.snapshot();
@@ -342,7 +336,7 @@ fn admit_csr(
             matches!(policy.authorize(&ru, &attrs), Decision::Allow)
         })
     };
-    if approvals(object) != approvals(old) && !allowed("approve") {
+    if rkube_api::csr::approvals(object) != rkube_api::csr::approvals(old) && !allowed("approve") {
         return Err(forbidden(format!("user not permitted to approve requests with signerName {signer:?}")));
     }
     let cert = |v: &Value| v.pointer("/status/certificate").cloned();

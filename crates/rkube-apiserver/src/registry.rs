@@ -338,7 +338,9 @@ impl<'a> Ctx<'a> {
         def.strategy.validate(obj, &mut errs);
         match (old, sub) {
             (None, _) => def.strategy.validate_create(obj, &mut errs),
-            (Some(old), Some(sr @ (Subresource::EphemeralContainers | Subresource::Approval))) => {
+            // A partial write other than status has rules of its own (only additions of
+            // ephemeral containers, approvals that stay); status keeps the resource's.
+            (Some(old), Some(sr)) if sr != Subresource::Status && sr.part().is_some() => {
                 def.strategy.validate_part_update(sr, obj, old, &mut errs)
             }
             (Some(old), _) => def.strategy.validate_update(obj, old, &mut errs),

@@ -312,8 +312,6 @@ pub struct Requested {
     pub ips: Vec<IpAddr>,
     pub emails: Vec<String>,
     pub uris: Vec<String>,
-    /// The request's key is RSA (a `key encipherment` usage is then expected).
-    pub rsa: bool,
 }
 
 /// Parses a PEM `CERTIFICATE REQUEST` and checks its signature; the error is worded as
@@ -325,12 +323,15 @@ pub fn parse_request(pem: &[u8]) -> Result<Requested, String> {
         return Err("PEM block type must be CERTIFICATE REQUEST".into());
     }
     let (_, csr) = X509CertificationRequest::from_der(&block.contents).map_err(|e| format!("asn1: {e}"))?;
-    csr.verify_signature().map_err(|_| "x509: ECDSA verification failure".to_string())?;
     let info = &csr.certification_request_info;
+    let rsa = info.subject_pki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION;
+    // Go's x509 wording for a bad signature.
+    csr.verify_signature().map_err(|_| {
+        if rsa { "crypto/rsa: verification error" } else { "x509: ECDSA verification failure" }.to_string()
+    })?;
     let mut r = Requested {
         common_name: info.subject.iter_common_name().last().and_then(|c| c.as_str().ok()).unwrap_or("").to_string(),
         organizations: info.subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect(),
-        rsa: info.subject_pki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION,
         ..Requested::default()
     };
     for ext in csr.requested_extensions().into_iter().flatten() {
@@ -419,6 +420,19 @@ impl SigningCa {
             time::OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|e| PkiError::Other(e.to_string()))
         };
         p.not_before = to_offset(now - chrono::Duration::minutes(5))?;
+        // Never past the CA's own end (upstream's signer caps it too).
+        let ca_end = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+            .and_then(|der| {
+                x509_parser::parse_x509_certificate(&der).ok().map(|(_, c)| c.validity().not_after.timestamp())
+            })
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+        let not_after = match ca_end {
+            Some(end) if end <= now => return Err(PkiError::Other("the signing CA has expired".into())),
+            Some(end) => not_after.min(end),
+            None => not_after,
+        };
         p.not_after = to_offset(not_after)?;
         p.serial_number = Some(rcgen::SerialNumber::from_slice(&rand_serial()));
         Ok(req.signed_by(&issuer)?.pem())

@@ -124,21 +124,20 @@ impl Rewriter {
     /// The page with its links rewritten (`rewriteHTML`; the page is taken as UTF-8).
     pub fn html(&self, page: &[u8]) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(page.len() + page.len() / 8);
-        let handlers = URL_ATTRS
-            .iter()
-            .flat_map(|(tag, attrs)| attrs.iter().map(move |a| (*tag, *a)))
-            .map(|(tag, attr)| {
-                lol_html::element!(format!("{tag}[{attr}]"), move |el| {
-                    if let Some(v) = el.get_attribute(attr) {
-                        let new = self.url(&v);
-                        if new != v {
-                            el.set_attribute(attr, &new)?;
-                        }
+        // One handler for every element: its URL attributes from the table.
+        let handlers = vec![lol_html::element!("*", |el| {
+            let tag = el.tag_name();
+            let Some((_, attrs)) = URL_ATTRS.iter().find(|(t, _)| *t == tag) else { return Ok(()) };
+            for attr in *attrs {
+                if let Some(v) = el.get_attribute(attr) {
+                    let new = self.url(&v);
+                    if new != v {
+                        el.set_attribute(attr, &new)?;
                     }
-                    Ok(())
-                })
-            })
-            .collect();
+                }
+            }
+            Ok(())
+        })];
         let settings = lol_html::Settings { element_content_handlers: handlers, ..lol_html::Settings::new() };
         let mut rewriter = lol_html::HtmlRewriter::new(settings, |chunk: &[u8]| out.extend_from_slice(chunk));
         rewriter.write(page).map_err(|e| e.to_string())?;
