@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::pods::{create, get, node_name, pod_path, wait_phase};
@@ -165,25 +165,14 @@ fn proxy_subresources_reach_pods_services_and_the_kubelet() {
     assert_eq!(as_bob("POST", "/api/v1/namespaces/default/pods/echo/proxy/who").0, 403, "create is not granted");
 
     // What a browser behind `kubectl proxy` opens.
-    let mut proxy = Command::new("kubectl")
-        .args(["proxy", "--port=0"])
-        .env("KUBECONFIG", &s.kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl proxy");
-    let rx = common::lines(proxy.stdout.take().unwrap());
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-    // "Starting to serve on 127.0.0.1:PORT"
-    let addr = line.trim().rsplit(' ').next().unwrap_or("").to_string();
+    let (addr, proxy) = s.local_proxy("kubectl", &[]);
     let o = Command::new("curl")
         .args(["-sS", &format!("http://{addr}/api/v1/namespaces/default/services/echo:web/proxy/from-browser")])
         .output()
         .unwrap();
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     let got = json_of(&String::from_utf8_lossy(&o.stdout));
-    assert_eq!(got["path"], "/from-browser", "{line}");
+    assert_eq!(got["path"], "/from-browser", "{addr}");
 }
 
 /// A site: HTML pages with links (plain and gzip), redirects, a JSON echo, a WebSocket echo
@@ -377,16 +366,7 @@ fn proxied_pages_keep_their_links_and_https_and_websockets_go_through() {
 
     // The same behind `kubectl proxy` and `rkube proxy`, as a browser opens it.
     for bin in ["kubectl", env!("CARGO_BIN_EXE_rkube")] {
-        let mut proxy = Command::new(bin)
-            .args(["proxy", "--port=0"])
-            .env("KUBECONFIG", &s.kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("proxy");
-        let rx = common::lines(proxy.stdout.take().unwrap());
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let addr = line.trim().rsplit(' ').next().unwrap_or("").to_string();
+        let (addr, proxy) = s.local_proxy(bin, &[]);
         let page = Command::new("curl").args(["-sS", &format!("http://{addr}{base}/page.html")]).output().unwrap();
         let ws = Command::new(&py)
             .arg(&client)
@@ -395,8 +375,7 @@ fn proxied_pages_keep_their_links_and_https_and_websockets_go_through() {
             .arg("three")
             .output()
             .unwrap();
-        let _ = proxy.kill();
-        let _ = proxy.wait();
+        drop(proxy);
         let page = String::from_utf8_lossy(&page.stdout);
         assert!(page.contains(&format!("<a href=\"{base}/x?a=1\">")), "{bin}: {page}");
         assert!(page.contains(&format!("<a href=\"{base}/self\">")), "{bin}: {page}");

@@ -479,32 +479,6 @@ fn kubectl_debug_runs_an_ephemeral_container_once_inside_the_pod() {
     );
 }
 
-/// A process this test started, ended by its PID when dropped (an assertion that fails
-/// leaves nothing running).
-struct Ends(std::process::Child);
-
-impl Drop for Ends {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `kubectl proxy` or `rkube proxy` on a free port: its address, and the process.
-fn local_proxy(bin: &str, s: &Server, flags: &[&str]) -> (String, Ends) {
-    let mut child = Command::new(bin)
-        .args(["proxy", "--port=0"])
-        .args(flags)
-        .env("KUBECONFIG", &s.kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("proxy");
-    let rx = common::lines(child.stdout.take().unwrap());
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-    (line.trim().rsplit(' ').next().unwrap_or("").to_string(), Ends(child))
-}
-
 #[test]
 fn logs_exec_and_port_forward_work_through_kubectl_proxy_and_rkube_proxy_as_its_filter_allows() {
     let (_tmp, s) = start();
@@ -515,8 +489,8 @@ fn logs_exec_and_port_forward_work_through_kubectl_proxy_and_rkube_proxy_as_its_
     create(&s, "/api/v1/namespaces/default/pods", &pod);
     wait_phase(&s, "behind", "Running", 60);
     for bin in ["kubectl", env!("CARGO_BIN_EXE_rkube")] {
-        let (addr, _proxy) = local_proxy(bin, &s, &[]);
-        let (open_addr, _open) = local_proxy(bin, &s, &["--disable-filter"]);
+        let (addr, _proxy) = s.local_proxy(bin, &[]);
+        let (open_addr, _open) = s.local_proxy(bin, &["--disable-filter"]);
         // A client of the proxy needs no credentials of its own.
         let via = |addr: &str, v: &str, args: &[&str]| {
             let mut all = vec!["--kubeconfig=/dev/null".to_string(), format!("--server=http://{addr}")];
@@ -542,7 +516,7 @@ fn logs_exec_and_port_forward_work_through_kubectl_proxy_and_rkube_proxy_as_its_
         }
         // port-forward through the proxy (1.28: SPDY upgrade; 1.33: the WebSocket tunnel).
         for v in ["1.28", "1.33"] {
-            let mut pf = Ends(
+            let mut pf = common::Ends(
                 Command::new(kubectl_path(v))
                     .args([
                         "--kubeconfig=/dev/null",

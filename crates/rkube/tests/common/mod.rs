@@ -411,6 +411,35 @@ pub fn require(tool: &str, probe: &[&str]) -> bool {
 
 /// A child's output line by line, read to the end on a thread of its own (a pipe closed
 /// early would end a program such as kubectl at its next line).
+/// A process a test started, ended by its PID when dropped (an assertion that fails leaves
+/// nothing running).
+pub struct Ends(pub Child);
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    /// `kubectl proxy` or `rkube proxy` (`bin`) for this server on a free port: its address
+    /// (from "Starting to serve on ADDR"), and the process.
+    pub fn local_proxy(&self, bin: &str, flags: &[&str]) -> (String, Ends) {
+        let mut child = Command::new(bin)
+            .args(["proxy", "--port=0"])
+            .args(flags)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("proxy");
+        let rx = lines(child.stdout.take().expect("stdout"));
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        (line.trim().rsplit(' ').next().unwrap_or("").to_string(), Ends(child))
+    }
+}
+
 pub fn lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
