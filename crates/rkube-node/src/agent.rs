@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service};
 use kube::Client;
-use rkube_client::{Change, Informer, Informers};
+use rkube_client::{Informer, Informers};
 use tokio::sync::watch;
 
 use crate::images::ImageMap;
@@ -73,8 +73,9 @@ pub(crate) struct Shared {
     pub config: Config,
     pub cgroups: Cgroups,
     pub services: Arc<Informer<Service>>,
-    pub config_maps: Arc<Informer<ConfigMap>>,
-    pub secrets: Arc<Informer<Secret>>,
+    /// The ConfigMaps and Secrets the pods reference, each watched by name.
+    pub config_maps: Arc<crate::objects::Referenced<ConfigMap>>,
+    pub secrets: Arc<crate::objects::Referenced<Secret>>,
     /// Pod networking; None in the fallback mode (pods on the host network, 127.x addresses).
     pub net: Option<Arc<Network>>,
     /// The running containers, for exec, attach and port-forward.
@@ -161,8 +162,8 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         config,
         cgroups,
         services: informers.get::<Service>(""),
-        config_maps: informers.get::<ConfigMap>(""),
-        secrets: informers.get::<Secret>(""),
+        config_maps: Arc::new(crate::objects::Referenced::new(client.clone())),
+        secrets: Arc::new(crate::objects::Referenced::new(client.clone())),
         net: net.clone(),
         running: Default::default(),
     });
@@ -240,7 +241,9 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     pods.ready().await;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut resync = tokio::time::interval(Duration::from_secs(60));
+    let mut trim_at: Option<tokio::time::Instant> = None;
     loop {
+        let mut started_workers = false;
         // Level-triggered: every wake-up compares the cache with the workers.
         let mut seen = std::collections::HashSet::new();
         for p in pods.store().state() {
@@ -270,6 +273,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
                     let (tx, rx) = watch::channel(Msg { pod: Some(p.clone()), stop: false, nudge: 0 });
                     let handle = tokio::spawn(pod::work(shared.clone(), uid.clone(), rx));
                     workers.insert(uid, (tx, handle));
+                    started_workers = true;
                 }
             }
         }
@@ -278,6 +282,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
                 tx.send_modify(|m| m.pod = None);
             }
         }
+        let before = workers.len();
         workers.retain(|uid, (_, h)| {
             let finished = h.is_finished();
             if finished {
@@ -285,14 +290,22 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
             }
             !finished
         });
+        if workers.len() != before || started_workers {
+            // Once the pods settle (no worker came or went for 2 s).
+            trim_at = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+        }
         ended.retain(|uid| seen.contains(uid));
 
         tokio::select! {
             _ = &mut shutdown => break,
             c = pod_changes.recv() => { if let Err(tokio::sync::broadcast::error::RecvError::Closed) = c { break } }
-            c = cm_changes.recv() => nudge(&workers, c.is_ok_and(|c| !matches!(c, Change::Resynced))),
-            c = secret_changes.recv() => nudge(&workers, c.is_ok_and(|c| !matches!(c, Change::Resynced))),
+            c = cm_changes.recv() => nudge(&workers, !matches!(c, Err(tokio::sync::broadcast::error::RecvError::Closed))),
+            c = secret_changes.recv() => nudge(&workers, !matches!(c, Err(tokio::sync::broadcast::error::RecvError::Closed))),
             _ = resync.tick() => nudge(&workers, true),
+            _ = async { tokio::time::sleep_until(trim_at.unwrap_or_else(tokio::time::Instant::now)).await }, if trim_at.is_some() => {
+                trim_at = None;
+                release_free_memory();
+            }
         }
     }
     tracing::info!(node = %name, pods = workers.len(), "node agent stopping: ending every pod process");
@@ -339,6 +352,16 @@ fn cgroup_scope(name: &str, root: &std::path::Path) -> String {
 }
 
 /// Tells every worker that referenced objects may have changed (they re-sync volumes).
+/// Gives the memory the allocator keeps free back to the system (a burst of pod starts
+/// leaves much of it behind, which glibc's malloc would otherwise hold for the next burst).
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn nudge(workers: &HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<()>)>, yes: bool) {
     if yes {
         for (tx, _) in workers.values() {

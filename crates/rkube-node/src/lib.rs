@@ -21,6 +21,7 @@ pub mod images;
 pub mod kubelet_api;
 pub mod net;
 pub mod node;
+pub mod objects;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
@@ -31,4 +32,4 @@ pub mod status;
 pub mod streaming;
 
 pub use agent::{run, Config};
-pub use sandbox::{container_init, exec_init};
+pub use sandbox::{container_init, exec_init, pause_init};

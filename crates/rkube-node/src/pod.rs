@@ -14,7 +14,6 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, ServiceAccount, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::reflector::ObjectRef;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Mutex};
 
@@ -155,6 +154,9 @@ struct Ctr {
     /// Added to the running pod through pods/ephemeralcontainers: started once, never
     /// restarted, no probes, not counted in phase or readiness.
     ephemeral: bool,
+    /// An ephemeral container's targetContainerName: it runs in that container's process
+    /// namespace.
+    target: Option<String>,
     status: ContainerStatus,
     running: Option<Running>,
     /// Starts so far in this worker (the first is not a restart unless the API says it ran).
@@ -243,6 +245,9 @@ struct Worker {
     pod_ip: Option<String>,
     /// The pod's network namespace, once made (pods off the host network, with networking).
     pod_net: Option<crate::net::PodNet>,
+    /// The pod's pause process, pid 1 of the process namespace its containers share
+    /// (`shareProcessNamespace`), started with the sandbox.
+    pause: Option<tokio::process::Child>,
     /// Why the sandbox (network namespace) could not be made, reported once.
     sandbox_error: Option<String>,
     last_status: Option<Value>,
@@ -260,6 +265,8 @@ struct Worker {
 }
 
 /// Runs one pod until it is deleted (or gone, or the agent stops).
+// (The steps below are boxed: each is a large state machine, allocated while it runs
+// rather than held in every pod's worker all the time.)
 pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Msg>) {
     let Some(pod) = rx.borrow().pod.clone() else { return };
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -316,6 +323,7 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         start_time,
         pod_ip,
         pod_net: None,
+        pause: None,
         sandbox_error: None,
         last_status: pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
         volumes_ready: false,
@@ -331,27 +339,25 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
     }
     // Envs wait for the service cache, as the kubelet refuses envs before its informer synced.
     w.shared.services.ready().await;
-    w.shared.config_maps.ready().await;
-    w.shared.secrets.ready().await;
     let mut seen_nudge = u64::MAX;
     let mut seen_version: Option<String> = None;
     loop {
         let msg = rx.borrow_and_update().clone();
         let Some(pod) = msg.pod.clone() else {
             // Deleted without grace (or by someone else): nothing to report to.
-            w.kill_everything().await;
-            w.cleanup().await;
+            Box::pin(w.kill_everything()).await;
+            Box::pin(w.cleanup()).await;
             return;
         };
         if msg.stop {
-            w.kill_everything().await;
-            w.cleanup().await;
+            Box::pin(w.kill_everything()).await;
+            Box::pin(w.cleanup()).await;
             return;
         }
         if pod.metadata.deletion_timestamp.is_some() {
-            w.terminate(&pod, &mut exit_rx).await;
-            w.final_delete(&pod).await;
-            w.cleanup().await;
+            Box::pin(w.terminate(&pod, &mut exit_rx)).await;
+            Box::pin(w.final_delete(&pod)).await;
+            Box::pin(w.cleanup()).await;
             return;
         }
         // Labels and annotations feed downwardAPI volumes: a new pod version is a re-sync;
@@ -363,25 +369,26 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         {
             seen_nudge = msg.nudge;
             seen_version = pod.metadata.resource_version.clone();
-            w.sync_volumes(&pod).await;
+            Box::pin(w.watch_references(&pod)).await;
+            Box::pin(w.sync_volumes(&pod)).await;
         }
         w.add_ephemeral(&pod);
         let mut terminal = is_terminal(&pod) || w.phase(&pod) == "Succeeded" || w.phase(&pod) == "Failed";
         if !terminal && w.volumes_ready && w.evicted.is_none() {
-            w.check_empty_dir_usage(&pod, &mut exit_rx).await;
+            Box::pin(w.check_empty_dir_usage(&pod, &mut exit_rx)).await;
         }
         if !terminal && w.evicted.is_none() && w.active_deadline(&pod).is_some_and(|d| d <= chrono::Utc::now()) {
-            w.deadline_exceeded(&pod, &mut exit_rx).await;
+            Box::pin(w.deadline_exceeded(&pod, &mut exit_rx)).await;
         }
         terminal |= w.evicted.is_some();
         if terminal {
             // Sidecars and anything still running end with the pod.
-            w.kill_running(&mut exit_rx, 0).await;
-        } else if w.volumes_ready && w.sandbox(&pod).await {
-            w.sync_containers(&pod).await;
+            Box::pin(w.kill_running(&mut exit_rx, 0)).await;
+        } else if w.volumes_ready && Box::pin(w.sandbox(&pod)).await {
+            Box::pin(w.sync_containers(&pod)).await;
             w.run_probes();
         }
-        w.report(&pod).await;
+        Box::pin(w.report(&pod)).await;
 
         let wake = w
             .ctrs
@@ -412,8 +419,8 @@ pub(crate) async fn work(shared: Arc<Shared>, uid: String, mut rx: watch::Receiv
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
-                    w.kill_everything().await;
-                    w.cleanup().await;
+                    Box::pin(w.kill_everything()).await;
+                    Box::pin(w.cleanup()).await;
                     return;
                 }
             }
@@ -446,6 +453,7 @@ fn new_ctr(
         init,
         sidecar,
         ephemeral: false,
+        target: None,
         status,
         running: None,
         starts: 0,
@@ -478,10 +486,10 @@ struct StoreObjects<'a>(&'a Shared);
 
 impl rkube_inpod::Objects for StoreObjects<'_> {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
-        self.0.config_maps.store().get(&ObjectRef::new(name).within(namespace)).map(|c| (*c).clone())
+        self.0.config_maps.get(namespace, name).map(|c| (*c).clone())
     }
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-        self.0.secrets.store().get(&ObjectRef::new(name).within(namespace)).map(|c| (*c).clone())
+        self.0.secrets.get(namespace, name).map(|c| (*c).clone())
     }
 }
 
@@ -527,6 +535,7 @@ impl Worker {
             let Ok(c) = serde_json::from_value::<Container>(v) else { continue };
             let mut ctr = new_ctr(c, false, false, false, &prev);
             ctr.ephemeral = true;
+            ctr.target = ec.target_container_name.clone().filter(|t| !t.is_empty());
             ctr.status.ephemeral = true;
             if ctr.ever_ran {
                 let p = prev.iter().find(|p| p.name == ec.name);
@@ -1142,7 +1151,12 @@ impl Worker {
                     let _ = std::fs::create_dir_all(&source);
                     inside = within(&source);
                 }
-                if !inside {
+                // The container init opens what was checked here without following links.
+                let resolved = match (std::fs::canonicalize(&source), std::fs::canonicalize(&volume_root)) {
+                    (Ok(s), Ok(r)) if inside => s.strip_prefix(&r).ok().map(|rel| (r.clone(), rel.to_path_buf())),
+                    _ => None,
+                };
+                let Some((volume, rel)) = resolved else {
                     let message = format!(
                         "subpath {:?} not within volume path {:?}",
                         source.display().to_string(),
@@ -1150,9 +1164,12 @@ impl Worker {
                     );
                     self.config_error(pod, i, "CreateContainerConfigError", &message, &field_path);
                     return;
-                }
+                };
+                let read_only = m.read_only.unwrap_or(false);
+                mounts.push(BindMount { source: volume, target: m.mount_path.clone(), read_only, sub_path: Some(rel) });
+                continue;
             }
-            mounts.push(BindMount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) });
+            mounts.push(BindMount::new(source, m.mount_path.clone(), m.read_only.unwrap_or(false)));
         }
         let mounts_etc_hosts = mounts.iter().any(|m| m.target == "/etc/hosts");
         if !mounts_etc_hosts {
@@ -1179,7 +1196,7 @@ impl Worker {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o644));
             if write.is_ok() {
-                mounts.push(BindMount { source: hosts, target: "/etc/hosts".into(), read_only: false });
+                mounts.push(BindMount::new(hosts, "/etc/hosts", false));
             }
         }
         if !mounts.iter().any(|m| m.target == "/etc/hostname") {
@@ -1188,7 +1205,7 @@ impl Worker {
             let path = self.dir.join("hostname");
             let name = if spec.host_network.unwrap_or(false) { &shared.machine.hostname } else { &hostname };
             if std::fs::write(&path, format!("{name}\n")).is_ok() {
-                mounts.push(BindMount { source: path, target: "/etc/hostname".into(), read_only: false });
+                mounts.push(BindMount::new(path, "/etc/hostname", false));
             }
         }
         if !mounts.iter().any(|m| m.target == "/etc/resolv.conf") {
@@ -1200,7 +1217,7 @@ impl Worker {
             let dns = rkube_inpod::hosts::pod_dns(pod, &cluster_dns, &shared.config.cluster_domain, &host);
             let path = self.dir.join("resolv.conf");
             if std::fs::write(&path, rkube_inpod::hosts::resolv_conf(&dns)).is_ok() {
-                mounts.push(BindMount { source: path, target: "/etc/resolv.conf".into(), read_only: false });
+                mounts.push(BindMount::new(path, "/etc/resolv.conf", false));
             }
         }
         // The termination message file (the kubelet's makeMounts): an empty 0666 file per start.
@@ -1213,7 +1230,7 @@ impl Worker {
                 let file = self.dir.join(format!("termination-log-{name}"));
                 std::fs::write(&file, b"").ok()?;
                 std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).ok()?;
-                mounts.push(BindMount { source: file.clone(), target, read_only: false });
+                mounts.push(BindMount::new(file.clone(), target, false));
                 Some(file)
             });
         let mut hide: Vec<PathBuf> = shared.config.hide.clone();
@@ -1260,12 +1277,29 @@ impl Worker {
         };
         // The runtime's default capabilities, with the container's adds and drops.
         let caps = csc.capabilities.clone().unwrap_or_default();
-        let capabilities = crate::sandbox::capability_set(
-            csc.privileged == Some(true),
-            &caps.add.unwrap_or_default(),
-            &caps.drop.unwrap_or_default(),
-        );
+        let privileged = csc.privileged == Some(true);
+        let mut capabilities =
+            crate::sandbox::capability_set(privileged, &caps.add.unwrap_or_default(), &caps.drop.unwrap_or_default());
+        // Which devices the container may open: where no device controller can say (cgroup
+        // v2 without a device filter), a device node it made could open the host's disks,
+        // so it may not make any.
+        if !cgroup.restrict_devices(privileged) && !privileged {
+            let mknod = crate::sandbox::CAPABILITIES.iter().position(|c| *c == "MKNOD").unwrap_or(27) as u32;
+            if let Some(keep) = capabilities.as_mut().filter(|k| k.contains(&mknod)) {
+                keep.retain(|c| *c != mknod);
+                self.warn_once(
+                    pod,
+                    &format!("devices-{name}"),
+                    "DeviceFilterUnavailable",
+                    &format!("container {name}: no device cgroup on this node: CAP_MKNOD dropped"),
+                );
+            }
+        }
+        // The process namespace: the node's (hostPID), the pod's (shareProcessNamespace,
+        // held by the pause process), an ephemeral container's target's, or its own.
+        let pid_namespace = self.pid_namespace(&spec, i);
         let exec_base = crate::sandbox::ExecSpec {
+            own_pid_namespace: pid_namespace != crate::sandbox::PidNamespace::Host,
             capabilities: capabilities.clone(),
             target_pid: 0,
             argv: vec![],
@@ -1276,7 +1310,17 @@ impl Worker {
             gid,
             supplemental_groups: groups.clone(),
         };
+        let layer = cdir.join("layer");
+        // A new container, a new writable layer (as a runtime's).
+        if layer.exists() {
+            let _ = std::fs::remove_dir_all(&layer);
+        }
+        let layer = std::fs::create_dir_all(&layer).is_ok().then_some(layer);
         let sandbox = SandboxSpec {
+            privileged: csc.privileged == Some(true),
+            terminal: container.tty == Some(true),
+            pid_namespace,
+            layer,
             capabilities,
             argv,
             env: full_env,
@@ -1835,8 +1879,51 @@ impl Worker {
         let _ = tokio::time::timeout(grace, futures::future::join_all(hooks)).await;
     }
 
+    /// Watches the ConfigMaps and Secrets the pod references (each by itself, as the kubelet)
+    /// and waits, a little, for their first lists: a volume or variable is not read from a
+    /// cache that has not listed yet.
+    async fn watch_references(&self, pod: &Pod) {
+        let refs = pod.spec.as_ref().map(rkube_inpod::references).unwrap_or_default();
+        self.shared.config_maps.set_pod(&self.uid, &self.ns, &refs.config_maps);
+        self.shared.secrets.set_pod(&self.uid, &self.ns, &refs.secrets);
+        self.shared.config_maps.synced(&self.uid, Duration::from_secs(5)).await;
+        self.shared.secrets.synced(&self.uid, Duration::from_secs(5)).await;
+    }
+
+    /// The process namespace container `i` is started in (see [`crate::sandbox::PidNamespace`]).
+    fn pid_namespace(&self, spec: &k8s_openapi::api::core::v1::PodSpec, i: usize) -> crate::sandbox::PidNamespace {
+        use crate::sandbox::PidNamespace;
+        if spec.host_pid == Some(true) {
+            return PidNamespace::Host;
+        }
+        let target = self.ctrs[i].target.as_ref().and_then(|t| self.ctrs.iter().find(|c| &c.spec.name == t));
+        if let Some(running) = target.and_then(|t| t.running.as_ref()) {
+            return PidNamespace::Join(running.pid);
+        }
+        match &self.pause {
+            Some(pause) if spec.share_process_namespace == Some(true) => {
+                pause.id().map(PidNamespace::Join).unwrap_or(PidNamespace::Own)
+            }
+            _ => PidNamespace::Own,
+        }
+    }
+
     /// Makes the pod's network namespace once (the sandbox); false while it cannot be made.
     async fn sandbox(&mut self, pod: &Pod) -> bool {
+        let spec = pod.spec.as_ref();
+        let shared_pids =
+            spec.and_then(|s| s.share_process_namespace) == Some(true) && spec.and_then(|s| s.host_pid) != Some(true);
+        if shared_pids && self.pause.is_none() {
+            let cgroup = self.shared.cgroups.container(&self.uid, crate::runtime::PAUSE);
+            match crate::runtime::start_pause(&self.shared.config.rkube_binary, &cgroup) {
+                Ok(child) => self.pause = Some(child),
+                Err(e) => {
+                    let message = format!("Failed to create pod sandbox: start the pause process: {e}");
+                    self.event(pod, "Warning", "FailedCreatePodSandBox", &message, None);
+                    return false;
+                }
+            }
+        }
         if self.pod_ip.is_some() {
             return true;
         }
@@ -1866,6 +1953,12 @@ impl Worker {
 
     async fn cleanup(&mut self) {
         self.shared.running.remove_pod(&self.uid);
+        self.shared.config_maps.remove_pod(&self.uid);
+        self.shared.secrets.remove_pod(&self.uid);
+        if let Some(mut pause) = self.pause.take() {
+            let _ = pause.start_kill();
+            let _ = pause.wait().await;
+        }
         self.shared.cgroups.remove_pod(&self.uid).await;
         if let (Some(net), Some(p)) = (&self.shared.net, self.pod_net.take()) {
             net.remove_pod(&p).await;
@@ -2001,6 +2094,14 @@ fn credential_paths() -> Vec<PathBuf> {
     }
     let mut out: Vec<PathBuf> = homes.iter().flat_map(|h| IN_HOME.iter().map(move |p| h.join(p))).collect();
     out.push(PathBuf::from("/etc/kubernetes"));
+    // The host's password hashes and SSH host keys.
+    out.extend(["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-"].map(PathBuf::from));
+    for e in std::fs::read_dir("/etc/ssh").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("ssh_host_") && name.ends_with("_key") {
+            out.push(e.path());
+        }
+    }
     // The host's own service-account token, when the agent itself runs in a pod.
     out.push(PathBuf::from("/run/secrets/kubernetes.io"));
     out.retain(|p| p.exists());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
 use crate::sandbox::SandboxSpec;
@@ -45,7 +45,7 @@ impl Cgroups {
         } else {
             // cpuacct (CPU time used) is its own hierarchy on some machines, with cpu on others.
             let mut seen: Vec<PathBuf> = Vec::new();
-            for wanted in ["pids", "memory", "cpu", "cpuacct"] {
+            for wanted in ["pids", "memory", "cpu", "cpuacct", "devices"] {
                 let Some(path) = own.lines().find_map(|l| {
                     let mut parts = l.splitn(3, ':');
                     let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -223,6 +223,23 @@ impl ContainerCgroup {
             .collect()
     }
 
+    /// Lets the container's processes open only the runtime's default devices (all of them
+    /// for a privileged container), as runc's device rules: any node may be made, only
+    /// those opened. False where there is no device controller (cgroup v2 filters devices
+    /// with a BPF program, which is not done here).
+    pub fn restrict_devices(&self, all: bool) -> bool {
+        let Some((_, dir)) = self.dirs.iter().find(|(n, _)| n == "devices") else { return false };
+        let write = |file: &str, rule: &str| std::fs::write(dir.join(file), rule).is_ok();
+        if all {
+            return write("devices.allow", "a");
+        }
+        let mut rules: Vec<String> = vec!["c *:* m".into(), "b *:* m".into()];
+        rules.extend(crate::sandbox::DEVICES.iter().map(|(_, major, minor)| format!("c {major}:{minor} rwm")));
+        // The terminal multiplexer and terminals of the container's devpts, and /dev/net/tun.
+        rules.extend(["c 5:2 rwm".into(), "c 136:* rwm".into(), "c 10:200 rwm".into()]);
+        write("devices.deny", "a") && rules.iter().all(|r| write("devices.allow", r))
+    }
+
     /// Applies memory (bytes) and CPU (millicores) limits where the controller exists;
     /// returns what could not be applied.
     pub fn limit(&self, memory: Option<u64>, cpu_millis: Option<u64>) -> Vec<String> {
@@ -363,21 +380,23 @@ pub async fn start(
     write_spec(spec, spec_path)?;
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
     let (err_r, err_w) = pipe()?;
-    let (output, _) = tokio::sync::broadcast::channel(ATTACH_BACKLOG);
     let mut attach = Attachable {
         tty: stdio.tty,
         stdin_once: stdio.stdin_once,
         has_stdin: stdio.stdin,
         stdin: Mutex::new(None),
         pty: None,
-        output: std::sync::Mutex::new(Some(output.clone())),
+        output: Default::default(),
     };
+    // The output pipes' reading ends, read by the reactor.
+    let mut outputs = Vec::new();
+    // With a terminal, the init makes it in the container's own /dev/pts and sends back its
+    // controlling side over this socket.
+    let mut console = None;
     let streams: [Io; 3] = if stdio.tty {
-        let pair = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
-        let slave = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Io::from).map_err(|e| format!("pty: {e}"));
-        let io = [slave(&pair.slave)?, slave(&pair.slave)?, Io::from(pair.slave)];
-        attach.pty = Some(Arc::new(Pty::new(pair.master).map_err(|e| format!("pty: {e}"))?));
-        io
+        let pair = std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        console = Some(pair);
+        [Io::null(), Io::null(), Io::null()]
     } else {
         let input = if stdio.stdin {
             let (r, w) = pipe()?;
@@ -387,35 +406,59 @@ pub async fn start(
         } else {
             Io::null()
         };
-        [input, Io::piped(), Io::piped()]
+        let mut output = |stream: &'static str| -> Result<Io, String> {
+            let (r, w) = pipe()?;
+            let r = tokio::net::unix::pipe::Receiver::from_owned_fd(r).map_err(|e| format!("pipe: {e}"))?;
+            outputs.push((Source::Pipe(r), stream));
+            Ok(Io::from(w))
+        };
+        [input, output("stdout")?, output("stderr")?]
     };
-    let mut cmd = init_command(helper, "__container", spec_path, streams, &err_w, stdio.tty);
+    let mut cmd = init_command(helper, "__container", spec_path, streams, &err_w, false);
     cmd.kill_on_drop(false);
-    let spawned = cmd.spawn();
-    // The child's ends (the terminal's other side, the input pipe) close here.
+    if let Some((_, theirs)) = &console {
+        let raw = std::os::fd::AsRawFd::as_raw_fd(theirs);
+        // SAFETY: dup2 between fork and exec, async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc_dup2(raw, crate::sandbox::CONSOLE_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let spawned = spawn_in(&mut cmd, spec.pid_namespace);
+    // The child's ends (the input pipe, the console socket) close here.
     drop(cmd);
     let mut child = spawned.map_err(|e| format!("start {}: {e}", helper.display()))?;
     drop(err_w);
     let pid = child.id().unwrap_or(0);
-    let mut reader = tokio::fs::File::from_std(std::fs::File::from(err_r));
+    if let Some((ours, theirs)) = console {
+        drop(theirs);
+        let master = tokio::task::spawn_blocking(move || receive_fd(&ours)).await.ok().flatten();
+        if let Some(master) = master {
+            attach.pty = Some(Arc::new(Pty::new(master).map_err(|e| format!("pty: {e}"))?));
+        }
+    }
+    // Read by the reactor (a blocking-pool thread per starting container otherwise).
     let mut message = String::new();
-    let _ = reader.read_to_string(&mut message).await;
-    let mut tasks = Vec::new();
+    if let Ok(mut reader) = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r) {
+        let _ = reader.read_to_string(&mut message).await;
+    }
     if let Some(pty) = &attach.pty {
-        let to = (output.clone(), false);
-        tasks.push(tokio::spawn(copy_to_log(PtyReader(pty.clone()), "stdout", log.clone(), to)));
+        outputs.push((Source::Pty(pty.clone()), "stdout"));
     }
-    if let Some(out) = child.stdout.take() {
-        tasks.push(tokio::spawn(copy_to_log(out, "stdout", log.clone(), (output.clone(), false))));
-    }
-    if let Some(err) = child.stderr.take() {
-        tasks.push(tokio::spawn(copy_to_log(err, "stderr", log.clone(), (output.clone(), true))));
-    }
+    let attach = Arc::new(attach);
+    let tasks = outputs
+        .into_iter()
+        .map(|(source, stream)| tokio::spawn(copy_to_log(source, stream, log.clone(), attach.clone())))
+        .collect();
     if !message.is_empty() {
         let _ = child.wait().await;
         return Err(message);
     }
-    Ok(Process { pid, attach: Arc::new(attach), child, log_tasks: tasks })
+    Ok(Process { pid, attach, child, log_tasks: tasks })
 }
 
 /// How many chunks of output an attached client may fall behind before it misses some (the
@@ -425,6 +468,12 @@ const ATTACH_BACKLOG: usize = 1024;
 /// One chunk of a container's output: whether it is standard error, and the bytes.
 pub type Chunk = (bool, bytes::Bytes);
 
+#[derive(Default)]
+struct Output {
+    ended: bool,
+    clients: Option<tokio::sync::broadcast::Sender<Chunk>>,
+}
+
 /// A running container's main process as `kubectl attach` reaches it: its output from now on,
 /// its standard input (when the spec keeps one open), its terminal (when it has one).
 pub struct Attachable {
@@ -433,18 +482,37 @@ pub struct Attachable {
     has_stdin: bool,
     stdin: Mutex<Option<tokio::net::unix::pipe::Sender>>,
     pty: Option<Arc<Pty>>,
-    /// None once the output ended (the process and whatever held its output are gone).
-    output: std::sync::Mutex<Option<tokio::sync::broadcast::Sender<Chunk>>>,
+    /// The broadcast to attached clients: made when one attaches, dropped when none is left
+    /// (a container nobody attaches to holds no backlog); none once the output ended.
+    output: std::sync::Mutex<Output>,
 }
 
 impl Attachable {
     /// The output from now on; None when it already ended.
     pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Chunk>> {
-        self.output.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|o| o.subscribe())
+        let mut output = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        if output.ended {
+            return None;
+        }
+        Some(output.clients.get_or_insert_with(|| tokio::sync::broadcast::channel(ATTACH_BACKLOG).0).subscribe())
     }
 
     fn ended(&self) {
-        self.output.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut output = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        output.ended = true;
+        output.clients = None;
+    }
+
+    /// Passes a chunk of output to the attached clients, if any.
+    fn broadcast(&self, stderr: bool, data: &[u8]) {
+        let mut output = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(clients) = &output.clients {
+            if clients.receiver_count() == 0 {
+                output.clients = None;
+            } else {
+                let _ = clients.send((stderr, bytes::Bytes::copy_from_slice(data)));
+            }
+        }
     }
 
     pub fn has_stdin(&self) -> bool {
@@ -507,7 +575,7 @@ pub async fn exec(
     let stdio = [std::process::Stdio::null(), out_w.into(), out_w2.into()];
     let mut cmd = init_command(helper, "__exec", spec_path, stdio, &err_w, false);
     cmd.kill_on_drop(true);
-    let spawned = cmd.spawn();
+    let spawned = spawn_in(&mut cmd, spec.pid_namespace());
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
@@ -603,11 +671,16 @@ pub async fn exec_interactive(
     let (err_r, err_w) = pipe()?;
     let mut ours = (None, None, None, None);
     let stdio: [Stdio; 3] = if let Some(size) = tty {
-        let size = size.map(|(w, h)| nix::pty::Winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 });
-        let pair = nix::pty::openpty(size.as_ref(), None).map_err(|e| format!("openpty: {e}"))?;
-        let slave = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Stdio::from).map_err(|e| format!("pty: {e}"));
-        let io = [slave(&pair.slave)?, slave(&pair.slave)?, Stdio::from(pair.slave)];
-        ours.3 = Some(Arc::new(Pty::new(pair.master).map_err(|e| format!("pty: {e}"))?));
+        // A terminal of the container's own /dev/pts, as its programs see their terminals.
+        let ptmx = PathBuf::from(format!("/proc/{}/root/dev/pts/ptmx", spec.target_pid));
+        let (master, slave) = crate::sandbox::open_terminal(&ptmx).map_err(|e| format!("open a terminal: {e}"))?;
+        let pty = Pty::new(master).map_err(|e| format!("pty: {e}"))?;
+        if let Some((w, h)) = size {
+            pty.resize(w, h);
+        }
+        let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Stdio::from).map_err(|e| format!("pty: {e}"));
+        let io = [dup(&slave)?, dup(&slave)?, Stdio::from(slave)];
+        ours.3 = Some(Arc::new(pty));
         io
     } else {
         let input = if stdin {
@@ -631,7 +704,7 @@ pub async fn exec_interactive(
     };
     let mut cmd = init_command(helper, "__exec", spec_path, stdio, &err_w, tty.is_some());
     cmd.kill_on_drop(true);
-    let spawned = cmd.spawn();
+    let spawned = spawn_in(&mut cmd, spec.pid_namespace());
     // The child's ends (pipes, the terminal's other side) close here, so ours see EOF.
     drop(cmd);
     drop(err_w);
@@ -706,36 +779,6 @@ impl Pty {
     }
 }
 
-/// A terminal's output as a byte stream (EOF once no process holds the terminal).
-struct PtyReader(Arc<Pty>);
-
-impl AsyncRead for PtyReader {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        loop {
-            let mut guard = match self.0.fd.poll_read_ready(cx) {
-                Poll::Ready(Ok(g)) => g,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            };
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|fd| nix::unistd::read(fd, unfilled).map_err(std::io::Error::from)) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Poll::Ready(Ok(())),
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-}
-
 fn go_seconds(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
@@ -753,6 +796,86 @@ fn write_spec(spec: &impl serde::Serialize, path: &Path) -> Result<(), String> {
         .open(path)
         .and_then(|mut f| f.write_all(&raw))
         .map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// The cgroup (under the pod's) of the pause process.
+pub const PAUSE: &str = "POD";
+
+/// Starts the pod's pause process (`helper __pause`): pid 1 of a new process namespace that
+/// the pod's containers then share, reaping what is orphaned in it, moved into the pod's
+/// `cgroup` (before any container joins its namespace); it ends on SIGTERM or SIGINT (and
+/// with the cgroup).
+pub fn start_pause(helper: &Path, cgroup: &ContainerCgroup) -> Result<tokio::process::Child, String> {
+    use std::process::Stdio;
+    let mut cmd = tokio::process::Command::new(helper);
+    cmd.arg("__pause").env_clear().current_dir("/");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+    // SAFETY: between fork and exec only setsid, async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let child = spawn_in(&mut cmd, crate::sandbox::PidNamespace::Own)
+        .map_err(|e| format!("start {}: {e}", helper.display()))?;
+    if let Some(pid) = child.id() {
+        for procs in cgroup.procs_files() {
+            std::fs::write(&procs, pid.to_string()).map_err(|e| format!("join {}: {e}", procs.display()))?;
+        }
+    }
+    Ok(child)
+}
+
+/// Starts `cmd` in the process namespace `pid`: the agent's own, a new one (whose pid 1 the
+/// child becomes) or a running process's. A process never changes its own pid namespace,
+/// only its children's: the child is forked by a short-lived thread that entered it first
+/// (no other thread of the agent is changed).
+pub(crate) fn spawn_in(
+    cmd: &mut tokio::process::Command,
+    pid: crate::sandbox::PidNamespace,
+) -> std::io::Result<tokio::process::Child> {
+    use crate::sandbox::PidNamespace;
+    use nix::sched::CloneFlags;
+    let target = match pid {
+        PidNamespace::Host => return cmd.spawn(),
+        PidNamespace::Own => None,
+        PidNamespace::Join(pid) => Some(std::fs::File::open(format!("/proc/{pid}/ns/pid"))?),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::scope(|scope| {
+        let spawner = scope.spawn(|| {
+            let _entered = runtime.enter();
+            match &target {
+                Some(ns) => nix::sched::setns(ns, CloneFlags::CLONE_NEWPID),
+                None => nix::sched::unshare(CloneFlags::CLONE_NEWPID),
+            }
+            .map_err(std::io::Error::from)?;
+            cmd.spawn()
+        });
+        spawner.join().unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+    })
+}
+
+/// The descriptor the container init sends over `socket` (None once it closed without one:
+/// the init failed, and says why on its error pipe).
+fn receive_fd(socket: &std::os::unix::net::UnixStream) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: a descriptor the kernel just gave this process.
+            return fds.first().map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    None
 }
 
 /// `helper MODE SPEC` (`__container` or `__exec`) with nothing of the agent's environment,
@@ -847,23 +970,16 @@ impl LogFile {
 }
 
 /// Copies one output of a container to its log, and to attached clients as it comes.
-async fn copy_to_log(
-    mut from: impl AsyncRead + Unpin,
-    stream: &'static str,
-    log: Arc<Mutex<LogFile>>,
-    (attached, stderr): (tokio::sync::broadcast::Sender<Chunk>, bool),
-) {
-    let mut buf = vec![0u8; 32 * 1024];
+async fn copy_to_log(mut from: Source, stream: &'static str, log: Arc<Mutex<LogFile>>, attach: Arc<Attachable>) {
     let mut pending: Vec<u8> = Vec::new();
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if attached.receiver_count() > 0 {
-            let _ = attached.send((stderr, bytes::Bytes::copy_from_slice(&buf[..n])));
+        let chunk = from.next().await;
+        if chunk.is_empty() {
+            break;
         }
-        pending.extend_from_slice(&buf[..n]);
+        attach.broadcast(stream == "stderr", &chunk);
+        pending.extend_from_slice(&chunk);
+        drop(chunk);
         let mut log = log.lock().await;
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=pos).collect();
@@ -873,10 +989,60 @@ async fn copy_to_log(
             let chunk: Vec<u8> = pending.drain(..MAX_LINE).collect();
             log.write(stream, &chunk, true);
         }
+        if pending.is_empty() {
+            // An idle container holds no buffer.
+            pending = Vec::new();
+        }
     }
     if !pending.is_empty() {
         // The last line had no newline: a partial entry, as containerd writes it.
         log.lock().await.write(stream, &pending, true);
+    }
+}
+
+/// Where a container's output is read from: a pipe, or its terminal.
+enum Source {
+    Pipe(tokio::net::unix::pipe::Receiver),
+    Pty(Arc<Pty>),
+}
+
+impl Source {
+    /// Waits for output, then reads what is there into a buffer made for it (nothing is held
+    /// while the container is quiet); empty at the end.
+    async fn next(&mut self) -> Vec<u8> {
+        const CHUNK: usize = 32 * 1024;
+        loop {
+            let read = match self {
+                Source::Pipe(r) => {
+                    if r.readable().await.is_err() {
+                        return Vec::new();
+                    }
+                    let mut buf = vec![0u8; CHUNK];
+                    r.try_read(&mut buf).map(|n| {
+                        buf.truncate(n);
+                        buf
+                    })
+                }
+                Source::Pty(p) => {
+                    let Ok(mut guard) = p.fd.readable().await else { return Vec::new() };
+                    let mut buf = vec![0u8; CHUNK];
+                    match guard.try_io(|fd| nix::unistd::read(fd, &mut buf).map_err(std::io::Error::from)) {
+                        Ok(Ok(n)) => {
+                            buf.truncate(n);
+                            Ok(buf)
+                        }
+                        Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Vec::new(),
+                        Ok(Err(e)) => Err(e),
+                        Err(_would_block) => continue,
+                    }
+                }
+            };
+            match read {
+                Ok(buf) => return buf,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Vec::new(),
+            }
+        }
     }
 }
 

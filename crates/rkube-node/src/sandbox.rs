@@ -33,6 +33,17 @@ pub struct BindMount {
     /// Absolute path inside the container.
     pub target: String,
     pub read_only: bool,
+    /// A subPath: `source` is the volume, this the path in it (symbolic links already
+    /// resolved), opened one component at a time without following a link, so a link swapped
+    /// in since it was checked cannot lead the mount out of the volume.
+    #[serde(default)]
+    pub sub_path: Option<PathBuf>,
+}
+
+impl BindMount {
+    pub fn new(source: PathBuf, target: impl Into<String>, read_only: bool) -> BindMount {
+        BindMount { source, target: target.into(), read_only, sub_path: None }
+    }
 }
 
 /// Everything the init needs, written by the agent as JSON.
@@ -45,6 +56,11 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// Where the container's root is assembled (an empty directory the agent made).
     pub root: PathBuf,
+    /// The container's writable layer (an empty directory the agent made): what the program
+    /// writes outside its volumes goes there, over the host's directories, never into them.
+    /// None: the host's directories are read-only.
+    #[serde(default)]
+    pub layer: Option<PathBuf>,
     pub working_dir: Option<String>,
     /// Volumes, /etc/hosts and /etc/resolv.conf, in mount order.
     pub mounts: Vec<BindMount>,
@@ -67,7 +83,115 @@ pub struct SandboxSpec {
     /// The capabilities the program keeps (numbers); None: all (a privileged container).
     #[serde(default)]
     pub capabilities: Option<Vec<u32>>,
+    /// The process namespace the agent started the init in: anything but the host's gets
+    /// a /proc of its own.
+    #[serde(default)]
+    pub pid_namespace: PidNamespace,
+    /// A privileged container sees the host's devices and the whole of /proc; any other gets
+    /// the runtime's few devices and the kernel's sensitive /proc and /sys files covered.
+    #[serde(default)]
+    pub privileged: bool,
+    /// The program's standard streams are a terminal of the container's own (its
+    /// `/dev/pts`), made by the init, whose controlling side goes to the agent over
+    /// [`CONSOLE_FD`].
+    #[serde(default)]
+    pub terminal: bool,
 }
+
+/// The descriptor the init hands the controlling side of the container's terminal over
+/// (a Unix socket; the descriptor travels as SCM_RIGHTS).
+pub const CONSOLE_FD: i32 = 4;
+
+/// A new terminal of the devpts instance whose multiplexer is `ptmx` (a container's
+/// `/dev/pts/ptmx`, reached through its root): its controlling side and its terminal side.
+pub fn open_terminal(ptmx: &Path) -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptmx)?
+        .into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: ioctls on a descriptor we own, with the argument types the kernel expects.
+    unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let peer = libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if peer < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((master, OwnedFd::from_raw_fd(peer)))
+    }
+}
+
+/// Makes the container's terminal (its `/dev/pts` is mounted): the terminal side becomes
+/// the program's standard streams and controlling terminal, the controlling side is sent to
+/// the agent.
+fn hand_over_terminal(ptmx: &Path) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let (master, slave) = open_terminal(ptmx).map_err(|e| format!("open a terminal: {e}"))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
+            return Err(format!("terminal: {}", std::io::Error::last_os_error()));
+        }
+    }
+    drop(slave);
+    // SAFETY: TIOCSCTTY on standard input; this process leads its session.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(format!("controlling terminal: {}", std::io::Error::last_os_error()));
+    }
+    let fds = [master.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(b"t")];
+    nix::sys::socket::sendmsg::<()>(CONSOLE_FD, &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None)
+        .map_err(|e| format!("hand over the terminal: {e}"))?;
+    // SAFETY: closing our copy of the socket.
+    unsafe { libc::close(CONSOLE_FD) };
+    Ok(())
+}
+
+/// Which process namespace a container's processes live in (chosen when the agent spawns
+/// its init: a process cannot change its own).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum PidNamespace {
+    /// The node's (`hostPID: true`).
+    #[default]
+    Host,
+    /// A new one whose first process (pid 1) is the container's program, as containerd
+    /// gives every container by default.
+    Own,
+    /// The one of a running process (host pid): the pod's pause process with
+    /// `shareProcessNamespace`, or an ephemeral container's target.
+    Join(u32),
+}
+
+/// What containerd covers in a container that is not privileged: unreadable files and
+/// directories (/dev/null or an empty read-only tmpfs laid over them)...
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/scsi",
+];
+
+/// ...and what it makes read-only.
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// The devices of a container that is not privileged, as runc creates them in its /dev
+/// (name, major, minor); their numbers are also all the device cgroup lets it open.
+pub const DEVICES: &[(&str, u32, u32)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// The descriptor the init reports start errors on.
 pub const ERROR_FD: i32 = 3;
@@ -75,6 +199,31 @@ pub const ERROR_FD: i32 = 3;
 /// Runs the init: never returns on success (the program replaced this process).
 pub fn container_init(spec_path: &Path) -> ! {
     init_main(spec_path, false, run, 128)
+}
+
+/// The pause process of a pod that shares one process namespace: as its pid 1, reaps every
+/// orphan until SIGTERM or SIGINT ends it.
+pub fn pause_init() -> ! {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        set.add(sig);
+    }
+    let _ = set.thread_block();
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGCHLD) => {
+                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    if status == WaitStatus::StillAlive {
+                        break;
+                    }
+                }
+            }
+            Ok(_) => std::process::exit(0),
+            Err(_) => {}
+        }
+    }
 }
 
 /// The shared body of both inits: keep the error channel out of the program, read the
@@ -88,6 +237,8 @@ fn init_main<S: serde::de::DeserializeOwned>(
 ) -> ! {
     // SAFETY: fcntl on a descriptor number; harmless if it is not open.
     unsafe { libc::fcntl(ERROR_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: as above.
+    unsafe { libc::fcntl(CONSOLE_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
     let read = std::fs::read(spec_path);
     if remove_spec {
         let _ = std::fs::remove_file(spec_path);
@@ -120,6 +271,21 @@ pub struct ExecSpec {
     pub supplemental_groups: Vec<u32>,
     #[serde(default)]
     pub capabilities: Option<Vec<u32>>,
+    /// The container has a process namespace of its own, which the process joins (the agent
+    /// starts it there).
+    #[serde(default)]
+    pub own_pid_namespace: bool,
+}
+
+impl ExecSpec {
+    /// Where the agent starts the exec's init.
+    pub fn pid_namespace(&self) -> PidNamespace {
+        if self.own_pid_namespace {
+            PidNamespace::Join(self.target_pid)
+        } else {
+            PidNamespace::Host
+        }
+    }
 }
 
 /// The init of an exec: joins the container's cgroups and its network, UTS and mount
@@ -146,10 +312,16 @@ fn exec_in(spec: &ExecSpec) -> String {
             Err(e) => return format!("container process {} is gone: {e}", spec.target_pid),
         }
     }
-    // The pid must still be the container's (in its cgroup), not a reused number.
-    if let Some(procs) = spec.cgroup_procs.first() {
-        let listed = std::fs::read_to_string(procs).unwrap_or_default();
-        if !listed.lines().any(|l| l.trim() == spec.target_pid.to_string()) {
+    // The pid must still be the container's (in its cgroup), not a reused number. (Asked of
+    // the process's own cgroup file: `cgroup.procs` lists pids as this process's namespace
+    // numbers them.)
+    if let Some(dir) = spec.cgroup_procs.first().and_then(|p| p.parent()) {
+        let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", spec.target_pid)).unwrap_or_default();
+        let member = cgroups.lines().filter_map(|l| l.splitn(3, ':').nth(2)).any(|path| {
+            let path = path.trim_start_matches('/');
+            !path.is_empty() && dir.ends_with(path)
+        });
+        if !member {
             return format!("container process {} is gone", spec.target_pid);
         }
     }
@@ -211,23 +383,47 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make / private: {e}"))?;
-    let mut root = Root::build(&spec.root)?;
-    // The runtime's own layer first (a private /tmp, the host's secrets covered), then the
-    // pod's volumes on top: an emptyDir at /tmp, or a volume under a covered path (a
-    // kubeconfig mounted at ~/.kube), is what the container sees.
+    let mut root = Root::build(&spec.root, spec.layer.as_deref(), spec.privileged)?;
+    // The runtime's own layer first (a private /tmp, the host's secrets covered, the
+    // container's /proc and /dev), then the pod's volumes on top: an emptyDir at /tmp or
+    // /dev/shm, or a volume under a covered path (a kubeconfig mounted at ~/.kube), is what
+    // the container sees.
     for t in &spec.tmpfs {
         root.tmpfs(t)?;
     }
     for h in &spec.hide {
         root.hide(h)?;
     }
+    if spec.pid_namespace != PidNamespace::Host {
+        root.own_proc()?;
+    }
+    if !spec.privileged {
+        root.devices()?;
+        for m in MASKED_PATHS {
+            root.hide(Path::new(m))?;
+        }
+        for r in READONLY_PATHS.iter().chain(&["/sys"]) {
+            root.read_only_tree(Path::new(r))?;
+        }
+    }
+    if spec.terminal {
+        hand_over_terminal(&root.root.join("dev/pts/ptmx"))?;
+    }
     for m in &spec.mounts {
-        root.bind(&m.source, &m.target, m.read_only)?;
+        match &m.sub_path {
+            Some(sub) => {
+                let fd = open_beneath(&m.source, sub)?;
+                let fd_path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+                root.bind(&fd_path, &m.target, m.read_only)?;
+            }
+            None => root.bind(&m.source, &m.target, m.read_only)?,
+        }
     }
     // A hostPath volume at or above a hidden path shows the real files again: covered too.
     for m in &spec.mounts {
+        let source = m.sub_path.as_ref().map(|sub| m.source.join(sub)).unwrap_or_else(|| m.source.clone());
         for h in &spec.hide {
-            if let Ok(rest) = h.strip_prefix(&m.source) {
+            if let Ok(rest) = h.strip_prefix(&source) {
                 root.hide(&Path::new(&m.target).join(rest))?;
             }
         }
@@ -237,6 +433,32 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
     }
     root.pivot()?;
     become_user(spec)
+}
+
+/// `rel` under the directory `volume`, opened (as a path only) one component at a time,
+/// none of them followed if it is a symbolic link: what it names is inside the volume.
+fn open_beneath(volume: &Path, rel: &Path) -> Result<std::os::fd::OwnedFd, String> {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{fstat, Mode, SFlag};
+    let outside = || {
+        format!(
+            "subpath {:?} not within volume path {:?}",
+            volume.join(rel).display().to_string(),
+            volume.display().to_string()
+        )
+    };
+    let mut fd = open(volume, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open volume {}: {e}", volume.display()))?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else { return Err(outside()) };
+        fd = openat(&fd, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open subpath {}: {e}", volume.join(rel).display()))?;
+        let st = fstat(&fd).map_err(|e| format!("stat subpath: {e}"))?;
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK {
+            return Err(outside());
+        }
+    }
+    Ok(fd)
 }
 
 /// Drops to the pod's groups and user and changes to the working directory.
@@ -460,20 +682,183 @@ struct Root {
     root: PathBuf,
     /// Directories inside the root that live in our tmpfs (safe to create entries in).
     ours: HashSet<PathBuf>,
+    /// The top of the container's writable layer (the root, when it is an overlay):
+    /// everything under it is written to the layer (but for the read-only host mounts in
+    /// `host_mounts`).
+    layered: Vec<PathBuf>,
+    /// Host mounts bound read-only into the layered directories.
+    host_mounts: Vec<PathBuf>,
     shadows: usize,
     /// Where the pod's volumes (and the kubelet's files) were mounted: they stay writable.
     volumes: Vec<PathBuf>,
 }
 
 impl Root {
-    /// A tmpfs at `root` holding a bind mount (recursive) of every entry of the host's `/`.
-    fn build(root: &Path) -> Result<Root, String> {
-        mount(Some("tmpfs"), root, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
-            .map_err(|e| format!("mount root tmpfs at {}: {e}", root.display()))?;
-        let mut r = Root { root: root.to_path_buf(), ours: HashSet::new(), shadows: 0, volumes: Vec::new() };
-        r.ours.insert(root.to_path_buf());
-        replicate(Path::new("/"), root)?;
+    /// The host's `/` at `root` as the container's image: an overlay whose upper half (in
+    /// `layer`) takes what the container writes, with the host's other mounts bound
+    /// read-only where they are (an overlay shows only the root filesystem's own files); or,
+    /// without a layer or where no overlay can be made, the host's `/` bound read-only.
+    /// `/proc` and `/sys` are the host's (for a privileged container `/dev` too); `/dev`,
+    /// `/run` and `/tmp` are made the container's own afterwards.
+    fn build(root: &Path, layer: Option<&Path>, privileged: bool) -> Result<Root, String> {
+        let mut r = Root {
+            root: root.to_path_buf(),
+            ours: HashSet::new(),
+            layered: Vec::new(),
+            host_mounts: Vec::new(),
+            shadows: 0,
+            volumes: Vec::new(),
+        };
+        let host = mounts()?;
+        let overlaid = layer.is_some_and(|layer| {
+            let (upper, work) = (layer.join("upper"), layer.join("work"));
+            let plain = |p: &Path| !p.to_string_lossy().contains([',', ':', '\\']);
+            if !plain(&upper) || !plain(&work) {
+                return false;
+            }
+            if std::fs::create_dir_all(&upper).is_err() || std::fs::create_dir_all(&work).is_err() {
+                return false;
+            }
+            let opts = format!("lowerdir=/,upperdir={},workdir={}", upper.display(), work.display());
+            mount(Some("overlay"), root, Some("overlay"), MsFlags::empty(), Some(opts.as_str())).is_ok()
+        });
+        // The trees the container gets otherwise.
+        let own = |m: &Path| {
+            let top = m.components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned());
+            matches!(top.as_deref(), Some("proc" | "sys" | "dev" | "run" | "tmp"))
+        };
+        if overlaid {
+            r.layered.push(root.to_path_buf());
+            for (m, opts) in host.iter().filter(|(m, _)| m.as_path() != Path::new("/") && !own(m)) {
+                let at = root.join(m.strip_prefix("/").unwrap_or(m));
+                // A mount point the overlay does not show (under another mount) is left out.
+                if std::fs::symlink_metadata(&at).is_err() {
+                    continue;
+                }
+                // A bind keeps the flags of what it binds.
+                if mount(Some(m), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>).is_ok() {
+                    remount_read_only(&at, opts)?;
+                    r.host_mounts.push(at);
+                }
+            }
+        } else {
+            bind_at(Path::new("/"), root)?;
+            for (m, opts) in mounts()?.iter().filter(|(m, _)| m.starts_with(root)) {
+                let rel = Path::new("/").join(m.strip_prefix(root).unwrap_or(m));
+                if !own(&rel) {
+                    remount_read_only(m, opts)?;
+                }
+            }
+        }
+        for name in ["proc", "sys"] {
+            if overlaid {
+                bind_at(&Path::new("/").join(name), &root.join(name))?;
+            }
+        }
+        if privileged && overlaid {
+            bind_at(Path::new("/dev"), &root.join("dev"))?;
+        }
+        let run = root.join("run");
+        if run.is_dir() {
+            fs_mount("tmpfs", "tmpfs", &run, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755")
+                .map_err(|e| format!("mount tmpfs at /run: {e}"))?;
+            r.ours.insert(run);
+        }
         Ok(r)
+    }
+
+    /// A /proc of the container's own process namespace instead of the host's.
+    fn own_proc(&mut self) -> Result<(), String> {
+        let at = self.root.join("proc");
+        umount2(&at, MntFlags::MNT_DETACH).map_err(|e| format!("unmount the host's /proc: {e}"))?;
+        mount(
+            Some("proc"),
+            &at,
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount proc: {e}"))
+    }
+
+    /// The /dev runc gives a container that is not privileged: a tmpfs with the few devices
+    /// of [`DEVICES`], a terminal instance of its own (`/dev/pts`, `/dev/ptmx`), `/dev/shm`
+    /// and the standard links. The host's disks and other devices are not there (and the
+    /// device cgroup refuses to open any other device made here).
+    fn devices(&mut self) -> Result<(), String> {
+        use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        let dev = self.root.join("dev");
+        fs_mount("tmpfs", "tmpfs", &dev, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, "mode=755,size=65536k")
+            .map_err(|e| format!("mount tmpfs at /dev: {e}"))?;
+        for (name, major, minor) in DEVICES {
+            let at = dev.join(name);
+            let made = mknod(
+                &at,
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(u64::from(*major), u64::from(*minor)),
+            );
+            if made.is_err() {
+                // Where nodes cannot be made, the host's own, bound.
+                std::fs::File::create(&at).map_err(|e| format!("create /dev/{name}: {e}"))?;
+                bind_at(&Path::new("/dev").join(name), &at)?;
+            }
+            let _ = std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o666));
+        }
+        // A terminal instance of its own and a /dev/shm.
+        let filesystems = [
+            (
+                "pts",
+                "devpts",
+                "devpts",
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620,gid=5",
+            ),
+            (
+                "shm",
+                "shm",
+                "tmpfs",
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                "mode=1777,size=65536k",
+            ),
+        ];
+        for (name, source, fstype, flags, data) in filesystems {
+            let at = dev.join(name);
+            std::fs::create_dir(&at).map_err(|e| format!("mkdir /dev/{name}: {e}"))?;
+            fs_mount(source, fstype, &at, flags, data).map_err(|e| format!("mount /dev/{name}: {e}"))?;
+        }
+        let shm = dev.join("shm");
+        for (link, target) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("core", "/proc/kcore"),
+        ] {
+            symlink(target, dev.join(link)).map_err(|e| format!("link /dev/{link}: {e}"))?;
+        }
+        self.ours.insert(dev.clone());
+        self.ours.insert(shm);
+        Ok(())
+    }
+
+    /// Makes the container path `inside` and every mount under it read-only (absent: nothing).
+    fn read_only_tree(&self, inside: &Path) -> Result<(), String> {
+        let at = self.root.join(inside.strip_prefix("/").unwrap_or(inside));
+        let Ok(meta) = std::fs::symlink_metadata(&at) else { return Ok(()) };
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mut all = mounts()?;
+        if !all.iter().any(|(m, _)| m == &at) {
+            bind_at(&at, &at)?;
+            all = mounts()?;
+        }
+        for (m, opts) in all.iter().filter(|(m, _)| m.starts_with(&at)) {
+            remount_read_only(m, opts)?;
+        }
+        Ok(())
     }
 
     /// Resolves `inside` (an absolute container path) to a path under the root, following
@@ -528,11 +913,14 @@ impl Root {
         if self.ours.contains(dir) {
             return Ok(());
         }
+        // In the writable layer (not in a host mount bound into it) a new entry goes to the layer.
+        if self.layered.iter().any(|l| dir.starts_with(l)) && !self.host_mounts.iter().any(|m| dir.starts_with(m)) {
+            return Ok(());
+        }
         self.shadows += 1;
         let staging = self.root.join(format!(".rkube-shadow-{}", self.shadows));
         std::fs::create_dir(&staging).map_err(|e| format!("mkdir {}: {e}", staging.display()))?;
-        mount(Some("tmpfs"), &staging, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
-            .map_err(|e| format!("mount tmpfs: {e}"))?;
+        fs_mount("tmpfs", "tmpfs", &staging, MsFlags::empty(), "mode=0755").map_err(|e| format!("mount tmpfs: {e}"))?;
         if let Ok(m) = std::fs::metadata(dir) {
             let _ =
                 std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(m.permissions().mode() & 0o7777));
@@ -567,11 +955,7 @@ impl Root {
     /// read-only (its other flags kept), but the volumes and the kubelet's files (their own
     /// mounts, and what is mounted under them) and the `/dev`, `/proc` and `/sys` trees.
     fn read_only(&self) -> Result<(), String> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("mountinfo: {e}"))?;
-        for line in info.lines() {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let (Some(point), Some(opts)) = (fields.get(4), fields.get(5)) else { continue };
-            let point = unescape_mount_path(point);
+        for (point, opts) in mounts()? {
             let Ok(rel) = point.strip_prefix(&self.root) else { continue };
             let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
             if matches!(top.as_deref(), Some("dev" | "proc" | "sys"))
@@ -579,26 +963,7 @@ impl Root {
             {
                 continue;
             }
-            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            for (name, flag) in [
-                ("nosuid", MsFlags::MS_NOSUID),
-                ("nodev", MsFlags::MS_NODEV),
-                ("noexec", MsFlags::MS_NOEXEC),
-                ("noatime", MsFlags::MS_NOATIME),
-                ("nodiratime", MsFlags::MS_NODIRATIME),
-                ("relatime", MsFlags::MS_RELATIME),
-                ("strictatime", MsFlags::MS_STRICTATIME),
-            ] {
-                if opts.split(',').any(|o| o == name) {
-                    flags |= flag;
-                }
-            }
-            // As runc: a mount that cannot be made read-only fails the start (one that
-            // vanished meanwhile excepted).
-            match mount(None::<&str>, &point, None::<&str>, flags, None::<&str>) {
-                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(format!("remount {} read-only: {e}", point.display())),
-            }
+            remount_read_only(&point, &opts)?;
         }
         Ok(())
     }
@@ -626,6 +991,49 @@ impl Root {
         nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach the old root: {e}"))?;
         std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
+    }
+}
+
+/// Every mount of this mount namespace and its options, as /proc/self/mountinfo lists them
+/// (a mount before those under it).
+fn mounts() -> Result<Vec<(PathBuf, String)>, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("mountinfo: {e}"))?;
+    Ok(info
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ').skip(4);
+            let point = fields.next()?;
+            Some((unescape_mount_path(point), fields.next()?.to_string()))
+        })
+        .collect())
+}
+
+/// Mounts a filesystem of type `fstype` (from `source`) at `at`.
+fn fs_mount(source: &str, fstype: &str, at: &Path, flags: MsFlags, data: &str) -> nix::Result<()> {
+    mount(Some(source), at, Some(fstype), flags, Some(data))
+}
+
+/// Remounts the mount at `point` read-only, as runc does, keeping its other flags (`opts`:
+/// its mountinfo options). A mount that cannot be made read-only fails the start (one that
+/// vanished meanwhile excepted).
+fn remount_read_only(point: &Path, opts: &str) -> Result<(), String> {
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (name, flag) in [
+        ("nosuid", MsFlags::MS_NOSUID),
+        ("nodev", MsFlags::MS_NODEV),
+        ("noexec", MsFlags::MS_NOEXEC),
+        ("noatime", MsFlags::MS_NOATIME),
+        ("nodiratime", MsFlags::MS_NODIRATIME),
+        ("relatime", MsFlags::MS_RELATIME),
+        ("strictatime", MsFlags::MS_STRICTATIME),
+    ] {
+        if opts.split(',').any(|o| o == name) {
+            flags |= flag;
+        }
+    }
+    match mount(None::<&str>, point, None::<&str>, flags, None::<&str>) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(format!("remount {} read-only: {e}", point.display())),
     }
 }
 
@@ -710,6 +1118,22 @@ mod tests {
         assert_eq!(resolve_program("sh", "/nonexistent:/bin"), Some(PathBuf::from("/bin/sh")));
         assert_eq!(resolve_program("sh", ""), None);
         assert_eq!(resolve_program("no-such-program-rkube", "/bin:/usr/bin"), None);
+    }
+
+    #[test]
+    fn a_sub_path_is_opened_without_following_links() {
+        let volume = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(volume.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/", volume.path().join("out")).unwrap();
+        std::os::unix::fs::symlink("a", volume.path().join("in")).unwrap();
+        let fd = open_beneath(volume.path(), Path::new("a/b")).unwrap();
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).unwrap();
+        assert_eq!(opened, volume.path().join("a/b"));
+        // A link, even one that stays inside, is not followed (the agent resolved links before).
+        for rel in ["out", "out/etc", "in/b", "a/../a"] {
+            let err = open_beneath(volume.path(), Path::new(rel)).unwrap_err();
+            assert!(err.contains("not within volume path"), "{rel}: {err}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::pods::{command_pod, create, out_dir, python, wait_phase};
+use common::pods::{command_pod, create, host_pid, out_dir, python, wait_phase};
 use common::{require, wait_for, Server};
 use serde_json::json;
 
@@ -237,6 +237,8 @@ fn exec_is_authorized_as_create_or_get_on_pods_exec_and_ends_with_its_client() {
             }),
             "kubectl {v}: the command never started"
         );
+        // It runs in the container's process namespace: its host number, from the pod's cgroups.
+        let pid = host_pid(&s, "guarded", pid);
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
         let _ = k.kill();
         let _ = k.wait();

@@ -190,18 +190,15 @@ fn rkube_node_joins_a_real_kube_apiserver() {
         &kubectl(&admin, &["create", "configmap", "kube-root-ca.crt", &format!("--from-file=ca.crt={ca}")], None),
         "root CA",
     );
-    // The agent's informers list config maps, secrets and endpoints cluster-wide, which the
-    // Node authorizer alone does not grant a node (a kubelet gets each by name).
+    // What the pod reads: the agent watches each by name, as a kubelet, which is all the Node
+    // authorizer lets it read.
+    ok(&kubectl(&admin, &["create", "secret", "generic", "word", "--from-literal=word=swordfish"], None), "secret");
+    ok(&kubectl(&admin, &["create", "configmap", "settings", "--from-literal=greeting=hi"], None), "config map");
+    // The agent's service proxy (kube-proxy's part) lists Endpoints, which a node may not.
     ok(
         &kubectl(
             &admin,
-            &[
-                "create",
-                "clusterrole",
-                "rkube-node",
-                "--verb=get,list,watch",
-                "--resource=configmaps,secrets,endpoints",
-            ],
+            &["create", "clusterrole", "rkube-node", "--verb=get,list,watch", "--resource=endpoints"],
             None,
         ),
         "role",
@@ -260,9 +257,12 @@ fn rkube_node_joins_a_real_kube_apiserver() {
     let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
         "spec": {"nodeName": "joiner", "terminationGracePeriodSeconds": 1, "containers": [{
           "name": "main", "image": "python", "ports": [{"containerPort": 8080}],
+          "env": [{"name": "WORD", "valueFrom": {"secretKeyRef": {"name": "word", "key": "word"}}}],
+          "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}],
           "readinessProbe": {"periodSeconds": 1, "exec": {"command": ["python3", "-c",
             "import socket; socket.create_connection(('127.0.0.1', 8080), 1)"]}},
-          "command": ["sh", "-c", "echo hello from rkube; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /etc"]}]}}"#;
+          "command": ["sh", "-c", "echo hello from rkube; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /etc"]}],
+          "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}]}}"#;
     ok(&kubectl(&admin, &["create", "-f", "-"], Some(pod.as_bytes())), "create pod");
     let mut logs = String::new();
     let ran = wait_for(Duration::from_secs(60), || {
@@ -273,6 +273,9 @@ fn rkube_node_joins_a_real_kube_apiserver() {
 
     let out = ok(&kubectl(&admin, &["exec", "hello", "--", "sh", "-c", "hostname; exit 0"], None), "exec");
     assert_eq!(out, "hello\n");
+    let script = "echo $WORD; cat /etc/cfg/greeting";
+    let out = ok(&kubectl(&admin, &["exec", "hello", "--", "sh", "-c", script], None), "exec");
+    assert_eq!(out, "swordfish\nhi", "the secret and the config map, each read by name");
     let out = ok(&kubectl(&admin, &["exec", "-i", "hello", "--", "cat"], Some(b"through kube-apiserver\n")), "exec -i");
     assert_eq!(out, "through kube-apiserver\n");
     let o = kubectl(&admin, &["exec", "hello", "--", "sh", "-c", "exit 3"], None);

@@ -145,8 +145,11 @@ fn a_pod_runs_with_the_service_account_files_env_and_identity_of_a_pod() {
         "events: {reasons:?}"
     );
 
-    // Deleting the pod ends its process (SIGTERM: sh's exec'd sleep dies of it) and removes it.
-    let pid: i32 = in_pod("cat /tmp/pid").trim().parse().unwrap();
+    // The program is pid 1 of the container's own process namespace.
+    assert_eq!(in_pod("cat /tmp/pid").trim(), "1");
+    // Deleting the pod ends its process (pid 1 without a handler ignores SIGTERM, as in any
+    // container: SIGKILL after the grace period) and removes it.
+    let pid = host_pid(&s, "sa", 1);
     assert!(alive(pid));
     let (code, _, body) = s.curl("DELETE", &pod_path("sa"), None, &[]);
     assert_eq!(code, 200, "{body}");
@@ -359,6 +362,7 @@ fn no_pod_process_outlives_the_server() {
         wait_for(Duration::from_secs(5), || std::fs::read_to_string(out.join("child")).is_ok_and(|c| !c.is_empty()))
     );
     let child: i32 = std::fs::read_to_string(out.join("child")).unwrap().trim().parse().unwrap();
+    let (pid, child) = (host_pid(&s, "stubborn", pid), host_pid(&s, "stubborn", child));
     assert!(alive(pid) && alive(child));
     // The pod's network namespace is one the agent made and names under /run/netns.
     let netns = std::fs::read_to_string(out.join("netns")).unwrap();
@@ -804,6 +808,7 @@ fn after_kill_9_the_next_agent_ends_the_old_processes_and_runs_the_pod_again() {
     assert!(wait_for(Duration::from_secs(30), || std::fs::read_to_string(out.join("pids"))
         .is_ok_and(|p| p.ends_with('\n'))));
     let first: i32 = std::fs::read_to_string(out.join("pids")).unwrap().trim().parse().unwrap();
+    let first = host_pid(&s, "survivor", first);
     let first_netns = named_netns(&[netns_inode(&std::fs::read_to_string(out.join("netns")).unwrap())].into());
     assert_eq!(first_netns.len(), 1);
     // The agent dies with the server and cannot end anything: the pod's process lives on.
@@ -821,7 +826,7 @@ fn after_kill_9_the_next_agent_ends_the_old_processes_and_runs_the_pod_again() {
         "the pod runs again: {pids}"
     );
     let second: i32 = pids.lines().nth(1).unwrap().parse().unwrap();
-    assert!(alive(second));
+    assert!(alive(host_pid(&s, "survivor", second)));
     wait_phase(&s, "survivor", "Running", 10);
     // The old pod network namespace is gone; the new one is named. (The kernel may give the
     // new namespace the old one's number: then there is nothing to tell apart.)

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::pods::{
-    alive, create, events_for, get, named_netns, netns_inode, out_dir, pod_path, shell_pod, wait_file, wait_phase,
+    alive, create, events_for, get, host_pid, named_netns, netns_inode, out_dir, pod_path, shell_pod, wait_file,
+    wait_phase,
 };
 use common::{wait_for, Server};
 use serde_json::{json, Value};
@@ -97,6 +98,8 @@ fn a_hundred_pods_start_at_once_with_their_own_addresses_and_leave_nothing_behin
     for name in &names {
         inodes.insert(netns_inode(&wait_file(&out.join(format!("{name}.net")), 30)));
         let pid: i32 = std::fs::read_to_string(out.join(format!("{name}.pid"))).unwrap().trim().parse().unwrap();
+        assert_eq!(pid, 1, "{name}'s program is pid 1 of its own process namespace");
+        let pid = host_pid(&s, name, pid);
         assert!(alive(pid), "{name}'s process runs");
         pids.push(pid);
     }
@@ -188,6 +191,7 @@ fn a_container_over_its_memory_limit_is_oom_killed_and_a_cpu_limited_one_runs() 
     let pod = wait_phase(&s, "spin", "Running", 10);
     assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
     let pid: i32 = std::fs::read_to_string(out.join("spin.pid")).unwrap().trim().parse().unwrap();
+    let pid = host_pid(&s, "spin", pid);
     let quota = cgroup_file(pid, "cpu", "cpu.cfs_quota_us", "cpu.max");
     assert!(matches!(quota.as_deref(), Some("20000") | Some("20000 100000")), "200m of CPU: {quota:?}");
     let memory = cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max");
@@ -288,6 +292,7 @@ fn an_empty_dir_over_its_size_limit_gets_the_pod_evicted() {
     pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}));
     create(&s, PODS, &pod);
     let pid: i32 = wait_file(&out.join("pid"), 30).trim().parse().unwrap();
+    let pid = host_pid(&s, "filler", pid);
 
     // The eviction manager checks every 10 s.
     let pod = wait_phase(&s, "filler", "Failed", 40);

@@ -35,6 +35,9 @@ struct Args {
     timeout: u64,
 }
 
+/// A pod whose program ends on SIGTERM, as a well-behaved one does: a container's program
+/// is pid 1 of its own process namespace, where a signal without a handler is ignored (a bare
+/// `sleep` would be killed only once the grace period ends, as on any Kubernetes node).
 fn sleeper(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -42,7 +45,7 @@ fn sleeper(name: &str) -> Pod {
         "spec": {
             "terminationGracePeriodSeconds": 1,
             "automountServiceAccountToken": true,
-            "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}],
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}],
         },
     }))
     .expect("pod")

@@ -301,7 +301,7 @@ impl Drop for Server {
 }
 
 /// Files named `name` in `dir` and its subdirectories (three levels down).
-fn records(dir: &Path, name: &str, depth: u32, out: &mut Vec<String>) {
+pub fn records(dir: &Path, name: &str, depth: u32, out: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let path = e.path();

@@ -167,3 +167,41 @@ pub fn default_may_view(s: &Server) {
         }),
     );
 }
+
+/// The processes of a running pod as the host numbers them, each with the number it has in
+/// the pod (every container has a process namespace of its own, so a pod's `$$` is not a
+/// host pid), read from the pod's cgroups.
+pub fn pod_pids(s: &Server, name: &str) -> Vec<(i32, i32)> {
+    let uid = get(s, &pod_path(name))["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let mut records = Vec::new();
+    super::records(&s.dir, "cgroups", 3, &mut records);
+    let mut out = Vec::new();
+    // The first hierarchy an agent names holds every process (pids on cgroup v1, the unified one on v2).
+    for base in records.iter().filter_map(|r| r.lines().next()) {
+        let pod = Path::new(base).join(&uid);
+        for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+            let procs = std::fs::read_to_string(c.path().join("cgroup.procs")).unwrap_or_default();
+            for host in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
+                let inner = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|v| v.split_whitespace().last().and_then(|p| p.parse().ok()));
+                if let Some(inner) = inner {
+                    out.push((host, inner));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The host pid of the pod's process numbered `inner` in its own namespace (each container's
+/// program is 1 in its own; with several containers, the first found).
+pub fn host_pid(s: &Server, name: &str, inner: i32) -> i32 {
+    let pids = pod_pids(s, name);
+    pids.iter()
+        .find(|(_, i)| *i == inner)
+        .map(|(h, _)| *h)
+        .unwrap_or_else(|| panic!("pod {name}: no process {inner} in {pids:?}"))
+}
