@@ -54,8 +54,9 @@ impl ImageMap {
             ("suofeiya/kube-api".to_string(), proxy.clone()),
             ("bitnami/kubectl".to_string(), entry(&["kubectl"], &[])),
             ("registry.k8s.io/pause".to_string(), entry(&["sleep"], &["infinity"])),
-            // The e2e image's default CMD is `pause`; its other subcommands are not here.
-            ("registry.k8s.io/e2e-test-images/agnhost".to_string(), entry(&[], &["sleep", "infinity"])),
+            // Upstream's test image: its subcommands that rkube emulates (`crate::agnhost`);
+            // its default CMD is `pause`.
+            ("registry.k8s.io/e2e-test-images/agnhost".to_string(), entry(&["@rkube", "__agnhost"], &["pause"])),
         ]);
         ImageMap { entries, rkube: rkube.display().to_string() }
     }
@@ -132,6 +133,6 @@ mod tests {
         assert_eq!(argv(&[], &[], m.get("luksa/kubectl-proxy:1.6.2").as_ref()), s(&["/usr/bin/rkube", "proxy"]));
         assert!(argv(&[], &[], m.get("nginx").as_ref()).is_empty());
         let agnhost = m.get("registry.k8s.io/e2e-test-images/agnhost:2.45");
-        assert_eq!(argv(&[], &[], agnhost.as_ref()), s(&["sleep", "infinity"]));
+        assert_eq!(argv(&[], &[], agnhost.as_ref()), s(&["/usr/bin/rkube", "__agnhost", "pause"]));
     }
 }

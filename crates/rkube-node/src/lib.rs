@@ -15,6 +15,7 @@
 //! grace period) and removes every trace.
 
 pub mod agent;
+pub mod agnhost;
 pub mod certificates;
 pub mod dns;
 pub mod images;

@@ -145,6 +145,9 @@ fn main() -> std::process::ExitCode {
     if argv.len() == 3 && argv[1] == "__exec" {
         rkube_node::exec_init(std::path::Path::new(&argv[2]));
     }
+    if argv.len() >= 2 && argv[1] == "__agnhost" {
+        rkube_node::agnhost::main(&argv[2..]);
+    }
     if argv.len() == 2 && argv[1] == "__pause" {
         rkube_node::pause_init();
     }
