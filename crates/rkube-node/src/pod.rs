@@ -1913,6 +1913,10 @@ impl Worker {
         let spec = pod.spec.as_ref();
         let shared_pids =
             spec.and_then(|s| s.share_process_namespace) == Some(true) && spec.and_then(|s| s.host_pid) != Some(true);
+        // A pause process that died took its namespace's processes with it: a new one.
+        if self.pause.as_mut().is_some_and(|p| matches!(p.try_wait(), Ok(Some(_)))) {
+            self.pause = None;
+        }
         if shared_pids && self.pause.is_none() {
             let cgroup = self.shared.cgroups.container(&self.uid, crate::runtime::PAUSE);
             match crate::runtime::start_pause(&self.shared.config.rkube_binary, &cgroup) {

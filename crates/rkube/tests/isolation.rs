@@ -176,6 +176,22 @@ fn process_namespaces_are_the_pods_with_share_process_namespace_the_nodes_with_h
         "main restarted after SIGTERM"
     );
 
+    // A pause process that dies takes the namespace's processes with it; a new one comes and
+    // the containers run again in its namespace.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid(&s, "shared", 1)), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            let seen = s.kubectl(&["exec", "shared", "-c", "side", "--", "ps", "-eo", "pid,args"]);
+            let seen = String::from_utf8_lossy(&seen.stdout).to_string();
+            let restarted = get(&s, &pod_path("shared"))["status"]["containerStatuses"]
+                .as_array()
+                .is_some_and(|c| c.iter().all(|c| c["restartCount"].as_i64() >= Some(1)));
+            restarted && seen.contains("__pause") && seen.contains("sleep 3600") && seen.contains("sleep 3601")
+        }),
+        "the pod's containers run again under a new pause process"
+    );
+
     // hostPID: the node's processes, this test's among them.
     let seen = ps("host", "main");
     let me = std::process::id().to_string();
