@@ -107,11 +107,25 @@ pub const CONSOLE_FD: i32 = 4;
 pub fn open_terminal(ptmx: &Path) -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::fs::OpenOptionsExt;
+    // The path may be the container's to shape (the agent opens one through
+    // /proc/PID/root): looked at without opening it first, and opened only if it is a
+    // terminal multiplexer (5:2) on a devpts, never whatever device or FIFO was put there.
+    let probe: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(ptmx)?
+        .into();
+    let st = nix::sys::stat::fstat(&probe).map_err(std::io::Error::from)?;
+    let fs = nix::sys::statfs::fstatfs(&probe).map_err(std::io::Error::from)?;
+    let is_ptmx = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nix::sys::stat::makedev(5, 2);
+    if !is_ptmx || fs.filesystem_type() != nix::sys::statfs::DEVPTS_SUPER_MAGIC {
+        return Err(std::io::Error::other(format!("{} is not a terminal multiplexer", ptmx.display())));
+    }
     let master: OwnedFd = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(ptmx)?
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", probe.as_raw_fd()))?
         .into();
     let unlock: libc::c_int = 0;
     // SAFETY: ioctls on a descriptor we own, with the argument types the kernel expects.
@@ -206,6 +220,12 @@ pub fn container_init(spec_path: &Path) -> ! {
 pub fn pause_init() -> ! {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    // Nothing of the host reachable through it (its /proc/1/root is what the pod's processes
+    // would reach): an empty read-only root, no capabilities, the pause image's user.
+    if let Err(e) = confine_pause() {
+        eprintln!("pause: {e}");
+        std::process::exit(1);
+    }
     let mut set = SigSet::empty();
     for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
         set.add(sig);
@@ -224,6 +244,30 @@ pub fn pause_init() -> ! {
             Err(_) => {}
         }
     }
+}
+
+fn confine_pause() -> Result<(), String> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+        .map_err(|e| format!("make / a slave: {e}"))?;
+    let empty = Path::new("/tmp");
+    fs_mount("tmpfs", "tmpfs", empty, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "size=4k")
+        .map_err(|e| format!("mount an empty root: {e}"))?;
+    std::env::set_current_dir(empty).map_err(|e| format!("chdir: {e}"))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach the old root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let nobody = SandboxSpec {
+        uid: Some(65535),
+        gid: Some(65535),
+        capabilities: Some(Vec::new()),
+        working_dir: Some("/".into()),
+        ..SandboxSpec::default()
+    };
+    become_user(&nobody)?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    Ok(())
 }
 
 /// The shared body of both inits: keep the error channel out of the program, read the
@@ -381,9 +425,11 @@ fn enter(spec: &SandboxSpec) -> Result<(), String> {
     }
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(|e| format!("unshare: {e}"))?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("make / private: {e}"))?;
-    let mut root = Root::build(&spec.root, spec.layer.as_deref(), spec.privileged)?;
+    // Slave, as runc's rslave: the host's unmounts still reach the container's copies (a
+    // volume unmounted on the host is not kept busy), nothing of the container's reaches the host.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+        .map_err(|e| format!("make / a slave: {e}"))?;
+    let mut root = Root::build(&spec.root, spec.layer.as_deref(), spec.privileged, &spec.hide)?;
     // The runtime's own layer first (a private /tmp, the host's secrets covered, the
     // container's /proc and /dev), then the pod's volumes on top: an emptyDir at /tmp or
     // /dev/shm, or a volume under a covered path (a kubeconfig mounted at ~/.kube), is what
@@ -682,12 +728,9 @@ struct Root {
     root: PathBuf,
     /// Directories inside the root that live in our tmpfs (safe to create entries in).
     ours: HashSet<PathBuf>,
-    /// The top of the container's writable layer (the root, when it is an overlay):
-    /// everything under it is written to the layer (but for the read-only host mounts in
-    /// `host_mounts`).
-    layered: Vec<PathBuf>,
-    /// Host mounts bound read-only into the layered directories.
-    host_mounts: Vec<PathBuf>,
+    /// The device of the container's writable layer (the overlay at the root): a directory
+    /// on it takes new entries.
+    layer_dev: Option<u64>,
     shadows: usize,
     /// Where the pod's volumes (and the kubelet's files) were mounted: they stay writable.
     volumes: Vec<PathBuf>,
@@ -700,15 +743,9 @@ impl Root {
     /// without a layer or where no overlay can be made, the host's `/` bound read-only.
     /// `/proc` and `/sys` are the host's (for a privileged container `/dev` too); `/dev`,
     /// `/run` and `/tmp` are made the container's own afterwards.
-    fn build(root: &Path, layer: Option<&Path>, privileged: bool) -> Result<Root, String> {
-        let mut r = Root {
-            root: root.to_path_buf(),
-            ours: HashSet::new(),
-            layered: Vec::new(),
-            host_mounts: Vec::new(),
-            shadows: 0,
-            volumes: Vec::new(),
-        };
+    fn build(root: &Path, layer: Option<&Path>, privileged: bool, hide: &[PathBuf]) -> Result<Root, String> {
+        let mut r =
+            Root { root: root.to_path_buf(), ours: HashSet::new(), layer_dev: None, shadows: 0, volumes: Vec::new() };
         let host = mounts()?;
         let overlaid = layer.is_some_and(|layer| {
             let (upper, work) = (layer.join("upper"), layer.join("work"));
@@ -728,8 +765,12 @@ impl Root {
             matches!(top.as_deref(), Some("proc" | "sys" | "dev" | "run" | "tmp"))
         };
         if overlaid {
-            r.layered.push(root.to_path_buf());
-            for (m, opts) in host.iter().filter(|(m, _)| m.as_path() != Path::new("/") && !own(m)) {
+            use std::os::unix::fs::MetadataExt;
+            r.layer_dev = std::fs::metadata(root).map(|m| m.dev()).ok();
+            // Not what is hidden anyway (other pods' tmpfs volumes under the agent's root): a
+            // bind would keep them busy.
+            let hidden = |m: &Path| hide.iter().any(|h| m.starts_with(h));
+            for (m, opts) in host.iter().filter(|(m, _)| m.as_path() != Path::new("/") && !own(m) && !hidden(m)) {
                 let at = root.join(m.strip_prefix("/").unwrap_or(m));
                 // A mount point the overlay does not show (under another mount) is left out.
                 if std::fs::symlink_metadata(&at).is_err() {
@@ -738,7 +779,6 @@ impl Root {
                 // A bind keeps the flags of what it binds.
                 if mount(Some(m), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>).is_ok() {
                     remount_read_only(&at, opts)?;
-                    r.host_mounts.push(at);
                 }
             }
         } else {
@@ -913,8 +953,10 @@ impl Root {
         if self.ours.contains(dir) {
             return Ok(());
         }
-        // In the writable layer (not in a host mount bound into it) a new entry goes to the layer.
-        if self.layered.iter().any(|l| dir.starts_with(l)) && !self.host_mounts.iter().any(|m| dir.starts_with(m)) {
+        // On the writable layer itself (the overlay, not a mount over it: a hidden path, a host
+        // mount, /dev, /proc, /sys) a new entry goes to the layer.
+        use std::os::unix::fs::MetadataExt;
+        if self.layer_dev.is_some() && std::fs::metadata(dir).map(|m| m.dev()).ok() == self.layer_dev {
             return Ok(());
         }
         self.shadows += 1;
