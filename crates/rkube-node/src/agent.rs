@@ -351,7 +351,6 @@ fn cgroup_scope(name: &str, root: &std::path::Path) -> String {
     format!("{name}-{:08x}", h as u32)
 }
 
-/// Tells every worker that referenced objects may have changed (they re-sync volumes).
 /// Gives the memory the allocator keeps free back to the system (a burst of pod starts
 /// leaves much of it behind, which glibc's malloc would otherwise hold for the next burst).
 fn release_free_memory() {
@@ -362,6 +361,7 @@ fn release_free_memory() {
     }
 }
 
+/// Tells every worker that referenced objects may have changed (they re-sync volumes).
 fn nudge(workers: &HashMap<String, (watch::Sender<Msg>, tokio::task::JoinHandle<()>)>, yes: bool) {
     if yes {
         for (tx, _) in workers.values() {

@@ -1317,7 +1317,7 @@ impl Worker {
         }
         let layer = std::fs::create_dir_all(&layer).is_ok().then_some(layer);
         let sandbox = SandboxSpec {
-            privileged: csc.privileged == Some(true),
+            privileged,
             terminal: container.tty == Some(true),
             pid_namespace,
             layer,

@@ -3,15 +3,17 @@
 //!
 //! The agent starts `rkube __container SPEC` (the same binary); [`container_init`] reads the
 //! spec and, in order: joins the container's cgroups (so every descendant is tracked before
-//! anything else runs) and the pod's network namespace, makes a private mount and UTS
-//! namespace, sets the pod's hostname, builds the container's root (a tmpfs whose entries
-//! are bind mounts of the host's `/`), gives it a private /tmp, hides what a pod must never
-//! read, mounts the pod's volumes at their mount paths (over both), pivots into the new root, drops to the pod's user and group, changes to the working directory
-//! and executes the program with exactly the environment the kubelet assembled.
+//! anything else runs) and the pod's network namespace, makes a mount (rslave) and UTS
+//! namespace, sets the pod's hostname, builds the container's root (an overlay of the host's
+//! `/` over the container's writable layer, or the host's `/` read-only), gives it its own
+//! /proc, /dev, /run and /tmp, hides what a pod must never read, mounts the pod's volumes at
+//! their mount paths (over all of it), pivots into the new root, drops to the pod's user and
+//! group, changes to the working directory and executes the program with exactly the
+//! environment the kubelet assembled.
 //!
 //! Invariant: the host's filesystem is never modified. A mount path whose directory does
-//! not exist is created inside a tmpfs laid over its parent (the parent's entries bound
-//! back into it), never on the host.
+//! not exist is created in the writable layer when the directory is on it, otherwise inside
+//! a tmpfs laid over its parent (the parent's entries bound back into it), never on the host.
 //!
 //! Errors before the program starts are written to file descriptor 3 (close-on-exec), so
 //! the agent reads either nothing (the program runs) or the reason it could not start.
@@ -790,13 +792,12 @@ impl Root {
                 }
             }
         }
-        for name in ["proc", "sys"] {
-            if overlaid {
+        // (The read-only fallback bound them with the rest of `/`.)
+        if overlaid {
+            let from_host: &[&str] = if privileged { &["proc", "sys", "dev"] } else { &["proc", "sys"] };
+            for name in from_host {
                 bind_at(&Path::new("/").join(name), &root.join(name))?;
             }
-        }
-        if privileged && overlaid {
-            bind_at(Path::new("/dev"), &root.join("dev"))?;
         }
         let run = root.join("run");
         if run.is_dir() {
